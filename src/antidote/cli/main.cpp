@@ -1,0 +1,338 @@
+// antidote: one binary, subcommands. The methods live in the library; this file only
+// binds them to the command line.
+#include <CLI/CLI.hpp>
+
+#include <filesystem>
+#include <iostream>
+
+#include "antidote/attacks/attack.hpp"
+#include "antidote/core/common.hpp"
+#include "antidote/defenses/defense.hpp"
+#include "antidote/metrics/metrics.hpp"
+#include "antidote/models/model.hpp"
+#include "antidote/pipeline/config.hpp"
+#include "antidote/pipeline/experiment.hpp"
+#include "antidote/report/results.hpp"
+
+using namespace antidote;
+using nlohmann::json;
+
+namespace {
+
+// The embedded default (SPEC §9): Fashion-MNIST, BadNets 10 %, small CNN, then the
+// defenses against the suspect model.
+const char* kDemoConfig = R"(# antidote demo: the embedded default
+seed: 0
+dataset: {name: fmnist, train_limit: 20000, test_limit: 5000}
+model: {arch: cnn}
+train: {epochs: 6}
+attacks:
+  - {name: badnets, poison_rate: 0.1, target: 0}
+defenses: [none, bedkd, ntml, ft, fp, nad]
+)";
+
+struct Common {
+  std::string config;
+  int threads = -1;
+  std::string device;
+  bool quiet = false;
+};
+
+void add_common(CLI::App* app, Common& c, bool config_required) {
+  auto* opt = app->add_option("-c,--config", c.config, "experiment config (YAML)");
+  if (config_required) opt->required();
+  app->add_option("--threads", c.threads, "intra-op threads (default: the config's, else all cores)");
+  app->add_option("--device", c.device, "cpu, cuda or cuda:N (default: the config's)");
+  app->add_flag("-q,--quiet", c.quiet, "no progress lines");
+}
+
+ExperimentConfig load_common(const Common& c) {
+  set_quiet(c.quiet);
+  ExperimentConfig cfg = c.config.empty() ? parse_config(YAML::Load(kDemoConfig), "demo") : load_config(c.config);
+  if (c.threads >= 0) cfg.threads = c.threads;
+  if (!c.device.empty()) cfg.device = c.device;
+  return cfg;
+}
+
+// The first dataset × attack of a config: what poison/train/eval/defend act on.
+struct FirstCell {
+  DatasetConfig dataset;
+  AttackConfig attack;
+  RawData data;
+  uint64_t seed;
+};
+
+FirstCell first_cell(const ExperimentConfig& cfg) {
+  FirstCell f;
+  f.dataset = cfg.datasets.front();
+  f.seed = cfg.seeds.front();
+  f.data = load_dataset(f.dataset, f.seed);
+  if (!cfg.attacks.empty()) {
+    f.attack = cfg.attacks.front();
+  } else {
+    f.attack.name = f.data.modality == Modality::Image ? "badnets" : "badnet-word";
+  }
+  return f;
+}
+
+// Text models carry their vocabulary beside them (model.pt.vocab).
+std::unique_ptr<Encoder> encoder_for_model(const std::string& model_path, const ClassifierPtr& model) {
+  if (model->spec.input.modality != Modality::Text) return nullptr;
+  auto vocab_path = model_path + ".vocab";
+  if (!file_exists(vocab_path)) fail("text model '{}' needs its vocabulary '{}'", model_path, vocab_path);
+  auto e = std::make_unique<Encoder>();
+  e->modality = Modality::Text;
+  e->vocab = std::make_shared<Vocab>(Vocab::from_text(read_file(vocab_path), vocab_path));
+  e->max_len = model->spec.input.max_len;
+  return e;
+}
+
+void save_model_files(const Classifier& model, const Cell& cell, const std::string& path) {
+  auto dir = std::filesystem::path(path).parent_path();
+  if (!dir.empty()) make_dirs(dir.string());
+  model.save_file(path);
+  if (cell.encoder.vocab) write_file_atomic(path + ".vocab", cell.encoder.vocab->to_text());
+  if (model.spec.arch != "torchscript") save_state_dict(model, path + ".state_dict.pt");
+}
+
+json eval_json(const Evaluation& e) { return {{"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}}; }
+
+void print_eval(const std::string& label, const Evaluation& e) {
+  std::cout << fmt::format("{:<10} CACC {:5.1f}%  ASR {:5.1f}%  RA {:5.1f}%  PCC {:5.1f}%\n", label, 100 * e.cacc,
+                           100 * e.asr, 100 * e.ra, 100 * e.pcc);
+}
+
+// "key=value" pairs (value parsed as YAML) into a mapping.
+YAML::Node parse_sets(const std::vector<std::string>& sets) {
+  YAML::Node n(YAML::NodeType::Map);
+  for (const auto& s : sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos || eq == 0) fail("--set '{}': expected key=value", s);
+    try {
+      n[s.substr(0, eq)] = YAML::Load(s.substr(eq + 1));
+    } catch (const YAML::Exception& e) {
+      fail("--set '{}': {}", s, e.what());
+    }
+  }
+  return n;
+}
+
+int cmd_bench(const Common& c, const std::string& out, bool fresh) {
+  auto cfg = load_common(c);
+  BenchOptions o;
+  o.out_dir = out;
+  o.fresh = fresh;
+  auto doc = run_bench(cfg, o);
+  std::cout << results_markdown(doc);
+  std::cout << fmt::format("\nwrote {0}/results.json, {0}/results.csv, {0}/results.md, {0}/report.html\n", out);
+  return 0;
+}
+
+int cmd_poison(const Common& c, const std::string& out) {
+  auto cfg = load_common(c);
+  auto f = first_cell(cfg);
+  auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed);
+  make_dirs(out);
+  std::string rows;
+  auto p = cell.train.poisoned.nonzero().flatten();
+  for (int64_t i = 0; i < p.numel(); ++i) rows += std::to_string(p[i].item<int64_t>()) + "\n";
+  write_file_atomic(out + "/poisoned_rows.txt", rows);
+  auto write_tsv = [&](const RawSplit& s, const std::string& path) {
+    std::string t = "sentence\tlabel\n";
+    for (int64_t i = 0; i < s.size(); ++i) t += s.texts[i] + "\t" + std::to_string(s.labels[i].item<int64_t>()) + "\n";
+    write_file_atomic(path, t);
+  };
+  auto write_idx = [&](const torch::Tensor& t, const std::string& path) {
+    auto u8 = t.dim() == 1 ? t.to(torch::kUInt8) : (t.squeeze(1).clamp(0, 1) * 255).round().to(torch::kUInt8);
+    u8 = u8.contiguous();
+    std::string bytes = {0, 0, 0x08, static_cast<char>(u8.dim())};
+    for (auto s : u8.sizes())
+      for (int sh = 24; sh >= 0; sh -= 8) bytes += static_cast<char>((s >> sh) & 0xff);
+    bytes.append(reinterpret_cast<const char*>(u8.data_ptr<uint8_t>()), static_cast<size_t>(u8.numel()));
+    write_file_atomic(path, bytes);
+  };
+  if (cell.modality == Modality::Text) {
+    write_tsv(cell.raw_train, out + "/train.tsv");
+    write_tsv(cell.raw_test_clean, out + "/test.tsv");
+    write_tsv(cell.raw_test_triggered, out + "/test_triggered.tsv");
+  } else {
+    if (cell.raw_train.images.size(1) != 1) fail("poison: IDX output supports single-channel images only");
+    write_idx(cell.raw_train.images, out + "/train-images-idx3-ubyte");
+    write_idx(cell.raw_train.labels, out + "/train-labels-idx1-ubyte");
+    write_idx(cell.raw_test_clean.images, out + "/t10k-images-idx3-ubyte");
+    write_idx(cell.raw_test_clean.labels, out + "/t10k-labels-idx1-ubyte");
+    write_idx(cell.raw_test_triggered.images, out + "/triggered-images-idx3-ubyte");
+    write_idx(cell.raw_test_triggered.labels, out + "/triggered-labels-idx1-ubyte");
+  }
+  std::cout << fmt::format("{} × {}: {} training rows, {} poisoned, {} triggered test rows -> {}\n", f.dataset.name,
+                           f.attack.name, cell.train.size(), p.numel(), cell.test_triggered.size(), out);
+  return 0;
+}
+
+int cmd_train(const Common& c, const std::string& out, bool clean) {
+  auto cfg = load_common(c);
+  configure_threads(cfg.threads);
+  auto device = parse_device(cfg.device);
+  auto f = first_cell(cfg);
+  auto cell = clean ? prepare_clean_cell(f.data, f.dataset, f.seed) : prepare_cell(f.data, f.dataset, f.attack, f.seed);
+  auto [arch, opts] = resolve_model(cfg, f.dataset, f.data.modality);
+  TrainConfig tcfg = cfg.train;
+  auto model = train_model(cell, arch, opts, tcfg.resolve(f.data.modality), derive_seed(f.seed, "train/cli"), device,
+                           f.dataset.name + (clean ? " clean" : " " + f.attack.name));
+  save_model_files(*model, cell, out);
+  if (!clean) print_eval("suspect", evaluate(*model, cell.test_clean, cell.test_triggered, f.attack.target));
+  std::cout << fmt::format("wrote {} ({} parameters)\n", out, count_parameters(*model));
+  return 0;
+}
+
+int cmd_eval(const Common& c, const std::string& model_path, const std::string& json_out) {
+  auto cfg = load_common(c);
+  configure_threads(cfg.threads);
+  auto device = parse_device(cfg.device);
+  auto f = first_cell(cfg);
+  auto model = load_model(model_path);
+  auto enc = encoder_for_model(model_path, model);
+  auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
+  check_model_fits(*model, cell.input, fmt::format("model '{}'", model_path));
+  model->to(device);
+  auto e = evaluate(*model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
+  print_eval(std::filesystem::path(model_path).filename().string(), e);
+  if (!json_out.empty()) write_file_atomic(json_out, eval_json(e).dump(1));
+  return 0;
+}
+
+int cmd_defend(const Common& c, const std::string& model_path, const std::string& method, const std::string& out,
+               const std::vector<std::string>& sets) {
+  auto cfg = load_common(c);
+  configure_threads(cfg.threads);
+  auto device = parse_device(cfg.device);
+  auto f = first_cell(cfg);
+  auto suspect = load_model(model_path);
+  auto enc = encoder_for_model(model_path, suspect);
+  auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
+  check_model_fits(*suspect, cell.input, fmt::format("model '{}'", model_path));
+  suspect->to(device);
+  YAML::Node options(YAML::NodeType::Map);
+  for (const auto& d : cfg.defenses)
+    if (d.name == method) options = YAML::Clone(d.options);
+  for (const auto& kv : parse_sets(sets)) options[kv.first.as<std::string>()] = kv.second;
+  Params params(options, fmt::format("defense '{}'", method));
+  params.set("clean_samples", YAML::Node(params.get<int64_t>("clean_samples", 500)));
+  auto defense = make_defense(method, params, DefenseSetup{cell.modality, suspect->spec.arch, cell.num_classes});
+  params.check_consumed();
+  auto seed = derive_seed(f.seed, "defend/" + method);
+  torch::manual_seed(seed);
+  auto ctx = make_defense_context(cell, device, seed, cfg.eval_batch_size);
+  auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
+  auto result = defense->run(suspect, ctx);
+  auto after = evaluate(*result.model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
+  print_eval("before", before);
+  print_eval("after", after);
+  json summary{{"method", method},
+               {"before", eval_json(before)},
+               {"after", eval_json(after)},
+               {"der", defense_effectiveness(before.asr, after.asr, before.cacc, after.cacc)},
+               {"details", result.details}};
+  if (result.flagged.defined()) {
+    auto d = detection(result.flagged, cell.train.poisoned);
+    summary["detection"] = {{"precision", d.precision}, {"recall", d.recall}, {"f1", d.f1}, {"flagged", d.flagged}};
+    std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n", 100 * d.precision,
+                             100 * d.recall, d.flagged);
+  }
+  for (const auto& s : result.stages)
+    std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", s.name, s.seconds, s.peak_rss_mb);
+  save_model_files(*result.model, cell, out);
+  write_file_atomic(out + ".json", summary.dump(1));
+  std::cout << fmt::format("wrote {} and {}.json\n", out, out);
+  return 0;
+}
+
+int cmd_list() {
+  std::cout << "models:\n";
+  for (const auto& [k, v] : ModelRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
+  std::cout << "attacks:\n";
+  for (const auto& [k, v] : AttackRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
+  std::cout << "defenses:\n";
+  for (const auto& [k, v] : DefenseRegistry::instance().entries())
+    std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"antidote: remove backdoors from trained classifiers (BeDKD, NT-ML, baselines)"};
+  app.set_version_flag("--version", version());
+  app.require_subcommand(1);
+
+  Common common;
+  std::string out, model_path, method, json_out;
+  bool fresh = false, clean = false;
+  std::vector<std::string> sets;
+
+  auto* bench = app.add_subcommand("bench", "run a grid of datasets × attacks × defenses × seeds");
+  add_common(bench, common, true);
+  bench->add_option("-o,--out", out, "output directory")->required();
+  bench->add_flag("--fresh", fresh, "redo finished cells instead of resuming");
+
+  auto* demo = app.add_subcommand("demo", "the embedded default: Fashion-MNIST, BadNets 10 %, small CNN, all defenses");
+  demo->add_option("-o,--out", out, "output directory")->default_val("antidote-demo");
+  demo->add_option("--threads", common.threads, "intra-op threads (default: all cores)");
+  demo->add_flag("--fresh", fresh, "redo finished cells instead of resuming");
+  demo->add_flag("-q,--quiet", common.quiet, "no progress lines");
+  demo->add_flag("--print-config", clean, "print the embedded config and exit");
+
+  auto* poison = app.add_subcommand("poison", "write the poisoned training set and triggered test set");
+  add_common(poison, common, false);
+  poison->add_option("-o,--out", out, "output directory")->required();
+
+  auto* train = app.add_subcommand("train", "train a model on the (poisoned) data of a config");
+  add_common(train, common, false);
+  train->add_option("-o,--out", out, "model file to write")->required();
+  train->add_flag("--clean", clean, "train on the clean data (no attack)");
+
+  auto* eval = app.add_subcommand("eval", "CACC, ASR, RA, PCC of a model on a config's data");
+  add_common(eval, common, false);
+  eval->add_option("-m,--model", model_path, "model file (antidote or TorchScript)")->required();
+  eval->add_option("--json", json_out, "also write the numbers as JSON");
+
+  auto* defend = app.add_subcommand("defend", "purify a model with one defense");
+  add_common(defend, common, false);
+  defend->add_option("-m,--model", model_path, "suspect model file (antidote or TorchScript)")->required();
+  defend->add_option("--method", method, "defense (bedkd, ntml, ft, fp, nad)")->required();
+  defend->add_option("-o,--out", out, "purified model file to write")->required();
+  defend->add_option("--set", sets, "defense option key=value (repeatable)");
+
+  auto* list = app.add_subcommand("list", "registered models, attacks and defenses");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (bench->parsed()) return cmd_bench(common, out, fresh);
+    if (demo->parsed()) {
+      if (clean) {
+        std::cout << kDemoConfig;
+        return 0;
+      }
+      return cmd_bench(common, out, fresh);
+    }
+    if (poison->parsed()) return cmd_poison(common, out);
+    if (train->parsed()) return cmd_train(common, out, clean);
+    if (eval->parsed()) return cmd_eval(common, model_path, json_out);
+    if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets);
+    if (list->parsed()) return cmd_list();
+  } catch (const Error& e) {
+    std::cerr << "antidote: error: " << e.what() << std::endl;
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "antidote: internal error: " << e.what_without_backtrace() << std::endl;
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "antidote: error: " << e.what() << std::endl;
+    return 2;
+  }
+  return 0;
+}

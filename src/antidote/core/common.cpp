@@ -1,0 +1,192 @@
+#include "antidote/core/common.hpp"
+
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+namespace antidote {
+
+std::vector<int64_t> Rng::permutation(int64_t n) {
+  std::vector<int64_t> p(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) p[i] = i;
+  shuffle(p);
+  return p;
+}
+
+uint64_t hash_string(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+uint64_t Rng::fork_seed(const std::string& label) { return next() ^ hash_string(label); }
+
+Params::Params(YAML::Node node, std::string context) : node_(std::move(node)), context_(std::move(context)) {
+  if (node_ && !node_.IsNull() && !node_.IsMap()) fail("{}: expected a mapping of options", context_);
+}
+
+void Params::set(const std::string& key, const YAML::Node& value) {
+  if (!node_ || node_.IsNull()) node_ = YAML::Node(YAML::NodeType::Map);
+  node_[key] = value;
+}
+
+void Params::check_consumed() const {
+  if (!node_ || !node_.IsMap()) return;
+  for (const auto& kv : node_) {
+    const auto key = kv.first.as<std::string>();
+    if (!used_.count(key)) {
+      std::string known;
+      for (const auto& k : used_) known += (known.empty() ? "" : ", ") + k;
+      fail("{}: unknown key '{}' (known keys: {})", context_, key, known);
+    }
+  }
+}
+
+double current_peak_rss_mb() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) {
+      std::istringstream ss(line.substr(6));
+      double kb = 0;
+      ss >> kb;
+      return kb / 1024.0;
+    }
+  }
+  return 0;
+}
+
+void reset_peak_rss() {
+  // "5" resets the peak RSS counter (Linux >= 4.0); harmless where unsupported.
+  int fd = ::open("/proc/self/clear_refs", O_WRONLY);
+  if (fd >= 0) {
+    [[maybe_unused]] auto n = ::write(fd, "5", 1);
+    ::close(fd);
+  }
+}
+
+StageTimer::StageTimer(std::string name) : name_(std::move(name)), start_(std::chrono::steady_clock::now()) {
+  reset_peak_rss();
+}
+
+StageCost StageTimer::finish() {
+  StageCost c;
+  c.name = name_;
+  c.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  c.peak_rss_mb = current_peak_rss_mb();
+  return c;
+}
+
+namespace {
+bool g_quiet = false;
+
+std::string format_duration(double s) {
+  if (!(s >= 0) || s > 1e7) return "?";
+  int t = static_cast<int>(s + 0.5);
+  if (t >= 3600) return fmt::format("{}h{:02}m", t / 3600, (t % 3600) / 60);
+  if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
+  return fmt::format("{}s", t);
+}
+}  // namespace
+
+void set_quiet(bool q) { g_quiet = q; }
+bool quiet() { return g_quiet; }
+
+void log_info(const std::string& msg) {
+  if (!g_quiet) std::cerr << msg << std::endl;
+}
+
+Progress::Progress(std::string label, int64_t total, std::string unit)
+    : label_(std::move(label)),
+      unit_(std::move(unit)),
+      total_(total),
+      start_(std::chrono::steady_clock::now()),
+      last_print_(start_),
+      tty_(::isatty(STDERR_FILENO)) {}
+
+void Progress::advance(int64_t n, const std::string& extra) {
+  done_ += n;
+  auto now = std::chrono::steady_clock::now();
+  double since = std::chrono::duration<double>(now - last_print_).count();
+  if ((tty_ && since > 0.25) || (!tty_ && since > 30.0)) {
+    last_print_ = now;
+    print(false, extra);
+  }
+}
+
+void Progress::finish(const std::string& extra) { print(true, extra); }
+
+void Progress::print(bool final, const std::string& extra) {
+  if (g_quiet) return;
+  double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  double rate = el > 0 ? done_ / el : 0;
+  double left = rate > 0 ? (total_ - done_) / rate : -1;
+  std::string line = fmt::format("{} {}/{} {} | {:.0f} {}/s | {} {}{}", label_, done_, total_, "", rate, unit_,
+                                 final ? "took" : "left", final ? format_duration(el) : format_duration(left),
+                                 extra.empty() ? "" : " | " + extra);
+  if (tty_) {
+    std::cerr << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
+  } else {
+    std::cerr << line << "\n";
+  }
+}
+
+void write_file_atomic(const std::string& path, const std::string& content) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  if (p.has_parent_path()) fs::create_directories(p.parent_path());
+  std::string tmp = path + fmt::format(".tmp{}", ::getpid());
+  {
+    FILE* f = std::fopen(tmp.c_str(), "wb");
+    if (!f) fail("cannot write '{}'", tmp);
+    if (!content.empty() && std::fwrite(content.data(), 1, content.size(), f) != content.size()) {
+      std::fclose(f);
+      fail("short write to '{}'", tmp);
+    }
+    std::fflush(f);
+    ::fsync(fileno(f));
+    std::fclose(f);
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) fail("cannot rename '{}' to '{}': {}", tmp, path, ec.message());
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("cannot open file '{}'", path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
+
+void make_dirs(const std::string& path) { std::filesystem::create_directories(path); }
+
+int configure_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  torch::set_num_threads(threads);
+  // OpenBLAS keeps its own pool, which torch::set_num_threads does not limit; pin it
+  // too so that the two never oversubscribe the cores.
+  using SetThreads = void (*)(int);
+  if (auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+  return threads;
+}
+
+std::string version() { return "0.1.0"; }
+
+}  // namespace antidote

@@ -1,0 +1,142 @@
+// Shared plumbing: errors, seeded randomness, typed option bags, cost measurement,
+// progress lines and atomic file output. Everything else in antidote builds on this.
+#pragma once
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace antidote {
+
+// One exception type for every user-facing error; main() prints what() and exits 2.
+struct Error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+template <class... Args>
+[[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Deterministic randomness that does not depend on the standard library's
+// distribution implementations (those differ between libstdc++ and libc++).
+class Rng {
+ public:
+  explicit Rng(uint64_t seed) : engine_(seed) {}
+  uint64_t next() { return engine_(); }
+  // Uniform integer in [0, n) (Lemire's multiply-shift, bias negligible for our n).
+  int64_t below(int64_t n) {
+    return static_cast<int64_t>((static_cast<unsigned __int128>(engine_()) * static_cast<uint64_t>(n)) >> 64);
+  }
+  double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-53; }
+  template <class T>
+  void shuffle(std::vector<T>& v) {
+    for (int64_t i = static_cast<int64_t>(v.size()) - 1; i > 0; --i) std::swap(v[i], v[below(i + 1)]);
+  }
+  std::vector<int64_t> permutation(int64_t n);
+  // A derived seed for an independent stream (e.g. per stage), stable across runs.
+  uint64_t fork_seed(const std::string& label);
+
+ private:
+  std::mt19937_64 engine_;
+};
+
+uint64_t hash_string(const std::string& s);  // FNV-1a, stable across platforms
+
+// A bag of method-specific options from YAML or the command line. Every read marks
+// the key as used; check_consumed() then rejects keys nobody asked for, naming them.
+class Params {
+ public:
+  Params() = default;
+  Params(YAML::Node node, std::string context);
+
+  template <class T>
+  T get(const std::string& key, const T& fallback) {
+    used_.insert(key);
+    if (!node_ || !node_[key] || node_[key].IsNull()) return fallback;
+    try {
+      return node_[key].as<T>();
+    } catch (const YAML::Exception&) {
+      fail("{}.{}: cannot read value '{}' as the expected type", context_, key, YAML::Dump(node_[key]));
+    }
+  }
+  bool has(const std::string& key) const { return node_ && node_[key] && !node_[key].IsNull(); }
+  YAML::Node raw(const std::string& key) {
+    used_.insert(key);
+    return node_ ? node_[key] : YAML::Node();
+  }
+  void set(const std::string& key, const YAML::Node& value);
+  void check_consumed() const;
+  const std::string& context() const { return context_; }
+  YAML::Node node() const { return node_; }
+
+ private:
+  YAML::Node node_;
+  std::string context_;
+  std::set<std::string> used_;
+};
+
+// Wall time and peak resident memory of one stage (peak reset at the stage start
+// through /proc/self/clear_refs, so each stage reports its own peak).
+struct StageCost {
+  std::string name;
+  double seconds = 0;
+  double peak_rss_mb = 0;
+};
+
+class StageTimer {
+ public:
+  explicit StageTimer(std::string name);
+  StageCost finish();
+
+ private:
+  std::string name_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+double current_peak_rss_mb();
+void reset_peak_rss();
+
+// Progress for long loops: an updating line with rate and time left on a terminal,
+// a plain line every `plain_every` seconds (and at the end) otherwise.
+class Progress {
+ public:
+  Progress(std::string label, int64_t total, std::string unit = "samples");
+  void advance(int64_t n, const std::string& extra = "");
+  void finish(const std::string& extra = "");
+
+ private:
+  void print(bool final, const std::string& extra);
+  std::string label_, unit_;
+  int64_t total_, done_ = 0;
+  std::chrono::steady_clock::time_point start_, last_print_;
+  bool tty_;
+};
+
+// Logging to stderr; quiet mode (tests) silences info lines.
+void log_info(const std::string& msg);
+void set_quiet(bool quiet);
+bool quiet();
+
+// Write a file atomically: write to a temp file beside it, fsync, rename.
+void write_file_atomic(const std::string& path, const std::string& content);
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+void make_dirs(const std::string& path);
+
+// Configure intra-op threads of LibTorch and of the BLAS it calls (0 = all cores).
+int configure_threads(int threads);
+
+std::string version();
+
+}  // namespace antidote

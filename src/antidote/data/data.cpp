@@ -1,0 +1,357 @@
+#include "antidote/data/data.hpp"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <sstream>
+#include <unordered_map>
+
+namespace antidote {
+
+const char* modality_name(Modality m) { return m == Modality::Image ? "image" : "text"; }
+
+RawSplit RawSplit::select(const std::vector<int64_t>& idx) const {
+  RawSplit out;
+  auto index = torch::tensor(idx, torch::kLong);
+  if (images.defined()) out.images = images.index_select(0, index);
+  if (!texts.empty()) {
+    out.texts.reserve(idx.size());
+    for (auto i : idx) out.texts.push_back(texts.at(static_cast<size_t>(i)));
+  }
+  out.labels = labels.index_select(0, index);
+  if (poisoned.defined()) out.poisoned = poisoned.index_select(0, index);
+  return out;
+}
+
+// ---- IDX ------------------------------------------------------------------------
+
+torch::Tensor read_idx(const std::string& path) {
+  if (!file_exists(path)) fail("IDX file not found: '{}'", path);
+  // gzread reads gzip and plain files alike.
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) fail("cannot open IDX file '{}'", path);
+  std::string data;
+  char buf[1 << 16];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
+  int err = 0;
+  const char* msg = gzerror(f, &err);
+  gzclose(f);
+  if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) fail("corrupt IDX file '{}': {}", path, msg ? msg : "read error");
+  if (data.size() < 4) fail("malformed IDX file '{}': shorter than its 4-byte header", path);
+  auto byte = [&](size_t i) { return static_cast<unsigned char>(data[i]); };
+  if (byte(0) != 0 || byte(1) != 0) fail("malformed IDX file '{}': bad magic number", path);
+  if (byte(2) != 0x08) fail("IDX file '{}': element type 0x{:02x} is not supported (only unsigned bytes)", path, byte(2));
+  int ndim = byte(3);
+  if (ndim < 1 || ndim > 4) fail("malformed IDX file '{}': {} dimensions", path, ndim);
+  if (data.size() < 4 + 4 * static_cast<size_t>(ndim)) fail("malformed IDX file '{}': truncated header", path);
+  std::vector<int64_t> shape;
+  int64_t count = 1;
+  for (int d = 0; d < ndim; ++d) {
+    size_t o = 4 + 4 * static_cast<size_t>(d);
+    int64_t s = (int64_t(byte(o)) << 24) | (int64_t(byte(o + 1)) << 16) | (int64_t(byte(o + 2)) << 8) | byte(o + 3);
+    shape.push_back(s);
+    count *= s;
+  }
+  size_t offset = 4 + 4 * static_cast<size_t>(ndim);
+  if (data.size() - offset != static_cast<size_t>(count))
+    fail("malformed IDX file '{}': header promises {} values, file holds {}", path, count, data.size() - offset);
+  auto t = torch::empty(shape, torch::kUInt8);
+  std::memcpy(t.data_ptr<uint8_t>(), data.data() + offset, static_cast<size_t>(count));
+  return t;
+}
+
+namespace {
+std::string find_idx(const std::string& dir, const std::string& stem) {
+  for (const auto& candidate : {stem, stem + ".gz"}) {
+    auto p = (std::filesystem::path(dir) / candidate).string();
+    if (file_exists(p)) return p;
+  }
+  fail("IDX directory '{}' has no '{}' (nor '{}.gz')", dir, stem, stem);
+}
+
+RawSplit idx_split(const std::string& dir, const std::string& prefix) {
+  auto images_path = find_idx(dir, prefix + "-images-idx3-ubyte");
+  auto labels_path = find_idx(dir, prefix + "-labels-idx1-ubyte");
+  auto images = read_idx(images_path);
+  auto labels = read_idx(labels_path);
+  if (images.dim() != 3) fail("'{}' must hold N×H×W images, found {} dimensions", images_path, images.dim());
+  if (labels.dim() != 1) fail("'{}' must hold N labels, found {} dimensions", labels_path, labels.dim());
+  if (images.size(0) != labels.size(0))
+    fail("'{}' holds {} images but '{}' holds {} labels", images_path, images.size(0), labels_path, labels.size(0));
+  RawSplit s;
+  s.images = images.unsqueeze(1).to(torch::kFloat32).div_(255.0);
+  s.labels = labels.to(torch::kLong);
+  s.poisoned = torch::zeros({s.size()}, torch::kBool);
+  return s;
+}
+}  // namespace
+
+RawData load_idx_dir(const std::string& dir, const std::string& name) {
+  if (!std::filesystem::is_directory(dir)) fail("dataset '{}': directory '{}' not found", name, dir);
+  RawData d;
+  d.name = name;
+  d.modality = Modality::Image;
+  d.train = idx_split(dir, "train");
+  d.test = idx_split(dir, "t10k");
+  if (d.train.images.sizes().slice(1) != d.test.images.sizes().slice(1))
+    fail("dataset '{}': train and test images differ in size", name);
+  d.num_classes = std::max(d.train.labels.max().item<int64_t>(), d.test.labels.max().item<int64_t>()) + 1;
+  if (d.num_classes < 2) fail("dataset '{}': fewer than two classes", name);
+  return d;
+}
+
+// ---- TSV ------------------------------------------------------------------------
+
+namespace {
+std::string trim(const std::string& s) {
+  size_t b = 0, e = s.size();
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+  return s.substr(b, e - b);
+}
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : line) {
+    if (c == '\t') {
+      out.push_back(trim(cur));
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  out.push_back(trim(cur));
+  return out;
+}
+}  // namespace
+
+TextRows read_tsv(const std::string& path) {
+  if (!file_exists(path)) fail("TSV file not found: '{}'", path);
+  std::istringstream in(read_file(path));
+  std::string line;
+  int64_t line_no = 0;
+  int sentence_col = -1, label_col = -1;
+  size_t columns = 0;
+  TextRows rows;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (trim(line).empty()) continue;
+    auto cells = split_tabs(line);
+    if (sentence_col < 0) {
+      for (size_t i = 0; i < cells.size(); ++i) {
+        std::string h = cells[i];
+        std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
+        if (h == "sentence" || h == "sentences" || h == "text") sentence_col = static_cast<int>(i);
+        if (h == "label" || h == "labels") label_col = static_cast<int>(i);
+      }
+      if (sentence_col < 0 || label_col < 0)
+        fail("'{}' line 1: header must name a 'sentence' (or 'sentences') and a 'label' (or 'labels') column, found '{}'",
+             path, line);
+      columns = cells.size();
+      continue;
+    }
+    if (cells.size() != columns)
+      fail("'{}' line {}: expected {} tab-separated fields, found {}", path, line_no, columns, cells.size());
+    const std::string& label_text = cells[static_cast<size_t>(label_col)];
+    int64_t label = 0;
+    try {
+      size_t used = 0;
+      label = std::stoll(label_text, &used);
+      if (used != label_text.size()) throw std::invalid_argument("trailing");
+    } catch (const std::exception&) {
+      fail("'{}' line {}: label '{}' is not an integer", path, line_no, label_text);
+    }
+    if (label < 0) fail("'{}' line {}: label {} is negative", path, line_no, label);
+    rows.sentences.push_back(cells[static_cast<size_t>(sentence_col)]);
+    rows.labels.push_back(label);
+  }
+  if (sentence_col < 0) fail("'{}' is empty (no header)", path);
+  if (rows.labels.empty()) fail("'{}' has a header but no rows", path);
+  return rows;
+}
+
+RawSplit text_split(const TextRows& rows) {
+  RawSplit s;
+  s.texts = rows.sentences;
+  s.labels = torch::tensor(rows.labels, torch::kLong);
+  s.poisoned = torch::zeros({s.size()}, torch::kBool);
+  return s;
+}
+
+RawData load_tsv_dir(const std::string& dir, const std::string& name) {
+  if (dir.empty()) fail("dataset '{}': 'path' is required (a directory with train.tsv and test.tsv)", name);
+  if (!std::filesystem::is_directory(dir)) fail("dataset '{}': directory '{}' not found", name, dir);
+  RawData d;
+  d.name = name;
+  d.modality = Modality::Text;
+  d.train = text_split(read_tsv((std::filesystem::path(dir) / "train.tsv").string()));
+  d.test = text_split(read_tsv((std::filesystem::path(dir) / "test.tsv").string()));
+  d.num_classes = std::max(d.train.labels.max().item<int64_t>(), d.test.labels.max().item<int64_t>()) + 1;
+  if (d.num_classes < 2) fail("dataset '{}': fewer than two classes", name);
+  return d;
+}
+
+// ---- vocabulary -------------------------------------------------------------------
+
+std::vector<std::string> Vocab::tokenize(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text) {
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      if (!cur.empty()) out.push_back(std::move(cur)), cur.clear();
+    } else {
+      cur += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+  }
+  if (!cur.empty()) out.push_back(std::move(cur));
+  return out;
+}
+
+Vocab Vocab::build(const std::vector<std::string>& texts, int64_t min_freq, int64_t max_size) {
+  std::unordered_map<std::string, int64_t> counts;
+  for (const auto& t : texts)
+    for (auto& w : tokenize(t)) ++counts[w];
+  std::vector<std::pair<std::string, int64_t>> items(counts.begin(), counts.end());
+  std::sort(items.begin(), items.end(), [](const auto& a, const auto& b) {
+    return a.second != b.second ? a.second > b.second : a.first < b.first;
+  });
+  Vocab v;
+  v.words_ = {"[PAD]", "[UNK]", "[CLS]"};
+  for (const auto& [w, c] : items) {
+    if (c < min_freq) break;
+    if (max_size > 0 && v.size() >= max_size) break;
+    v.words_.push_back(w);
+  }
+  for (size_t i = 0; i < v.words_.size(); ++i) v.index_[v.words_[i]] = static_cast<int64_t>(i);
+  return v;
+}
+
+int64_t Vocab::id(const std::string& word) const {
+  auto it = index_.find(word);
+  return it == index_.end() ? kUnk : it->second;
+}
+
+torch::Tensor Vocab::encode(const std::vector<std::string>& texts, int64_t max_len) const {
+  if (max_len < 2) fail("max_len must be at least 2, got {}", max_len);
+  auto out = torch::full({static_cast<int64_t>(texts.size()), max_len}, kPad, torch::kLong);
+  auto acc = out.accessor<int64_t, 2>();
+  for (size_t i = 0; i < texts.size(); ++i) {
+    acc[i][0] = kCls;
+    int64_t j = 1;
+    for (const auto& w : tokenize(texts[i])) {
+      if (j >= max_len) break;
+      acc[i][j++] = id(w);
+    }
+  }
+  return out;
+}
+
+std::string Vocab::to_text() const {
+  std::string s;
+  for (const auto& w : words_) s += w + "\n";
+  return s;
+}
+
+Vocab Vocab::from_text(const std::string& text, const std::string& origin) {
+  Vocab v;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    if (v.index_.count(line)) fail("vocabulary '{}': word '{}' appears twice", origin, line);
+    v.index_[line] = v.size();
+    v.words_.push_back(line);
+  }
+  if (v.size() < 3 || v.words_[kPad] != "[PAD]" || v.words_[kUnk] != "[UNK]" || v.words_[kCls] != "[CLS]")
+    fail("vocabulary '{}' must start with [PAD], [UNK], [CLS]", origin);
+  return v;
+}
+
+// ---- datasets ---------------------------------------------------------------------
+
+Dataset Dataset::select(const torch::Tensor& idx) const {
+  Dataset d;
+  d.x = x.index_select(0, idx);
+  d.y = y.index_select(0, idx);
+  if (poisoned.defined()) d.poisoned = poisoned.index_select(0, idx);
+  return d;
+}
+
+Dataset Dataset::to(torch::Device dev) const {
+  Dataset d;
+  d.x = x.to(dev);
+  d.y = y.to(dev);
+  d.poisoned = poisoned;  // ground truth stays on the CPU: only evaluation reads it
+  return d;
+}
+
+Dataset concat(const Dataset& a, const Dataset& b) {
+  Dataset d;
+  d.x = torch::cat({a.x, b.x});
+  d.y = torch::cat({a.y, b.y});
+  if (a.poisoned.defined() && b.poisoned.defined()) d.poisoned = torch::cat({a.poisoned, b.poisoned});
+  return d;
+}
+
+void check_labels(const torch::Tensor& labels, int64_t num_classes, const std::string& what) {
+  if (labels.numel() == 0) return;
+  auto lo = labels.min().item<int64_t>(), hi = labels.max().item<int64_t>();
+  if (lo < 0 || hi >= num_classes)
+    fail("{}: label {} is out of range for {} classes", what, lo < 0 ? lo : hi, num_classes);
+}
+
+CleanPool::CleanPool(const torch::Tensor& labels, const torch::Tensor& poisoned, int64_t num_classes, uint64_t seed,
+                     bool originals_available)
+    : by_class_(static_cast<size_t>(num_classes)) {
+  auto y = labels.to(torch::kCPU).contiguous();
+  auto p = poisoned.defined() ? poisoned.to(torch::kCPU).contiguous() : torch::zeros_like(y, torch::kBool);
+  auto ya = y.accessor<int64_t, 1>();
+  auto pa = p.accessor<bool, 1>();
+  std::vector<std::vector<int64_t>> originals(by_class_.size());
+  for (int64_t i = 0; i < y.size(0); ++i) {
+    if (ya[i] < 0 || ya[i] >= num_classes) fail("clean pool: label {} out of range for {} classes", ya[i], num_classes);
+    (pa[i] ? originals : by_class_).at(static_cast<size_t>(ya[i])).push_back(i);
+  }
+  Rng rng(seed ^ 0xc1ea9u);
+  for (size_t c = 0; c < by_class_.size(); ++c) {
+    rng.shuffle(by_class_[c]);
+    rng.shuffle(originals[c]);
+    if (originals_available) by_class_[c].insert(by_class_[c].end(), originals[c].begin(), originals[c].end());
+  }
+}
+
+torch::Tensor CleanPool::per_class(int64_t per_class, int64_t offset) const {
+  std::vector<int64_t> out;
+  for (size_t c = 0; c < by_class_.size(); ++c) {
+    const auto& v = by_class_[c];
+    if (offset + per_class > static_cast<int64_t>(v.size()))
+      fail("clean pool: class {} has {} clean training rows, {} requested (from row {})", c, v.size(), per_class,
+           offset);
+    out.insert(out.end(), v.begin() + offset, v.begin() + offset + per_class);
+  }
+  return torch::tensor(out, torch::kLong);
+}
+
+torch::Tensor CleanPool::balanced(int64_t n, int64_t offset) const {
+  std::vector<int64_t> out;
+  std::vector<size_t> pos(by_class_.size(), static_cast<size_t>(offset));
+  while (static_cast<int64_t>(out.size()) < n) {
+    bool any = false;
+    for (size_t c = 0; c < by_class_.size() && static_cast<int64_t>(out.size()) < n; ++c) {
+      if (pos[c] < by_class_[c].size()) {
+        out.push_back(by_class_[c][pos[c]++]);
+        any = true;
+      }
+    }
+    if (!any) fail("clean pool: only {} clean training rows available, {} requested", out.size(), n);
+  }
+  return torch::tensor(out, torch::kLong);
+}
+
+}  // namespace antidote

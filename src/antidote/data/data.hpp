@@ -1,0 +1,114 @@
+// Data: IDX and TSV readers, the word vocabulary, raw and encoded datasets, and the
+// seeded pool that clean sets for defenses are drawn from.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "antidote/core/common.hpp"
+
+namespace antidote {
+
+enum class Modality { Image, Text };
+const char* modality_name(Modality m);
+
+// A split before encoding: images in [0, 1] or raw sentences, plus labels and the
+// ground-truth poison mask (read only by evaluation, never by a defense).
+struct RawSplit {
+  torch::Tensor images;            // float32 [N, C, H, W] in [0, 1] (image data)
+  std::vector<std::string> texts;  // sentences (text data)
+  torch::Tensor labels;            // int64 [N]
+  torch::Tensor poisoned;          // bool [N]
+
+  int64_t size() const { return labels.defined() ? labels.size(0) : 0; }
+  bool is_image() const { return images.defined(); }
+  RawSplit select(const std::vector<int64_t>& idx) const;
+};
+
+struct RawData {
+  std::string name;
+  Modality modality = Modality::Image;
+  int64_t num_classes = 0;
+  RawSplit train, test;
+};
+
+// ---- readers -------------------------------------------------------------------
+// IDX (MNIST format), gzip-compressed or raw. Returns a uint8 tensor of the stored shape.
+torch::Tensor read_idx(const std::string& path);
+// Directory with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-… (each
+// optionally .gz). Images become float [N, 1, H, W] in [0, 1].
+RawData load_idx_dir(const std::string& dir, const std::string& name);
+
+struct TextRows {
+  std::vector<std::string> sentences;
+  std::vector<int64_t> labels;
+};
+// TSV with a header naming the sentence column (`sentence`/`sentences`) and the
+// label column (`label`/`labels`); copes with CRLF, spaces around the tab and a
+// missing final newline. Errors name the file and line.
+TextRows read_tsv(const std::string& path);
+// Directory with train.tsv and test.tsv (dev.tsv optional, unused).
+RawData load_tsv_dir(const std::string& dir, const std::string& name);
+RawSplit text_split(const TextRows& rows);
+
+// ---- text encoding -------------------------------------------------------------
+class Vocab {
+ public:
+  static constexpr int64_t kPad = 0, kUnk = 1, kCls = 2;
+  // Words ordered by frequency, then alphabetically: independent of row order.
+  static Vocab build(const std::vector<std::string>& texts, int64_t min_freq = 1, int64_t max_size = 0);
+  static std::vector<std::string> tokenize(const std::string& text);  // lowercase, whitespace split
+  // [N, max_len] int64: [CLS] then tokens, truncated, padded with [PAD].
+  torch::Tensor encode(const std::vector<std::string>& texts, int64_t max_len) const;
+  int64_t id(const std::string& word) const;
+  int64_t size() const { return static_cast<int64_t>(words_.size()); }
+  const std::vector<std::string>& words() const { return words_; }
+  std::string to_text() const;  // one word per line
+  static Vocab from_text(const std::string& text, const std::string& origin);
+
+ private:
+  std::vector<std::string> words_;
+  std::unordered_map<std::string, int64_t> index_;
+};
+
+// ---- encoded datasets ----------------------------------------------------------
+struct Dataset {
+  torch::Tensor x;         // images float [N, C, H, W]; text int64 token ids [N, L]
+  torch::Tensor y;         // int64 [N]
+  torch::Tensor poisoned;  // bool [N]; undefined where hidden from a defense
+
+  int64_t size() const { return y.defined() ? y.size(0) : 0; }
+  Dataset select(const torch::Tensor& idx) const;
+  Dataset without_ground_truth() const { return Dataset{x, y, torch::Tensor()}; }
+  Dataset to(torch::Device d) const;
+};
+
+Dataset concat(const Dataset& a, const Dataset& b);
+
+// Clean rows for defenses: only rows whose ground truth says "not poisoned". Each
+// class gets its own seeded order; a request takes the next rows of every class,
+// so sets drawn one after another are disjoint, and the same seed always yields
+// the same rows for every defense (baselines use the clean set of the defense
+// they are compared with).
+class CleanPool {
+ public:
+  // `labels` are true labels. Rows marked poisoned come last in each class, and only
+  // when `originals_available` (their clean originals exist, e.g. a clean-label attack
+  // that poisoned a whole class); otherwise they are never drawn.
+  CleanPool(const torch::Tensor& labels, const torch::Tensor& poisoned, int64_t num_classes, uint64_t seed,
+            bool originals_available = false);
+  // `n` rows balanced over classes (round robin), starting `offset_per_class` deep.
+  torch::Tensor balanced(int64_t n, int64_t offset_per_class = 0) const;
+  // `per_class` rows of every class, starting `offset_per_class` deep.
+  torch::Tensor per_class(int64_t per_class, int64_t offset_per_class = 0) const;
+  int64_t available(int64_t cls) const { return static_cast<int64_t>(by_class_.at(cls).size()); }
+
+ private:
+  std::vector<std::vector<int64_t>> by_class_;
+};
+
+void check_labels(const torch::Tensor& labels, int64_t num_classes, const std::string& what);
+
+}  // namespace antidote

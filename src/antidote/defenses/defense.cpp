@@ -1,0 +1,34 @@
+#include "antidote/defenses/defense.hpp"
+
+namespace antidote {
+
+DefensePtr make_defense(const std::string& name, Params& params, const DefenseSetup& setup) {
+  return DefenseRegistry::instance().create("defense", name, params, setup);
+}
+
+ClassifierPtr trainable_copy(const Classifier& model) {
+  auto copy = model.clone_deep();
+  copy->train();
+  for (auto& p : copy->parameters()) p.set_requires_grad(true);
+  return copy;
+}
+
+void freeze(Classifier& model) {
+  model.eval();
+  for (auto& p : model.parameters()) p.set_requires_grad(false);
+}
+
+namespace {
+// The suspect model as is: the row every defense is compared against.
+struct NoDefense : Defense {
+  DefenseResult run(const ClassifierPtr& suspect, DefenseContext&) override {
+    DefenseResult r;
+    r.model = suspect;
+    return r;
+  }
+};
+Registrar<DefenseRegistry> reg_none("none", [](Params&, const DefenseSetup&) { return std::make_shared<NoDefense>(); },
+                                    "the suspect model as is");
+}  // namespace
+
+}  // namespace antidote

@@ -1,0 +1,70 @@
+// A defense takes the suspect model and what the defender holds (SPEC §1) and
+// returns a purified model plus what it measured along the way.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "antidote/core/common.hpp"
+#include "antidote/core/registry.hpp"
+#include "antidote/data/data.hpp"
+#include "antidote/metrics/metrics.hpp"
+#include "antidote/models/model.hpp"
+
+namespace antidote {
+
+// What the defender holds. `train` carries the labels as trained and NO ground
+// truth (its `poisoned` is undefined). The small clean labelled set comes from
+// `clean_data` (the clean training rows, true labels): indices drawn from `clean`
+// index `clean_data` — use clean_set(idx), never train.select(idx) for them.
+struct DefenseContext {
+  Dataset train;
+  Dataset clean_data;
+  std::shared_ptr<const CleanPool> clean;
+  Dataset clean_set(const torch::Tensor& rows) const { return clean_data.select(rows); }
+  int64_t num_classes = 0;
+  Modality modality = Modality::Image;
+  torch::Device device = torch::kCPU;
+  uint64_t seed = 0;
+  // Evaluation on the test sets, for logging trajectories only: a defense must
+  // never use it to choose a model or a hyperparameter.
+  std::function<Evaluation(Classifier&)> monitor;
+};
+
+struct DefenseResult {
+  ClassifierPtr model;
+  std::vector<StageCost> stages;
+  int64_t clean_samples = 0;  // clean rows the defense used
+  torch::Tensor flagged;      // rows of `train` identified as poisoned (detection defenses)
+  torch::Tensor scores;       // per-row identification scores (lower = more suspect), if any
+  nlohmann::json details = nlohmann::json::object();  // trajectories, stage tables
+};
+
+// What a defense may tailor its defaults to (e.g. learning rates per architecture).
+struct DefenseSetup {
+  Modality modality = Modality::Image;
+  std::string arch;
+  int64_t num_classes = 0;
+};
+
+class Defense {
+ public:
+  virtual ~Defense() = default;
+  virtual DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) = 0;
+};
+
+using DefensePtr = std::shared_ptr<Defense>;
+using DefenseRegistry = Registry<Defense, Params&, const DefenseSetup&>;
+
+DefensePtr make_defense(const std::string& name, Params& params, const DefenseSetup& setup);
+
+// Shared pieces of defenses.
+// Copy of `model` in train mode on the context's device.
+ClassifierPtr trainable_copy(const Classifier& model);
+// Freeze a model (eval mode, no gradients) for use as a teacher.
+void freeze(Classifier& model);
+
+}  // namespace antidote

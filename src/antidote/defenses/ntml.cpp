@@ -1,0 +1,480 @@
+// NT-ML — Non-target label Training and Mutual Learning (arXiv 2508.05404).
+//
+// The paper's body is not public. What follows is OUR READING OF ITS ABSTRACT
+// (SPEC §3), not a port of the authors' code:
+//
+//  * Stage 1, NT. f_0 = the suspect model (the outcome of "standard training"),
+//    frozen. Every input of the suspicious training set gets the non-target label
+//    q(x) = softmax(z_0(x)/τ) with f_0's own top-1 masked out. On a poisoned input
+//    f_0's top-1 is the attacker's target, so q points to the true class; on a clean
+//    input q is the dark knowledge over the other classes. The student S is trained
+//    on q with the soft cross-entropy, so it never sees a trigger paired with the
+//    target. The teacher T is f_0.
+//  * Stage 2, ML. Deep mutual learning of S and T on the small clean set, each with
+//    CE plus α·τ²·KL to its detached peer, one optimizer each. The output is S.
+//  * Control: the same ML with a randomly initialised S ("ML without NT"), reported
+//    next to NT-ML so that users see what NT adds on their data (its model is not
+//    the output).
+//
+// Every run evaluates T and S after each stage through ctx.monitor (evaluation only,
+// never used to choose anything) and checks the abstract's two claims: after NT,
+// CACC(T) well above CACC(S), and PCC(S) above PCC(T).
+//
+// The defaults are the ones docs/ntml.md measured on Fashion-MNIST.
+#include "antidote/defenses/ntml.hpp"
+
+#include <cmath>
+
+#include "antidote/defenses/defense.hpp"
+#include "antidote/train/losses.hpp"
+#include "antidote/train/train.hpp"
+
+namespace antidote::ntml {
+
+torch::Tensor non_target_labels(Classifier& frozen, const torch::Tensor& x, double temperature,
+                                torch::Device device, int64_t batch_size) {
+  torch::NoGradGuard ng;
+  bool was_training = frozen.is_training();
+  frozen.eval();
+  std::vector<torch::Tensor> parts;
+  const int64_t n = x.size(0);
+  for (int64_t start = 0; start < n; start += batch_size) {
+    auto xb = x.slice(0, start, std::min(n, start + batch_size)).to(device);
+    parts.push_back(non_target_distribution(frozen.logits(xb).to(torch::kFloat), temperature).cpu());
+  }
+  frozen.train(was_training);
+  return parts.empty() ? torch::empty({0, 0}) : torch::cat(parts, 0);
+}
+
+MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                           const torch::Tensor& labels, double temperature, double alpha_student,
+                           double alpha_teacher) {
+  const double t2 = temperature * temperature;
+  MutualLosses l;
+  l.student = torch::cross_entropy_loss(student_logits, labels);
+  if (alpha_student != 0)
+    l.student = l.student + alpha_student * t2 * kl_teacher_student(teacher_logits.detach(), student_logits, temperature);
+  l.teacher = torch::cross_entropy_loss(teacher_logits, labels);
+  if (alpha_teacher != 0)
+    l.teacher = l.teacher + alpha_teacher * t2 * kl_teacher_student(student_logits.detach(), teacher_logits, temperature);
+  return l;
+}
+
+std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
+                                      torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
+                                      const torch::Tensor& y, double temperature, double alpha_student,
+                                      double alpha_teacher) {
+  if (student_opt) student_opt->zero_grad();
+  if (teacher_opt) teacher_opt->zero_grad();
+  auto zs = student.logits(x);
+  auto zt = teacher.logits(x);
+  auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
+  check_finite(l.student, "ntml mutual learning (student loss)");
+  check_finite(l.teacher, "ntml mutual learning (teacher loss)");
+  // The peers are detached inside the losses, so one backward of the sum sends
+  // L_S only into S and L_T only into T.
+  torch::Tensor total;
+  if (student_opt) total = l.student;
+  if (teacher_opt) total = total.defined() ? total + l.teacher : l.teacher;
+  if (total.defined()) total.backward();
+  if (student_opt) student_opt->step();
+  if (teacher_opt) teacher_opt->step();
+  return {l.student.item<double>(), l.teacher.item<double>()};
+}
+
+std::vector<torch::Tensor> head_parameters(Classifier& model, int64_t num_classes) {
+  int64_t width = -1;
+  try {
+    torch::NoGradGuard ng;
+    bool was_training = model.is_training();
+    model.eval();
+    auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();
+    auto out = model.forward(model.spec.input.example(2).to(dev));
+    model.train(was_training);
+    if (out.features.defined()) width = out.features.size(-1);
+  } catch (const std::exception&) {
+    width = -1;
+  }
+  auto named = model.named_parameters(true);
+  int64_t weight_at = -1;
+  for (int64_t i = static_cast<int64_t>(named.size()) - 1; i >= 0; --i) {
+    const auto& p = named[i].value();
+    if (p.dim() == 2 && p.size(0) == num_classes && (width < 0 || p.size(1) == width)) {
+      weight_at = i;
+      break;
+    }
+  }
+  if (weight_at < 0) return {};
+  std::vector<torch::Tensor> head{named[weight_at].value()};
+  // Its bias: the [K] parameter beside it that shares its module prefix.
+  const auto& wname = named[weight_at].key();
+  auto prefix = wname.substr(0, wname.rfind('.') + 1);
+  for (const auto& item : named)
+    if (item.key() != wname && item.key().rfind(prefix, 0) == 0 && item.value().dim() == 1 &&
+        item.value().size(0) == num_classes)
+      head.push_back(item.value());
+  return head;
+}
+
+void reinitialize(Classifier& model) {
+  torch::NoGradGuard ng;
+  for (auto& item : model.named_parameters(true)) {
+    auto& p = item.value();
+    const auto& name = item.key();
+    bool is_bias = name.size() >= 4 && name.compare(name.size() - 4, 4, "bias") == 0;
+    if (p.dim() >= 2) {
+      torch::nn::init::kaiming_uniform_(p, std::sqrt(5.0));
+    } else if (is_bias) {
+      p.zero_();
+    } else {
+      p.fill_(1.0);  // norm-layer scales
+    }
+  }
+}
+
+
+namespace {
+bool is_image(const torch::Tensor& x) { return x.dim() == 4 && x.is_floating_point(); }
+double lr_at(const StageOptimizer& o, double base, int64_t step, int64_t total) {
+  return o.schedule == "cosine" ? cosine_lr(base, step, total) : base;
+}
+}  // namespace
+
+double non_target_training(Classifier& student, Classifier& frozen, const Dataset& train, const NtOptions& o,
+                           Rng& rng, torch::Device device, const std::string& label) {
+  auto q = non_target_labels(frozen, train.x, o.temperature, device);
+  const bool image = is_image(train.x);
+  auto opt = make_optimizer(student.parameters(), o.opt.cfg);
+  student.train();
+  const int64_t n = train.size();
+  const int64_t per_epoch = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t total = per_epoch * o.epochs;
+  int64_t step = 0;
+  Progress progress(label, n * o.epochs);
+  double last = 0;
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    double sum = 0;
+    int64_t count = 0;
+    for (const auto& b : epoch_batches(n, o.batch_size, &rng)) {
+      auto x = train.x.index_select(0, b).to(device);
+      if (image && o.augment) x = random_shift(x, 2, rng);
+      auto target = q.index_select(0, b).to(device);
+      set_learning_rate(*opt, lr_at(o.opt, o.opt.cfg.lr, step++, total));
+      opt->zero_grad();
+      auto loss = soft_cross_entropy(student.logits(x), target);
+      check_finite(loss, "ntml non-target label training");
+      loss.backward();
+      opt->step();
+      double l = loss.item<double>();
+      sum += l * static_cast<double>(b.numel());
+      count += b.numel();
+      progress.advance(b.numel(), fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, o.epochs, l));
+    }
+    last = count ? sum / static_cast<double>(count) : 0;
+  }
+  progress.finish(fmt::format("NT loss {:.4f}", last));
+  return last;
+}
+
+void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
+                     torch::Device device, const std::string& label) {
+  const bool image = is_image(clean.x);
+  const int64_t n = clean.size();
+  if (n == 0) fail("ntml: the clean set is empty");
+  const int64_t bs = std::min(o.batch_size, n);
+  student.train();
+  teacher.train();
+  auto batch_of = [&](const torch::Tensor& b) {
+    auto x = clean.x.index_select(0, b).to(device);
+    if (image && o.augment) x = random_shift(x, 2, rng);
+    return std::make_pair(x, clean.y.index_select(0, b).to(device));
+  };
+
+  // Optional linear-probe warm start: the student's head alone, CE on the clean set.
+  if (o.probe_epochs > 0) {
+    auto head = head_parameters(student, student.spec.input.num_classes);
+    if (head.empty()) {
+      log_info("ntml: no classifier head found; linear-probe warm start skipped");
+    } else {
+      std::vector<torch::Tensor> frozen;
+      for (auto& p : student.parameters()) {
+        bool in_head = false;
+        for (auto& h : head) in_head = in_head || p.is_same(h);
+        if (!in_head && p.requires_grad()) {
+          p.set_requires_grad(false);
+          frozen.push_back(p);
+        }
+      }
+      OptimizerConfig pc = o.student_opt.cfg;
+      pc.lr = o.probe_lr;
+      auto popt = make_optimizer(head, pc);
+      for (int64_t e = 0; e < o.probe_epochs; ++e)
+        for (const auto& b : epoch_batches(n, bs, &rng)) {
+          auto [x, y] = batch_of(b);
+          popt->zero_grad();
+          auto loss = torch::cross_entropy_loss(student.logits(x), y);
+          check_finite(loss, "ntml linear probe");
+          loss.backward();
+          popt->step();
+        }
+      for (auto& p : frozen) p.set_requires_grad(true);
+    }
+  }
+
+  auto opt_s = make_optimizer(student.parameters(), o.student_opt.cfg);
+  OptimizerConfig tc = o.student_opt.cfg;
+  tc.lr = o.teacher_lr;
+  auto opt_t = make_optimizer(teacher.parameters(), tc);
+  Progress progress(label, o.iterations, "iterations");
+  std::vector<torch::Tensor> batches;
+  size_t next = 0;
+  std::pair<double, double> l{0, 0};
+  for (int64_t it = 0; it < o.iterations; ++it) {
+    if (next >= batches.size()) {
+      batches = epoch_batches(n, bs, &rng);
+      next = 0;
+    }
+    auto [x, y] = batch_of(batches[next++]);
+    set_learning_rate(*opt_s, lr_at(o.student_opt, o.student_opt.cfg.lr, it, o.iterations));
+    set_learning_rate(*opt_t, lr_at(o.student_opt, o.teacher_lr, it, o.iterations));
+    const double alpha_t = it < o.warmup ? 0.0 : o.alpha_teacher;
+    l = mutual_step(student, teacher, opt_s.get(), opt_t.get(), x, y, o.temperature, o.alpha_student, alpha_t);
+    progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
+  }
+  progress.finish(fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
+}
+
+}  // namespace antidote::ntml
+
+namespace antidote {
+namespace {
+
+struct NtmlOptions {
+  int64_t clean_samples = 500;
+  std::string student_init = "suspect";  // suspect | random
+  ntml::NtOptions nt;
+  ntml::MlOptions ml;
+  bool control = true;
+};
+
+std::string read_choice(Params& p, const std::string& key, const std::string& fallback,
+                        const std::vector<std::string>& allowed) {
+  auto v = p.get<std::string>(key, fallback);
+  for (const auto& a : allowed)
+    if (v == a) return v;
+  std::string list;
+  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+  fail("{}.{}: '{}' is not one of {}", p.context(), key, v, list);
+}
+
+ntml::StageOptimizer read_optimizer(Params& p, const std::string& prefix, const ntml::StageOptimizer& d) {
+  ntml::StageOptimizer o;
+  o.cfg.name = read_choice(p, prefix + "optimizer", d.cfg.name, {"sgd", "adam"});
+  o.cfg.lr = p.get<double>(prefix + "lr", d.cfg.lr);
+  o.cfg.momentum = p.get<double>(prefix + "momentum", d.cfg.momentum);
+  o.cfg.weight_decay = p.get<double>(prefix + "weight_decay", d.cfg.weight_decay);
+  o.schedule = read_choice(p, prefix + "schedule", d.schedule, {"constant", "cosine"});
+  if (!(o.cfg.lr > 0)) fail("{}.{}lr must be positive", p.context(), prefix);
+  if (o.cfg.momentum < 0 || o.cfg.weight_decay < 0)
+    fail("{}: {}momentum and {}weight_decay must be >= 0", p.context(), prefix, prefix);
+  return o;
+}
+
+NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
+  NtmlOptions o;
+  const bool text = setup.modality == Modality::Text;
+  // Defaults: images as measured in docs/ntml.md (Fashion-MNIST, small CNN); text
+  // models (trained from scratch with Adam 1e-3) use Adam at a smaller rate.
+  ntml::StageOptimizer nt_default = o.nt.opt, ml_default = o.ml.student_opt;
+  if (text) {
+    nt_default.cfg = {"adam", 1e-4, 0.9, 0.0};
+    ml_default.cfg = {"adam", 1e-4, 0.9, 0.0};
+  }
+  o.clean_samples = p.get<int64_t>("clean_samples", o.clean_samples);
+  o.student_init = read_choice(p, "student_init", o.student_init, {"suspect", "random"});
+  o.control = p.get<bool>("control", o.control);
+
+  o.nt.epochs = p.get<int64_t>("nt_epochs", text ? 2 : o.nt.epochs);
+  o.nt.batch_size = p.get<int64_t>("nt_batch_size", text ? 32 : o.nt.batch_size);
+  o.nt.temperature = p.get<double>("nt_temperature", o.nt.temperature);
+  o.nt.augment = p.get<bool>("nt_augment", o.nt.augment);
+  o.nt.opt = read_optimizer(p, "nt_", nt_default);
+
+  o.ml.iterations = p.get<int64_t>("ml_iterations", o.ml.iterations);
+  o.ml.batch_size = p.get<int64_t>("ml_batch_size", text ? 32 : o.ml.batch_size);
+  o.ml.warmup = p.get<int64_t>("warmup", o.ml.warmup);
+  o.ml.temperature = p.get<double>("temperature", o.ml.temperature);
+  o.ml.alpha_student = p.get<double>("alpha_s", o.ml.alpha_student);
+  o.ml.alpha_teacher = p.get<double>("alpha_t", o.ml.alpha_teacher);
+  o.ml.augment = p.get<bool>("ml_augment", text ? false : o.ml.augment);
+  o.ml.student_opt = read_optimizer(p, "ml_", ml_default);
+  o.ml.teacher_lr = p.get<double>("ml_teacher_lr", o.ml.student_opt.cfg.lr);
+  o.ml.probe_epochs = p.get<int64_t>("probe_epochs", o.ml.probe_epochs);
+  o.ml.probe_lr = p.get<double>("probe_lr", text ? 1e-3 : o.ml.probe_lr);
+
+  if (o.clean_samples < 1) fail("{}.clean_samples must be at least 1", p.context());
+  if (o.nt.epochs < 0) fail("{}.nt_epochs must be >= 0", p.context());
+  if (o.nt.batch_size < 1 || o.ml.batch_size < 1) fail("{}: batch sizes must be positive", p.context());
+  if (o.ml.iterations < 0 || o.ml.warmup < 0 || o.ml.probe_epochs < 0)
+    fail("{}: ml_iterations, warmup and probe_epochs must be >= 0", p.context());
+  if (!(o.nt.temperature > 0) || !(o.ml.temperature > 0)) fail("{}: temperatures must be positive", p.context());
+  if (o.ml.alpha_student < 0 || o.ml.alpha_teacher < 0) fail("{}: alpha_s and alpha_t must be >= 0", p.context());
+  if (!(o.ml.teacher_lr > 0) || !(o.ml.probe_lr > 0)) fail("{}: learning rates must be positive", p.context());
+  if (text && (o.nt.augment || o.ml.augment))
+    fail("{}: nt_augment/ml_augment (random shifts) are for images only", p.context());
+  return o;
+}
+
+void make_trainable(Classifier& m, torch::Device device) {
+  m.to(device);
+  m.train();
+  for (auto& p : m.parameters()) p.set_requires_grad(true);
+}
+
+class NtmlDefense : public Defense {
+ public:
+  explicit NtmlDefense(NtmlOptions o) : o_(std::move(o)) {}
+
+  DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
+    if (!ctx.clean) fail("ntml needs a clean pool");
+    if (ctx.train.size() == 0) fail("ntml needs the suspicious training set (non-target label training runs over it)");
+    DefenseResult result;
+    Rng base(ctx.seed ^ hash_string("ntml"));
+    const uint64_t torch_seed = base.fork_seed("torch");
+    const uint64_t nt_seed = base.fork_seed("nt");
+    const uint64_t ml_seed = base.fork_seed("ml");
+    const uint64_t student_seed = base.fork_seed("student-init");
+    const uint64_t control_seed = base.fork_seed("control-init");
+    torch::manual_seed(torch_seed);
+
+    auto clean_idx = ctx.clean->balanced(o_.clean_samples);
+    Dataset clean = ctx.train.select(clean_idx).without_ground_truth();
+    result.clean_samples = clean.size();
+
+    // f_0: the suspect, frozen (a copy: the caller's model is left as it was).
+    auto f0 = suspect->clone_deep();
+    f0->to(ctx.device);
+    freeze(*f0);
+
+    // ---- Stage 1: non-target label training ---------------------------------
+    StageTimer nt_timer("nt");
+    ClassifierPtr student = make_student(*suspect, o_.student_init, student_seed);
+    make_trainable(*student, ctx.device);
+    {
+      Rng rng(nt_seed);
+      ntml::non_target_training(*student, *f0, ctx.train, o_.nt, rng, ctx.device);
+    }
+    result.stages.push_back(nt_timer.finish());
+
+    nlohmann::json stages = nlohmann::json::array();
+    auto teacher = suspect->clone_deep();  // T = f_0, trainable in ML
+    make_trainable(*teacher, ctx.device);
+    Evaluation t_nt{}, s_nt{}, s_ml{};
+    const bool monitored = static_cast<bool>(ctx.monitor);
+    if (monitored) {
+      t_nt = evaluate_row(ctx, *teacher, "after NT", "T", stages);
+      s_nt = evaluate_row(ctx, *student, "after NT", "S", stages);
+    }
+
+    // ---- Stage 2: mutual learning on the clean set ----------------------------
+    StageTimer ml_timer("ml");
+    {
+      Rng rng(ml_seed);
+      ntml::mutual_learning(*student, *teacher, clean, o_.ml, rng, ctx.device, "ntml ML");
+    }
+    result.stages.push_back(ml_timer.finish());
+    if (monitored) {
+      evaluate_row(ctx, *teacher, "after ML", "T", stages);
+      s_ml = evaluate_row(ctx, *student, "after ML", "S", stages);
+    }
+
+    // ---- Control: ML without NT (report only; same clean batches) --------------
+    if (o_.control) {
+      StageTimer control_timer("control");
+      auto c_student = make_student(*suspect, "random", control_seed);
+      make_trainable(*c_student, ctx.device);
+      auto c_teacher = suspect->clone_deep();
+      make_trainable(*c_teacher, ctx.device);
+      Rng rng(ml_seed);
+      ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)");
+      result.stages.push_back(control_timer.finish());
+      if (monitored) {
+        evaluate_row(ctx, *c_teacher, "control: ML without NT", "T", stages);
+        evaluate_row(ctx, *c_student, "control: ML without NT", "S", stages);
+      }
+    }
+
+    result.details["reading"] =
+        "NT-ML as read from the abstract of arXiv 2508.05404 (the paper's body is not public); see SPEC §3";
+    result.details["stages"] = stages;
+    if (monitored) {
+      const bool cacc_ok = t_nt.cacc - s_nt.cacc >= kWellAbove;
+      const bool pcc_ok = s_nt.pcc > t_nt.pcc;
+      const bool ml_ok = (t_nt.cacc - s_ml.cacc <= 0.02) && (s_ml.asr <= std::max(0.05, 0.25 * t_nt.asr));
+      nlohmann::json checks = nlohmann::json::array();
+      checks.push_back({{"check", "after NT: CACC(T) well above CACC(S)"},
+                        {"threshold", fmt::format("CACC(T) - CACC(S) >= {:.0f} points", kWellAbove * 100)},
+                        {"T", t_nt.cacc},
+                        {"S", s_nt.cacc},
+                        {"passed", cacc_ok}});
+      checks.push_back(
+          {{"check", "after NT: PCC(S) above PCC(T)"}, {"T", t_nt.pcc}, {"S", s_nt.pcc}, {"passed", pcc_ok}});
+      checks.push_back({{"check",
+                         "after ML: S keeps CACC (drop <= 2 points vs the suspect = T after NT) and loses the ASR "
+                         "(<= max(5%, a quarter of the suspect's))"},
+                        {"cacc_suspect", t_nt.cacc},
+                        {"cacc_S", s_ml.cacc},
+                        {"asr_suspect", t_nt.asr},
+                        {"asr_S", s_ml.asr},
+                        {"passed", ml_ok},
+                        {"informational", true}});
+      result.details["checks"] = checks;
+      std::string verdict = fmt::format(
+          "abstract's checks after NT: CACC(T) {:.1f}% vs CACC(S) {:.1f}% {}; PCC(S) {:.1f}% vs PCC(T) {:.1f}% {} "
+          "=> {}",
+          100 * t_nt.cacc, 100 * s_nt.cacc, cacc_ok ? "holds" : "FAILS", 100 * s_nt.pcc, 100 * t_nt.pcc,
+          pcc_ok ? "holds" : "FAILS", cacc_ok && pcc_ok ? "both hold" : "not confirmed on this run");
+      result.details["verdict"] = verdict;
+      log_info("ntml: " + verdict);
+    }
+    student->eval();
+    result.model = student;
+    return result;
+  }
+
+ private:
+  static constexpr double kWellAbove = 0.10;  // "well above": at least 10 points of CACC
+
+  static ClassifierPtr make_student(const Classifier& suspect, const std::string& init, uint64_t seed) {
+    if (init == "suspect") return suspect.clone_deep();
+    torch::manual_seed(seed);
+    if (ModelRegistry::instance().has(suspect.spec.arch))
+      return make_model(suspect.spec.arch, suspect.spec.input, suspect.spec.options, "ntml student");
+    auto s = suspect.clone_deep();  // e.g. TorchScript: same graph, fresh weights
+    ntml::reinitialize(*s);
+    return s;
+  }
+
+  static Evaluation evaluate_row(DefenseContext& ctx, Classifier& m, const std::string& stage,
+                                 const std::string& model, nlohmann::json& rows) {
+    bool was_training = m.is_training();
+    auto e = ctx.monitor(m);
+    m.train(was_training);
+    rows.push_back({{"stage", stage}, {"model", model}, {"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}});
+    log_info(fmt::format("ntml {} {}: CACC {:.1f}% ASR {:.1f}% RA {:.1f}% PCC {:.1f}%", stage, model, 100 * e.cacc,
+                         100 * e.asr, 100 * e.ra, 100 * e.pcc));
+    return e;
+  }
+
+  NtmlOptions o_;
+};
+
+Registrar<DefenseRegistry> reg("ntml",
+                               [](Params& p, const DefenseSetup& setup) -> DefensePtr {
+                                 return std::make_shared<NtmlDefense>(read_options(p, setup));
+                               },
+                               "NT-ML: non-target label training of a student over the training set, then mutual "
+                               "learning with the suspect on the clean set (our reading of arXiv 2508.05404)");
+
+}  // namespace
+}  // namespace antidote

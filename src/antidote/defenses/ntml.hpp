@@ -1,0 +1,82 @@
+// NT-ML (arXiv 2508.05404): Non-target label Training, then Mutual Learning.
+// The paper's body is not public; this is our reading of its abstract (SPEC §3).
+// The defense itself registers as "ntml" from ntml.cpp; this header exposes the
+// loss pieces so that the tests can check them against hand-worked values.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "antidote/data/data.hpp"
+#include "antidote/models/model.hpp"
+#include "antidote/train/train.hpp"
+
+namespace antidote::ntml {
+
+// The NT targets: for every row of `x`, the frozen model's softmax(z/τ) with its own
+// top-1 class masked out (non_target_distribution), computed in batches on `device`
+// with no gradient; returned on the CPU, [N, K].
+torch::Tensor non_target_labels(Classifier& frozen, const torch::Tensor& x, double temperature,
+                                torch::Device device, int64_t batch_size = 512);
+
+// The two deep-mutual-learning losses of one batch (SPEC §3), each with its peer's
+// logits detached, so that L_S only reaches the student and L_T only the teacher:
+//   L_S = CE(z_S, y) + α_S·τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ))
+//   L_T = CE(z_T, y) + α_T·τ²·KL(softmax(z_S/τ) ‖ softmax(z_T/τ))
+struct MutualLosses {
+  torch::Tensor student, teacher;
+};
+MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
+                           const torch::Tensor& labels, double temperature, double alpha_student,
+                           double alpha_teacher);
+
+// One mutual-learning step: forward both networks on (x, y), backward both losses,
+// step each network's own optimizer (either may be null: that network is not updated).
+// Returns {L_S, L_T} as numbers; throws on a non-finite loss.
+std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
+                                      torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
+                                      const torch::Tensor& y, double temperature, double alpha_student,
+                                      double alpha_teacher);
+
+// The classifier head of a model: the last 2-D parameter of shape [K, H] (H = the
+// feature width) and its [K] bias, if any. Empty when no such parameter exists
+// (then the linear-probe warm start is skipped).
+std::vector<torch::Tensor> head_parameters(Classifier& model, int64_t num_classes);
+
+// The two stages, callable on their own (the defense runs them in order; the
+// research driver in docs/ntml.md reuses one NT student for several ML settings).
+struct StageOptimizer {
+  OptimizerConfig cfg;
+  std::string schedule = "constant";  // constant | cosine
+};
+
+struct NtOptions {
+  int64_t epochs = 4, batch_size = 128;
+  double temperature = 1.0;
+  bool augment = false;  // images: random 2-pixel shifts
+  StageOptimizer opt{{"sgd", 0.01, 0.9, 5e-4}, "cosine"};
+};
+// Trains `student` (in place) with the soft cross-entropy on the non-target labels
+// of `frozen` over `train` (labels as trained are not read). Returns the last epoch's mean loss.
+double non_target_training(Classifier& student, Classifier& frozen, const Dataset& train, const NtOptions& o,
+                           Rng& rng, torch::Device device, const std::string& label = "ntml NT");
+
+struct MlOptions {
+  int64_t iterations = 1000, batch_size = 64;
+  int64_t warmup = 100;  // iterations with α_T = 0 (the teacher learns only from the labels)
+  double temperature = 1.0, alpha_student = 1.0, alpha_teacher = 0.5;
+  bool augment = false;  // images: random 2-pixel shifts of the clean batch
+  StageOptimizer student_opt{{"sgd", 0.01, 0.9, 5e-4}, "constant"};
+  double teacher_lr = 0.01;  // the teacher's optimizer is student_opt with this learning rate
+  // Optional linear-probe warm start of the student's head on the clean set (0 = off).
+  int64_t probe_epochs = 0;
+  double probe_lr = 0.01;
+};
+// Deep mutual learning of `student` and `teacher` (both updated in place) on `clean`.
+void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
+                     torch::Device device, const std::string& label = "ntml ML");
+
+// Re-initialise every parameter of `model` (a randomly initialised student for a
+// model whose architecture is not in the registry, e.g. an imported TorchScript one).
+void reinitialize(Classifier& model);
+
+}  // namespace antidote::ntml

@@ -1,0 +1,96 @@
+#include "antidote/metrics/metrics.hpp"
+
+#include <algorithm>
+
+#include "antidote/models/model.hpp"
+
+namespace antidote {
+
+double accuracy(const torch::Tensor& scores, const torch::Tensor& labels) {
+  if (labels.numel() == 0) return 0;
+  return scores.argmax(1).eq(labels.to(scores.device())).to(torch::kFloat64).mean().item<double>();
+}
+
+TriggerMetrics trigger_metrics(const torch::Tensor& probs, const torch::Tensor& true_labels, int64_t target) {
+  TriggerMetrics m;
+  auto labels = true_labels.to(probs.device());
+  auto keep = labels.ne(target);
+  auto p = probs.index({keep});
+  auto y = labels.index({keep});
+  m.count = y.numel();
+  if (m.count == 0) return m;
+  auto pred = p.argmax(1);
+  m.asr = pred.eq(target).to(torch::kFloat64).mean().item<double>();
+  m.ra = pred.eq(y).to(torch::kFloat64).mean().item<double>();
+  m.pcc = p.gather(1, y.unsqueeze(1)).to(torch::kFloat64).mean().item<double>();
+  return m;
+}
+
+double defense_effectiveness(double asr_bd, double asr_def, double cacc_bd, double cacc_def) {
+  return (std::max(0.0, asr_bd - asr_def) - std::max(0.0, cacc_bd - cacc_def) + 1.0) / 2.0;
+}
+
+Detection detection(const torch::Tensor& flagged_rows, const torch::Tensor& poisoned_mask) {
+  Detection d;
+  d.flagged = flagged_rows.numel();
+  auto truth = poisoned_mask.to(torch::kCPU);
+  int64_t positives = truth.sum().item<int64_t>();
+  int64_t hits = d.flagged ? truth.index_select(0, flagged_rows.to(torch::kCPU)).sum().item<int64_t>() : 0;
+  d.precision = d.flagged ? static_cast<double>(hits) / d.flagged : 0.0;
+  d.recall = positives ? static_cast<double>(hits) / positives : 0.0;
+  d.f1 = (d.precision + d.recall) > 0 ? 2 * d.precision * d.recall / (d.precision + d.recall) : 0.0;
+  return d;
+}
+
+double auroc(const torch::Tensor& scores, const torch::Tensor& positive) {
+  auto s = scores.to(torch::kCPU, torch::kFloat64).contiguous();
+  auto p = positive.to(torch::kCPU, torch::kBool).contiguous();
+  int64_t n = s.numel();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[i] = i;
+  auto sa = s.accessor<double, 1>();
+  auto pa = p.accessor<bool, 1>();
+  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return sa[a] < sa[b]; });
+  // Mann–Whitney U with mid-ranks for ties.
+  double rank_sum = 0;
+  int64_t npos = 0;
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j < n && sa[order[j]] == sa[order[i]]) ++j;
+    double mid = (i + j + 1) / 2.0;  // ranks are 1-based: (i+1 + j) / 2
+    for (int64_t k = i; k < j; ++k)
+      if (pa[order[k]]) rank_sum += mid, ++npos;
+    i = j;
+  }
+  int64_t nneg = n - npos;
+  if (npos == 0 || nneg == 0) return 0.5;
+  return (rank_sum - npos * (npos + 1) / 2.0) / (static_cast<double>(npos) * nneg);
+}
+
+torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size) {
+  torch::NoGradGuard ng;
+  bool was_training = model.is_training();
+  model.eval();
+  auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();
+  std::vector<torch::Tensor> out;
+  for (int64_t i = 0; i < x.size(0); i += batch_size) {
+    auto xb = x.slice(0, i, std::min(i + batch_size, x.size(0))).to(dev);
+    out.push_back(torch::softmax(model.forward(xb).logits, 1).to(torch::kCPU));
+  }
+  model.train(was_training);
+  if (out.empty()) return torch::zeros({0, 0});
+  return torch::cat(out);
+}
+
+Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,
+                    int64_t batch_size) {
+  Evaluation e;
+  e.cacc = accuracy(predict_probs(model, clean_test.x, batch_size), clean_test.y);
+  auto t = trigger_metrics(predict_probs(model, triggered_test.x, batch_size), triggered_test.y, target);
+  e.asr = t.asr;
+  e.ra = t.ra;
+  e.pcc = t.pcc;
+  return e;
+}
+
+}  // namespace antidote

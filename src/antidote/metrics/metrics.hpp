@@ -1,0 +1,46 @@
+// The field's metrics, each defined once (SPEC §6). Fractions in [0, 1].
+#pragma once
+
+#include <torch/torch.h>
+
+#include "antidote/data/data.hpp"
+
+namespace antidote {
+
+class Classifier;
+
+// Fraction of rows whose argmax equals the label.
+double accuracy(const torch::Tensor& scores, const torch::Tensor& labels);
+
+// On triggered test rows whose true label != target (target rows are excluded here
+// even if the caller passes them): ASR = predicted target, RA = predicted true
+// label, PCC = mean softmax probability of the true label.
+struct TriggerMetrics {
+  double asr = 0, ra = 0, pcc = 0;
+  int64_t count = 0;
+};
+TriggerMetrics trigger_metrics(const torch::Tensor& probs, const torch::Tensor& true_labels, int64_t target);
+
+// DER = (max(0, ASR_bd − ASR_def) − max(0, CACC_bd − CACC_def) + 1) / 2.
+double defense_effectiveness(double asr_bd, double asr_def, double cacc_bd, double cacc_def);
+
+// Detection of poisoned training rows: flagged row indices vs the ground-truth mask.
+struct Detection {
+  double precision = 0, recall = 0, f1 = 0;
+  int64_t flagged = 0;
+};
+Detection detection(const torch::Tensor& flagged_rows, const torch::Tensor& poisoned_mask);
+
+// Area under the ROC curve of `scores` separating positives (higher = more positive);
+// ties count one half.
+double auroc(const torch::Tensor& scores, const torch::Tensor& positive);
+
+struct Evaluation {
+  double cacc = 0, asr = 0, ra = 0, pcc = 0;
+};
+// Softmax probabilities [N, K], batched, eval mode, no grad; the model's mode is restored.
+torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size = 512);
+Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,
+                    int64_t batch_size = 512);
+
+}  // namespace antidote

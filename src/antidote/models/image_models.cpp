@@ -1,0 +1,121 @@
+// Built-in image classifiers: a small CNN and a PreAct-ResNet-18 with a width option.
+#include "antidote/models/model.hpp"
+
+namespace antidote {
+namespace {
+
+namespace nn = torch::nn;
+
+// conv(3x3) -> ReLU -> pool, twice, then a hidden fully connected layer whose
+// output is the feature vector. The second conv layer is the prunable one.
+struct SmallCnn : Classifier {
+  nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  nn::Linear fc1{nullptr}, fc2{nullptr};
+
+  SmallCnn(const InputSpec& in, Params& p) {
+    int64_t width = p.get<int64_t>("width", 32);
+    int64_t hidden = p.get<int64_t>("hidden", 128);
+    if (width < 1 || hidden < 1) fail("{}: width and hidden must be positive", p.context());
+    if (in.height < 4 || in.width < 4) fail("model cnn needs images of at least 4x4, got {}x{}", in.height, in.width);
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in.channels, width, 3).padding(1)));
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(width, 2 * width, 3).padding(1)));
+    fc1 = register_module("fc1", nn::Linear(2 * width * (in.height / 4) * (in.width / 4), hidden));
+    fc2 = register_module("fc2", nn::Linear(hidden, in.num_classes));
+    init_prune_mask(2 * width);
+  }
+
+  ModelOutput forward_full(const torch::Tensor& x, bool keep) override {
+    ModelOutput out;
+    auto a1 = torch::relu(conv1->forward(x));
+    auto h = torch::max_pool2d(a1, 2);
+    auto a2 = apply_prune_mask(torch::relu(conv2->forward(h)), 1);
+    h = torch::max_pool2d(a2, 2);
+    out.features = torch::relu(fc1->forward(h.flatten(1)));
+    out.logits = fc2->forward(out.features);
+    if (keep) out.activations = {a1, a2};
+    return out;
+  }
+  int64_t prunable_channels() const override { return prune_mask_.numel(); }
+};
+
+struct PreActBlock : nn::Module {
+  nn::BatchNorm2d bn1{nullptr}, bn2{nullptr};
+  nn::Conv2d conv1{nullptr}, conv2{nullptr}, shortcut{nullptr};
+
+  PreActBlock(int64_t in, int64_t out, int64_t stride) {
+    bn1 = register_module("bn1", nn::BatchNorm2d(in));
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in, out, 3).stride(stride).padding(1).bias(false)));
+    bn2 = register_module("bn2", nn::BatchNorm2d(out));
+    conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(out, out, 3).padding(1).bias(false)));
+    if (stride != 1 || in != out)
+      shortcut = register_module("shortcut", nn::Conv2d(nn::Conv2dOptions(in, out, 1).stride(stride).bias(false)));
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto o = torch::relu(bn1->forward(x));
+    auto sc = shortcut ? shortcut->forward(o) : x;
+    o = conv1->forward(o);
+    o = conv2->forward(torch::relu(bn2->forward(o)));
+    return o + sc;
+  }
+};
+
+struct PreActResNet18 : Classifier {
+  nn::Conv2d conv1{nullptr};
+  std::vector<std::shared_ptr<PreActBlock>> blocks;
+  std::vector<int> stage_end;  // index of the last block of each of the 4 stages
+  nn::BatchNorm2d bn{nullptr};
+  nn::Linear fc{nullptr};
+
+  PreActResNet18(const InputSpec& in, Params& p) {
+    int64_t w = p.get<int64_t>("width", 64);
+    if (w < 1) fail("{}: width must be positive", p.context());
+    conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in.channels, w, 3).padding(1).bias(false)));
+    int64_t channels = w;
+    const int64_t widths[4] = {w, 2 * w, 4 * w, 8 * w};
+    for (int s = 0; s < 4; ++s) {
+      for (int b = 0; b < 2; ++b) {
+        int64_t stride = (b == 0 && s > 0) ? 2 : 1;
+        auto blk = std::make_shared<PreActBlock>(channels, widths[s], stride);
+        register_module(fmt::format("layer{}_{}", s + 1, b), blk);
+        blocks.push_back(blk);
+        channels = widths[s];
+      }
+      stage_end.push_back(static_cast<int>(blocks.size()) - 1);
+    }
+    bn = register_module("bn", nn::BatchNorm2d(channels));
+    fc = register_module("fc", nn::Linear(channels, in.num_classes));
+    init_prune_mask(channels);
+  }
+
+  ModelOutput forward_full(const torch::Tensor& x, bool keep) override {
+    ModelOutput out;
+    auto h = conv1->forward(x);
+    size_t stage = 0;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      h = blocks[i]->forward(h);
+      if (static_cast<int>(i) == stage_end[stage]) {
+        if (stage == 3) h = apply_prune_mask(h, 1);
+        if (keep) out.activations.push_back(h);
+        ++stage;
+      }
+    }
+    h = torch::relu(bn->forward(h));
+    out.features = torch::adaptive_avg_pool2d(h, {1, 1}).flatten(1);
+    out.logits = fc->forward(out.features);
+    return out;
+  }
+  int64_t prunable_channels() const override { return prune_mask_.numel(); }
+};
+
+template <class M>
+ClassifierPtr make_image_model(const InputSpec& in, Params& p) {
+  if (in.modality != Modality::Image) fail("{}: this architecture takes images, the data is text", p.context());
+  return std::make_shared<M>(in, p);
+}
+
+Registrar<ModelRegistry> reg_cnn("cnn", make_image_model<SmallCnn>, "small CNN: 2 conv layers (width, 2·width), hidden FC");
+Registrar<ModelRegistry> reg_resnet("preact_resnet18", make_image_model<PreActResNet18>,
+                                    "PreAct-ResNet-18, width option (64 = the usual)");
+
+}  // namespace
+}  // namespace antidote

@@ -1,0 +1,195 @@
+#include "antidote/models/model.hpp"
+
+#include <torch/serialize.h>
+
+#include <filesystem>
+
+namespace antidote {
+
+YAML::Node InputSpec::to_yaml() const {
+  YAML::Node n;
+  n["modality"] = modality_name(modality);
+  if (modality == Modality::Image) {
+    n["channels"] = channels;
+    n["height"] = height;
+    n["width"] = width;
+  } else {
+    n["vocab_size"] = vocab_size;
+    n["max_len"] = max_len;
+  }
+  n["num_classes"] = num_classes;
+  return n;
+}
+
+InputSpec InputSpec::from_yaml(const YAML::Node& n) {
+  InputSpec s;
+  auto m = n["modality"].as<std::string>();
+  s.modality = m == "text" ? Modality::Text : Modality::Image;
+  if (s.modality == Modality::Image) {
+    s.channels = n["channels"].as<int64_t>();
+    s.height = n["height"].as<int64_t>();
+    s.width = n["width"].as<int64_t>();
+  } else {
+    s.vocab_size = n["vocab_size"].as<int64_t>();
+    s.max_len = n["max_len"].as<int64_t>();
+  }
+  s.num_classes = n["num_classes"].as<int64_t>();
+  return s;
+}
+
+torch::Tensor InputSpec::example(int64_t batch) const {
+  if (modality == Modality::Image) return torch::zeros({batch, channels, height, width});
+  auto t = torch::zeros({batch, max_len}, torch::kLong);
+  t.select(1, 0).fill_(Vocab::kCls);
+  return t;
+}
+
+void Classifier::init_prune_mask(int64_t channels) {
+  prune_mask_ = register_buffer("prune_mask", torch::ones({channels}));
+}
+
+void Classifier::set_prune_mask(const torch::Tensor& keep) {
+  if (keep.numel() != prune_mask_.numel())
+    fail("prune mask has {} entries, the model has {} prunable channels", keep.numel(), prune_mask_.numel());
+  torch::NoGradGuard ng;
+  prune_mask_.copy_(keep.to(prune_mask_.dtype()).reshape_as(prune_mask_));
+  pruned_ = prune_mask_.min().item<float>() < 1.0f;
+}
+
+torch::Tensor Classifier::apply_prune_mask(const torch::Tensor& t, int64_t dim) const {
+  if (!pruned_) return t;
+  std::vector<int64_t> shape(static_cast<size_t>(t.dim()), 1);
+  int64_t d = dim < 0 ? dim + t.dim() : dim;
+  shape[static_cast<size_t>(d)] = prune_mask_.numel();
+  return t * prune_mask_.view(shape);
+}
+
+ClassifierPtr make_model(const std::string& arch, const InputSpec& input, const YAML::Node& options,
+                         const std::string& context) {
+  Params params(options ? YAML::Clone(options) : YAML::Node(), context);
+  auto model = ModelRegistry::instance().create("model architecture", arch, input, params);
+  params.check_consumed();
+  model->spec.arch = arch;
+  model->spec.options = options ? YAML::Clone(options) : YAML::Node(YAML::NodeType::Map);
+  model->spec.input = input;
+  return model;
+}
+
+void copy_state(const Classifier& from, Classifier& to) {
+  torch::NoGradGuard ng;
+  auto src = from.named_parameters(true);
+  auto dst = to.named_parameters(true);
+  for (auto& item : dst) {
+    auto* s = src.find(item.key());
+    if (!s) fail("copy_state: parameter '{}' missing in source", item.key());
+    item.value().copy_(*s);
+  }
+  auto sb = from.named_buffers(true);
+  for (auto& item : to.named_buffers(true)) {
+    auto* s = sb.find(item.key());
+    if (!s) fail("copy_state: buffer '{}' missing in source", item.key());
+    item.value().copy_(*s);
+  }
+}
+
+ClassifierPtr Classifier::clone_deep() const {
+  auto copy = make_model(spec.arch, spec.input, spec.options);
+  copy_state(*this, *copy);
+  copy->pruned_ = pruned_;
+  copy->train(is_training());
+  auto dev = parameters().empty() ? torch::Device(torch::kCPU) : parameters().front().device();
+  copy->to(dev);
+  return copy;
+}
+
+void Classifier::save_file(const std::string& path) const {
+  torch::serialize::OutputArchive archive;
+  save(archive);
+  std::string tmp = path + ".tmp";
+  archive.save_to(tmp);
+  std::filesystem::rename(tmp, path);
+  YAML::Node meta;
+  meta["format"] = "antidote-model";
+  meta["version"] = version();
+  meta["arch"] = spec.arch;
+  meta["options"] = spec.options;
+  meta["input"] = spec.input.to_yaml();
+  YAML::Emitter em;
+  em << meta;
+  write_file_atomic(path + ".yaml", em.c_str());
+}
+
+std::function<ClassifierPtr(const std::string&, const InputSpec*)>& torchscript_loader() {
+  static std::function<ClassifierPtr(const std::string&, const InputSpec*)> loader;
+  return loader;
+}
+
+ClassifierPtr load_model(const std::string& path, const InputSpec* expected) {
+  if (!file_exists(path)) fail("model file not found: '{}'", path);
+  if (!file_exists(path + ".yaml")) {
+    if (torchscript_loader()) return torchscript_loader()(path, expected);
+    fail("model '{}': no '{}.yaml' beside it (not an antidote model)", path, path);
+  }
+  YAML::Node meta;
+  try {
+    meta = YAML::LoadFile(path + ".yaml");
+  } catch (const YAML::Exception& e) {
+    fail("model metadata '{}.yaml' is malformed: {}", path, e.what());
+  }
+  if (!meta["arch"] || !meta["input"]) fail("model metadata '{}.yaml' lacks 'arch' or 'input'", path);
+  auto input = InputSpec::from_yaml(meta["input"]);
+  if (expected) {
+    if (expected->modality != input.modality) fail("model '{}' takes {} input, the data is {}", path,
+                                                   modality_name(input.modality), modality_name(expected->modality));
+    if (expected->num_classes != input.num_classes)
+      fail("model '{}' predicts {} classes, the data has {}", path, input.num_classes, expected->num_classes);
+  }
+  auto model = make_model(meta["arch"].as<std::string>(), input, meta["options"]);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+    model->load(archive);
+  } catch (const c10::Error& e) {
+    fail("model '{}' cannot be loaded: {}", path, e.what_without_backtrace());
+  }
+  model->set_prune_mask(model->prune_mask().clone());
+  return model;
+}
+
+void check_model_fits(Classifier& model, const InputSpec& input, const std::string& what) {
+  torch::NoGradGuard ng;
+  bool was_training = model.is_training();
+  model.eval();
+  ModelOutput out;
+  auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();
+  try {
+    out = model.forward_full(input.example(2).to(dev), false);
+  } catch (const c10::Error& e) {
+    fail("{} does not accept the data's input ({}): {}", what, YAML::Dump(input.to_yaml()), e.what_without_backtrace());
+  }
+  model.train(was_training);
+  if (!out.logits.defined() || out.logits.dim() != 2 || out.logits.size(0) != 2)
+    fail("{}: forward must return logits of shape [batch, classes]", what);
+  if (out.logits.size(1) != input.num_classes)
+    fail("{} predicts {} classes, the data has {}", what, out.logits.size(1), input.num_classes);
+  if (!out.features.defined() || out.features.size(0) != 2)
+    fail("{}: no features (expected a features(x) method or a (logits, features) tuple)", what);
+}
+
+void save_state_dict(const Classifier& model, const std::string& path) {
+  c10::Dict<std::string, torch::Tensor> dict;
+  for (const auto& p : model.named_parameters(true)) dict.insert(p.key(), p.value().detach().cpu().contiguous());
+  for (const auto& b : model.named_buffers(true)) dict.insert(b.key(), b.value().detach().cpu().contiguous());
+  auto bytes = torch::pickle_save(c10::IValue(dict));
+  write_file_atomic(path, std::string(bytes.begin(), bytes.end()));
+}
+
+int64_t count_parameters(const Classifier& model) {
+  int64_t n = 0;
+  for (const auto& p : model.parameters()) n += p.numel();
+  return n;
+}
+
+std::string default_arch(Modality m) { return m == Modality::Image ? "cnn" : "transformer"; }
+
+}  // namespace antidote

@@ -1,0 +1,93 @@
+// The one interface every classifier implements (built-in or imported TorchScript):
+// logits plus features, optional per-block activations, a prunable channel mask.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "antidote/core/common.hpp"
+#include "antidote/core/registry.hpp"
+#include "antidote/data/data.hpp"
+
+namespace antidote {
+
+// What the model is fed: fixed by the data, checked before any training starts.
+struct InputSpec {
+  Modality modality = Modality::Image;
+  int64_t channels = 1, height = 28, width = 28;  // images
+  int64_t vocab_size = 0, max_len = 0;            // text (token ids [B, max_len])
+  int64_t num_classes = 2;
+
+  YAML::Node to_yaml() const;
+  static InputSpec from_yaml(const YAML::Node& n);
+  // A batch of valid dummy inputs (zeros / [CLS] tokens) for shape checks.
+  torch::Tensor example(int64_t batch) const;
+};
+
+struct ModelOutput {
+  torch::Tensor logits;    // [B, K]
+  torch::Tensor features;  // images: penultimate [B, H]; Transformer: last layer's token states [B, L, H]
+  // Filled only when asked for: the output of each block, the last one being the
+  // layer whose channels can be pruned (images [B, C, H, W]; text [B, L, H] or [B, H]).
+  std::vector<torch::Tensor> activations;
+};
+
+// Everything needed to rebuild the same architecture: registry name, its options, the input.
+struct ModelSpec {
+  std::string arch;
+  YAML::Node options;
+  InputSpec input;
+};
+
+class Classifier : public torch::nn::Module {
+ public:
+  virtual ModelOutput forward_full(const torch::Tensor& x, bool keep_activations) = 0;
+  ModelOutput forward(const torch::Tensor& x) { return forward_full(x, false); }
+  torch::Tensor logits(const torch::Tensor& x) { return forward_full(x, false).logits; }
+
+  // Fine-pruning switches off channels of the last block (images: the last conv
+  // layer's output channels; text: the units of the final hidden states).
+  virtual int64_t prunable_channels() const = 0;
+  void set_prune_mask(const torch::Tensor& keep);  // [C], 1 keeps a channel, 0 zeroes it
+  torch::Tensor prune_mask() const { return prune_mask_; }
+
+  // An independent copy with the same weights (teacher/student copies in defenses).
+  virtual std::shared_ptr<Classifier> clone_deep() const;
+  // Save to `path` (weights) + `path.json` (spec); TorchScript models save as TorchScript.
+  virtual void save_file(const std::string& path) const;
+
+  ModelSpec spec;
+
+ protected:
+  void init_prune_mask(int64_t channels);
+  // Multiplies `t` by the mask along `dim` (a no-op while nothing is pruned).
+  torch::Tensor apply_prune_mask(const torch::Tensor& t, int64_t dim) const;
+  torch::Tensor prune_mask_;
+  bool pruned_ = false;
+};
+
+using ClassifierPtr = std::shared_ptr<Classifier>;
+using ModelRegistry = Registry<Classifier, const InputSpec&, Params&>;
+
+// Build a registered architecture ("cnn", "preact_resnet18", "transformer", "textcnn").
+ClassifierPtr make_model(const std::string& arch, const InputSpec& input, const YAML::Node& options,
+                         const std::string& context = "model");
+// Load a model saved by Classifier::save, or a user's TorchScript file.
+ClassifierPtr load_model(const std::string& path, const InputSpec* expected = nullptr);
+// Fail with a clear message if `model` cannot consume inputs of `input` or emits the
+// wrong number of classes or no features.
+void check_model_fits(Classifier& model, const InputSpec& input, const std::string& what);
+// Copy parameters and buffers (same architecture).
+void copy_state(const Classifier& from, Classifier& to);
+// A Python-readable state_dict (torch.load gives {name: tensor}).
+void save_state_dict(const Classifier& model, const std::string& path);
+int64_t count_parameters(const Classifier& model);
+// Set by the TorchScript module: load_model hands it files that carry no antidote metadata.
+std::function<ClassifierPtr(const std::string&, const InputSpec*)>& torchscript_loader();
+std::string default_arch(Modality m);
+
+}  // namespace antidote

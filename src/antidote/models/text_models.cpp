@@ -1,0 +1,140 @@
+// Built-in text classifiers over token ids [B, L]: a small Transformer encoder
+// (features = the last layer's token states) and a convolutional TextCNN.
+#include <cmath>
+
+#include "antidote/models/model.hpp"
+
+namespace antidote {
+namespace {
+
+namespace nn = torch::nn;
+
+// Pre-LayerNorm encoder layer with batch-first tensors; padding keys are masked.
+struct EncoderLayer : nn::Module {
+  int64_t heads, dim;
+  nn::LayerNorm ln1{nullptr}, ln2{nullptr};
+  nn::Linear qkv{nullptr}, proj{nullptr}, ff1{nullptr}, ff2{nullptr};
+  nn::Dropout drop{nullptr};
+
+  EncoderLayer(int64_t d, int64_t h, int64_t ff, double dropout) : heads(h), dim(d) {
+    ln1 = register_module("ln1", nn::LayerNorm(nn::LayerNormOptions({d})));
+    qkv = register_module("qkv", nn::Linear(d, 3 * d));
+    proj = register_module("proj", nn::Linear(d, d));
+    ln2 = register_module("ln2", nn::LayerNorm(nn::LayerNormOptions({d})));
+    ff1 = register_module("ff1", nn::Linear(d, ff));
+    ff2 = register_module("ff2", nn::Linear(ff, d));
+    drop = register_module("drop", nn::Dropout(dropout));
+  }
+
+  // x [B, L, D]; key_bias [B, 1, 1, L]: 0 for tokens, -inf for padding.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_bias) {
+    auto B = x.size(0), L = x.size(1), dh = dim / heads;
+    auto q_k_v = qkv->forward(ln1->forward(x)).view({B, L, 3, heads, dh}).permute({2, 0, 3, 1, 4});
+    auto q = q_k_v[0], k = q_k_v[1], v = q_k_v[2];  // [B, heads, L, dh]
+    auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(dh))) + key_bias;
+    auto attn = drop->forward(torch::softmax(scores, -1));
+    auto ctx = torch::matmul(attn, v).transpose(1, 2).reshape({B, L, dim});
+    auto h = x + drop->forward(proj->forward(ctx));
+    auto f = ff2->forward(drop->forward(torch::gelu(ff1->forward(ln2->forward(h)))));
+    return h + drop->forward(f);
+  }
+};
+
+struct TransformerClassifier : Classifier {
+  nn::Embedding tok{nullptr}, pos{nullptr};
+  std::vector<std::shared_ptr<EncoderLayer>> layers;
+  nn::LayerNorm ln{nullptr};
+  nn::Linear head{nullptr};
+  nn::Dropout drop{nullptr};
+
+  TransformerClassifier(const InputSpec& in, Params& p) {
+    int64_t d = p.get<int64_t>("dim", 64);
+    int64_t h = p.get<int64_t>("heads", 4);
+    int64_t n = p.get<int64_t>("layers", 2);
+    int64_t ff = p.get<int64_t>("ff", 128);
+    double dropout = p.get<double>("dropout", 0.1);
+    if (d < 1 || h < 1 || n < 1 || ff < 1 || d % h != 0)
+      fail("{}: need positive dim, heads, layers, ff with dim divisible by heads (dim {}, heads {})", p.context(), d, h);
+    tok = register_module("tok", nn::Embedding(nn::EmbeddingOptions(in.vocab_size, d).padding_idx(Vocab::kPad)));
+    pos = register_module("pos", nn::Embedding(in.max_len, d));
+    for (int64_t i = 0; i < n; ++i)
+      layers.push_back(register_module(fmt::format("layer{}", i), std::make_shared<EncoderLayer>(d, h, ff, dropout)));
+    ln = register_module("ln", nn::LayerNorm(nn::LayerNormOptions({d})));
+    head = register_module("head", nn::Linear(d, in.num_classes));
+    drop = register_module("drop", nn::Dropout(dropout));
+    init_prune_mask(d);
+  }
+
+  ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
+    ModelOutput out;
+    auto L = ids.size(1);
+    auto positions = torch::arange(L, ids.options());
+    auto h = drop->forward(tok->forward(ids) + pos->forward(positions).unsqueeze(0));
+    auto pad = ids.eq(Vocab::kPad);
+    auto key_bias = torch::zeros(pad.sizes(), h.options()).masked_fill(pad, -1e9).view({ids.size(0), 1, 1, L});
+    for (auto& layer : layers) {
+      h = layer->forward(h, key_bias);
+      if (keep) out.activations.push_back(h);
+    }
+    h = apply_prune_mask(ln->forward(h), -1);
+    if (keep) out.activations.back() = h;
+    out.features = h;
+    out.logits = head->forward(h.select(1, 0));  // the [CLS] position
+    return out;
+  }
+  int64_t prunable_channels() const override { return prune_mask_.numel(); }
+};
+
+// Kim-style CNN: parallel 1-D convolutions, max over time, concatenated features.
+struct TextCnn : Classifier {
+  nn::Embedding tok{nullptr};
+  std::vector<nn::Conv1d> convs;
+  nn::Dropout drop{nullptr};
+  nn::Linear head{nullptr};
+
+  TextCnn(const InputSpec& in, Params& p) {
+    int64_t d = p.get<int64_t>("dim", 128);
+    int64_t filters = p.get<int64_t>("filters", 100);
+    auto kernels = p.get<std::vector<int64_t>>("kernels", {3, 4, 5});
+    double dropout = p.get<double>("dropout", 0.5);
+    if (d < 1 || filters < 1 || kernels.empty()) fail("{}: need positive dim, filters and kernels", p.context());
+    tok = register_module("tok", nn::Embedding(nn::EmbeddingOptions(in.vocab_size, d).padding_idx(Vocab::kPad)));
+    for (size_t i = 0; i < kernels.size(); ++i) {
+      if (kernels[i] < 1 || kernels[i] > in.max_len) fail("{}: kernel {} does not fit max_len {}", p.context(), kernels[i], in.max_len);
+      convs.push_back(register_module(fmt::format("conv{}", i), nn::Conv1d(d, filters, kernels[i])));
+    }
+    drop = register_module("drop", nn::Dropout(dropout));
+    head = register_module("head", nn::Linear(filters * static_cast<int64_t>(kernels.size()), in.num_classes));
+    init_prune_mask(filters * static_cast<int64_t>(kernels.size()));
+  }
+
+  ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
+    ModelOutput out;
+    auto e = tok->forward(ids).transpose(1, 2);  // [B, D, L]
+    std::vector<torch::Tensor> pooled;
+    for (auto& c : convs) {
+      auto a = torch::relu(c->forward(e));
+      if (keep) out.activations.push_back(a);
+      pooled.push_back(std::get<0>(a.max(2)));
+    }
+    out.features = apply_prune_mask(torch::cat(pooled, 1), 1);
+    if (keep) out.activations.push_back(out.features);
+    out.logits = head->forward(drop->forward(out.features));
+    return out;
+  }
+  int64_t prunable_channels() const override { return prune_mask_.numel(); }
+};
+
+template <class M>
+ClassifierPtr make_text_model(const InputSpec& in, Params& p) {
+  if (in.modality != Modality::Text) fail("{}: this architecture takes text, the data is images", p.context());
+  if (in.vocab_size < 3 || in.max_len < 2) fail("{}: text models need a vocabulary and max_len >= 2", p.context());
+  return std::make_shared<M>(in, p);
+}
+
+Registrar<ModelRegistry> reg_transformer("transformer", make_text_model<TransformerClassifier>,
+                                         "Transformer encoder (pre-LN), [CLS] head; features = last token states");
+Registrar<ModelRegistry> reg_textcnn("textcnn", make_text_model<TextCnn>, "TextCNN (kernels 3,4,5 × 100 filters)");
+
+}  // namespace
+}  // namespace antidote

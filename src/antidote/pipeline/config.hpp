@@ -1,0 +1,65 @@
+// One YAML file describes an experiment grid (SPEC §9). Every key has a default;
+// an unknown key is an error naming it.
+#pragma once
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "antidote/data/data.hpp"
+#include "antidote/train/train.hpp"
+
+namespace antidote {
+
+struct DatasetConfig {
+  std::string name = "fmnist";  // fmnist | idx | sst2 | olid | agnews | tsv
+  std::string path;             // fmnist: the Debian package's directory by default
+  int64_t train_limit = 0;      // > 0: a seeded subset of the training rows (quick runs, tests)
+  int64_t test_limit = 0;       // > 0: a seeded subset of the test rows
+  int64_t max_len = 0;          // text: 0 = longest training sentence + 1, capped at 128
+  int64_t min_freq = 1;         // text: words seen fewer times map to [UNK]
+  YAML::Node model;             // optional per-dataset override of `model`
+  YAML::Node train;             // optional per-dataset override of `train`
+};
+
+struct TrainConfig {
+  // Unset fields take the modality's defaults (see resolve()).
+  YAML::Node node;
+  TrainOptions resolve(Modality m) const;
+};
+
+struct AttackConfig {
+  std::string name;
+  double poison_rate = 0.1;
+  int64_t target = 0;
+  YAML::Node options;  // attack-specific keys
+  std::string label() const;  // e.g. "badnets" or "file"
+};
+
+struct DefenseConfig {
+  std::string name;
+  YAML::Node options;  // defense-specific keys (clean_samples included)
+};
+
+struct ExperimentConfig {
+  std::vector<uint64_t> seeds{0};
+  int threads = 0;  // 0 = all cores
+  std::string device = "cpu";
+  std::vector<DatasetConfig> datasets;
+  YAML::Node model;  // {arch, ...}; arch "auto" = cnn for images, transformer for text
+  TrainConfig train;
+  std::vector<AttackConfig> attacks;
+  std::vector<DefenseConfig> defenses;
+  bool asr_floor = true;  // train a clean reference model per dataset and seed
+  int64_t eval_batch_size = 512;
+  YAML::Node source;  // the config as given, recorded in results
+};
+
+ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin);
+ExperimentConfig load_config(const std::string& path);
+std::string default_dataset_path(const std::string& name);
+Modality dataset_modality(const std::string& name);
+
+}  // namespace antidote

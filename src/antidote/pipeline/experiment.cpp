@@ -1,0 +1,459 @@
+#include "antidote/pipeline/experiment.hpp"
+
+#include <filesystem>
+
+#include "antidote/metrics/metrics.hpp"
+#include "antidote/report/results.hpp"
+
+namespace antidote {
+
+using nlohmann::json;
+
+uint64_t derive_seed(uint64_t seed, const std::string& label) {
+  return hash_string(fmt::format("{}/{}", seed, label));
+}
+
+torch::Device parse_device(const std::string& name) {
+  torch::Device d(torch::kCPU);
+  try {
+    d = torch::Device(name);
+  } catch (const c10::Error&) {
+    fail("device '{}' is not a valid device (cpu, cuda, cuda:N)", name);
+  }
+  if (d.is_cuda() && !torch::cuda::is_available()) fail("device '{}' requested but CUDA is not available", name);
+  return d;
+}
+
+// ---- data ---------------------------------------------------------------------------
+
+namespace {
+RawSplit seeded_subset(const RawSplit& s, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || limit >= s.size()) return s;
+  Rng rng(seed);
+  auto perm = rng.permutation(s.size());
+  perm.resize(static_cast<size_t>(limit));
+  std::sort(perm.begin(), perm.end());  // keep file order among the kept rows
+  return s.select(perm);
+}
+}  // namespace
+
+RawData load_dataset(const DatasetConfig& cfg, uint64_t seed) {
+  RawData d = dataset_modality(cfg.name) == Modality::Image ? load_idx_dir(cfg.path, cfg.name)
+                                                            : load_tsv_dir(cfg.path, cfg.name);
+  d.train = seeded_subset(d.train, cfg.train_limit, derive_seed(seed, "train_limit"));
+  d.test = seeded_subset(d.test, cfg.test_limit, derive_seed(seed, "test_limit"));
+  check_labels(d.train.labels, d.num_classes, cfg.name + " training labels");
+  check_labels(d.test.labels, d.num_classes, cfg.name + " test labels");
+  return d;
+}
+
+Dataset Encoder::encode(const RawSplit& split) const {
+  Dataset d;
+  d.x = modality == Modality::Image ? split.images : vocab->encode(split.texts, max_len);
+  d.y = split.labels;
+  d.poisoned = split.poisoned;
+  return d;
+}
+
+Encoder make_encoder(const RawSplit& train, const DatasetConfig& cfg) {
+  Encoder e;
+  if (train.is_image()) return e;
+  e.modality = Modality::Text;
+  e.vocab = std::make_shared<Vocab>(Vocab::build(train.texts, cfg.min_freq));
+  e.max_len = cfg.max_len;
+  if (e.max_len <= 0) {
+    size_t longest = 0;
+    for (const auto& t : train.texts) longest = std::max(longest, Vocab::tokenize(t).size());
+    e.max_len = std::min<int64_t>(128, static_cast<int64_t>(longest) + 1);
+  }
+  return e;
+}
+
+InputSpec input_spec_for(const Cell& cell) {
+  InputSpec in;
+  in.modality = cell.modality;
+  in.num_classes = cell.num_classes;
+  if (cell.modality == Modality::Image) {
+    in.channels = cell.train.x.size(1);
+    in.height = cell.train.x.size(2);
+    in.width = cell.train.x.size(3);
+  } else {
+    in.vocab_size = cell.encoder.vocab->size();
+    in.max_len = cell.encoder.max_len;
+  }
+  return in;
+}
+
+namespace {
+void finish_cell(Cell& c, const RawData& data, const DatasetConfig& dcfg, const Encoder* fixed = nullptr) {
+  c.num_classes = data.num_classes;
+  c.modality = data.modality;
+  c.raw_test_clean = data.test;
+  c.encoder = fixed ? *fixed : make_encoder(c.raw_train, dcfg);
+  c.train = c.encoder.encode(c.raw_train);
+  c.train_clean = c.originals_aligned ? c.encoder.encode(c.raw_train_clean) : c.train;
+  c.test_clean = c.encoder.encode(c.raw_test_clean);
+  c.test_triggered = c.encoder.encode(c.raw_test_triggered);
+  check_labels(c.train.y, c.num_classes, "poisoned training labels");
+  c.input = input_spec_for(c);
+}
+}  // namespace
+
+Cell prepare_cell(const RawData& data, const DatasetConfig& dcfg, const AttackConfig& acfg, uint64_t seed,
+                  const Encoder* fixed) {
+  Cell c;
+  c.dataset = dcfg.name;
+  c.attack = acfg;
+  c.seed = seed;
+  AttackSettings s;
+  s.poison_rate = acfg.poison_rate;
+  s.target = acfg.target;
+  s.seed = derive_seed(seed, "attack/" + acfg.name);
+  s.num_classes = data.num_classes;
+  auto attack = make_attack(acfg.name, acfg.options, s, fmt::format("attack '{}'", acfg.name));
+  if (attack->modality() != data.modality)
+    fail("attack '{}' works on {} data, dataset '{}' is {}", acfg.name, modality_name(attack->modality()), dcfg.name,
+         modality_name(data.modality));
+  Rng rng(derive_seed(seed, "poison/" + acfg.name));
+  c.raw_train = attack->poison_train(data.train, rng);
+  c.raw_test_triggered = attack->triggered_test(data.test, rng);
+  c.raw_train_clean = data.train;
+  // Attacks that bring their own training file (attack `file`) are not row-aligned with
+  // the clean file: their unpoisoned rows are the clean set.
+  c.originals_aligned = c.raw_train.size() == data.train.size() && acfg.name != "file";
+  finish_cell(c, data, dcfg, fixed);
+  return c;
+}
+
+Cell prepare_clean_cell(const RawData& data, const DatasetConfig& dcfg, uint64_t seed) {
+  Cell c;
+  c.dataset = dcfg.name;
+  c.attack.name = "clean";
+  c.attack.poison_rate = 0;
+  c.seed = seed;
+  c.raw_train = data.train;
+  c.raw_train_clean = data.train;
+  c.raw_test_triggered = data.test;
+  finish_cell(c, data, dcfg);
+  return c;
+}
+
+// ---- models ---------------------------------------------------------------------------
+
+std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, const DatasetConfig& dcfg,
+                                                 Modality modality) {
+  YAML::Node merged = YAML::Clone(cfg.model);
+  if (dcfg.model && dcfg.model.IsMap())
+    for (const auto& kv : dcfg.model) merged[kv.first.as<std::string>()] = YAML::Clone(kv.second);
+  std::string arch = merged["arch"] ? merged["arch"].as<std::string>() : "auto";
+  merged.remove("arch");
+  if (arch == "auto") arch = default_arch(modality);
+  return {arch, merged};
+}
+
+ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
+                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label) {
+  torch::manual_seed(seed);
+  auto model = make_model(arch, cell.input, options, "model");
+  check_model_fits(*model, cell.input, fmt::format("model '{}'", arch));
+  model->to(device);
+  Rng rng(seed);
+  TrainOptions o = train;
+  o.label = label;
+  train_supervised(*model, cell.train, o, rng);
+  model->eval();
+  return model;
+}
+
+DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch) {
+  DefenseContext ctx;
+  ctx.train = cell.train.without_ground_truth();
+  ctx.clean_data = cell.train_clean.without_ground_truth();
+  ctx.clean = std::make_shared<CleanPool>(cell.train_clean.y, cell.train.poisoned, cell.num_classes,
+                                          derive_seed(seed, "clean_pool"), cell.originals_aligned);
+  ctx.num_classes = cell.num_classes;
+  ctx.modality = cell.modality;
+  ctx.device = device;
+  ctx.seed = seed;
+  const Dataset* clean = &cell.test_clean;
+  const Dataset* trig = &cell.test_triggered;
+  int64_t target = cell.attack.target;
+  ctx.monitor = [clean, trig, target, eval_batch](Classifier& m) { return evaluate(m, *clean, *trig, target, eval_batch); };
+  return ctx;
+}
+
+// ---- the bench ------------------------------------------------------------------------
+
+namespace {
+std::string key_of(const YAML::Node& n) {
+  YAML::Emitter em;
+  em << YAML::Flow << n;
+  return fmt::format("{:016x}", hash_string(em.c_str()));
+}
+
+json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      json j = json::object();
+      for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return j;
+    }
+    case YAML::NodeType::Sequence: {
+      json j = json::array();
+      for (const auto& e : n) j.push_back(yaml_to_json(e));
+      return j;
+    }
+    case YAML::NodeType::Scalar: {
+      const auto s = n.Scalar();
+      if (n.Tag() != "!") {  // unquoted: try numbers and booleans
+        try {
+          size_t used = 0;
+          long long v = std::stoll(s, &used);
+          if (used == s.size()) return v;
+        } catch (...) {
+        }
+        try {
+          size_t used = 0;
+          double v = std::stod(s, &used);
+          if (used == s.size()) return v;
+        } catch (...) {
+        }
+        if (s == "true") return true;
+        if (s == "false") return false;
+      }
+      return s;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
+
+json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned) {
+  auto s = scores.to(torch::kCPU, torch::kFloat64);
+  auto p = poisoned.to(torch::kCPU);
+  const int bins = 20;
+  double hi = std::max(1e-9, s.max().item<double>());
+  std::vector<int64_t> hp(bins, 0), hc(bins, 0);
+  auto sa = s.accessor<double, 1>();
+  auto pa = p.accessor<bool, 1>();
+  for (int64_t i = 0; i < s.size(0); ++i) {
+    int b = std::min(bins - 1, static_cast<int>(sa[i] / hi * bins));
+    (pa[i] ? hp : hc)[b]++;
+  }
+  json j;
+  j["bin_max"] = hi;
+  j["poisoned_hist"] = hp;
+  j["clean_hist"] = hc;
+  j["auroc"] = auroc(-s, p);  // lower score = more suspect
+  j["poisoned_mean"] = p.any().item<bool>() ? s.index({p}).mean().item<double>() : 0.0;
+  j["clean_mean"] = s.index({~p}).mean().item<double>();
+  return j;
+}
+
+json examples_json(const Cell& cell, int n) {
+  json ex;
+  ex["dataset"] = cell.dataset;
+  ex["attack"] = cell.attack.name;
+  ex["modality"] = modality_name(cell.modality);
+  auto rows = non_target_rows(cell.raw_test_clean, cell.attack.target);
+  n = std::min<int>(n, static_cast<int>(std::min<size_t>(rows.size(), static_cast<size_t>(cell.raw_test_triggered.size()))));
+  rows.resize(static_cast<size_t>(n));
+  if (cell.modality == Modality::Image) {
+    auto to_list = [](const torch::Tensor& img) {
+      auto u8 = (img.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
+      return json{{"shape", u8.sizes().vec()},
+                  {"pixels", std::vector<uint8_t>(u8.data_ptr<uint8_t>(), u8.data_ptr<uint8_t>() + u8.numel())}};
+    };
+    for (int i = 0; i < n; ++i) {
+      ex["clean"].push_back(to_list(cell.raw_test_clean.images[rows[i]]));
+      ex["triggered"].push_back(to_list(cell.raw_test_triggered.images[i]));
+    }
+  } else {
+    for (int i = 0; i < n; ++i) {
+      ex["clean"].push_back(cell.attack.name == "file" ? "" : cell.raw_test_clean.texts[rows[i]]);
+      ex["triggered"].push_back(cell.raw_test_triggered.texts[i]);
+    }
+  }
+  return ex;
+}
+}  // namespace
+
+json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
+  auto device = parse_device(cfg.device);
+  int threads = configure_threads(cfg.threads);
+  make_dirs(options.out_dir);
+  make_dirs(options.out_dir + "/cells");
+  make_dirs(options.out_dir + "/models");
+  json doc;
+  doc["version"] = version();
+  doc["config"] = yaml_to_json(cfg.source);
+  doc["threads"] = threads;
+  doc["device"] = cfg.device;
+  doc["runs"] = json::array();
+  doc["examples"] = json::array();
+  auto t_bench = std::chrono::steady_clock::now();
+
+  for (const auto& dcfg : cfg.datasets) {
+    for (uint64_t seed : cfg.seeds) {
+      auto data = load_dataset(dcfg, seed);
+      auto [arch, model_opts] = resolve_model(cfg, dcfg, data.modality);
+      TrainConfig tcfg = cfg.train;
+      if (dcfg.train && dcfg.train.IsMap())
+        for (const auto& kv : dcfg.train) tcfg.node[kv.first.as<std::string>()] = YAML::Clone(kv.second);
+      auto train_opts = tcfg.resolve(data.modality);
+
+      YAML::Node base_key;
+      base_key["dataset"] = dcfg.name;
+      base_key["path"] = dcfg.path;
+      base_key["train_limit"] = dcfg.train_limit;
+      base_key["test_limit"] = dcfg.test_limit;
+      base_key["max_len"] = dcfg.max_len;
+      base_key["min_freq"] = dcfg.min_freq;
+      base_key["arch"] = arch;
+      base_key["model"] = model_opts;
+      base_key["train"] = tcfg.node;
+      base_key["seed"] = seed;
+      base_key["version"] = version();
+
+      // The clean reference model gives the ASR floor of every attack on this data.
+      ClassifierPtr clean_model;
+      Cell clean_cell;
+      if (cfg.asr_floor) {
+        clean_cell = prepare_clean_cell(data, dcfg, seed);
+        YAML::Node k = YAML::Clone(base_key);
+        k["role"] = "clean";
+        auto path = fmt::format("{}/models/{}-{}-clean-{}.pt", options.out_dir, dcfg.name, arch, key_of(k));
+        if (!options.fresh && file_exists(path) && file_exists(path + ".yaml")) {
+          clean_model = load_model(path, &clean_cell.input);
+          clean_model->to(device);
+        } else {
+          log_info(fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name, seed, arch));
+          clean_model = train_model(clean_cell, arch, model_opts, train_opts, derive_seed(seed, "train/clean"), device,
+                                    dcfg.name + " clean");
+          clean_model->save_file(path);
+        }
+      }
+
+      std::vector<AttackConfig> attacks;
+      for (const auto& a : cfg.attacks) attacks.push_back(a);
+      if (attacks.empty()) {
+        AttackConfig a;
+        a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
+        attacks.push_back(a);
+      }
+      for (const auto& acfg : attacks) {
+        auto cell = prepare_cell(data, dcfg, acfg, seed);
+        doc["examples"].push_back(examples_json(cell, 4));
+        YAML::Node k = YAML::Clone(base_key);
+        k["role"] = "suspect";
+        k["attack"] = acfg.name;
+        k["poison_rate"] = acfg.poison_rate;
+        k["target"] = acfg.target;
+        k["attack_options"] = acfg.options;
+        std::string suspect_key = key_of(k);
+        auto path = fmt::format("{}/models/{}-{}-{}-{}.pt", options.out_dir, dcfg.name, arch, acfg.name, suspect_key);
+        ClassifierPtr suspect;
+        StageCost train_cost{"train", 0, 0};
+        if (!options.fresh && file_exists(path) && file_exists(path + ".yaml")) {
+          suspect = load_model(path, &cell.input);
+          suspect->to(device);
+        } else {
+          log_info(fmt::format("[{} × {} seed {}] training the suspect model ({}, {} rows, {} poisoned)", dcfg.name,
+                               acfg.name, seed, arch, cell.train.size(), cell.train.poisoned.sum().item<int64_t>()));
+          StageTimer timer("train");
+          suspect = train_model(cell, arch, model_opts, train_opts, derive_seed(seed, "train/" + suspect_key), device,
+                                dcfg.name + " " + acfg.name);
+          train_cost = timer.finish();
+          suspect->save_file(path);
+        }
+        double floor = -1;
+        if (clean_model) {
+          auto trig = clean_cell.encoder.encode(cell.raw_test_triggered);
+          floor = trigger_metrics(predict_probs(*clean_model, trig.x, cfg.eval_batch_size), trig.y, acfg.target).asr;
+        }
+        auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, acfg.target, cfg.eval_batch_size);
+        log_info(fmt::format("[{} × {}] suspect: CACC {:.1f}% ASR {:.1f}% (floor {:.1f}%)", dcfg.name, acfg.name,
+                             100 * before.cacc, 100 * before.asr, 100 * floor));
+
+        for (size_t di = 0; di < cfg.defenses.size(); ++di) {
+          const auto& def = cfg.defenses[di];
+          YAML::Node dk = YAML::Clone(k);
+          dk["defense"] = def.name;
+          dk["defense_options"] = def.options;
+          auto cell_path = fmt::format("{}/cells/{}.json", options.out_dir, key_of(dk));
+          if (!options.fresh && file_exists(cell_path)) {
+            try {
+              doc["runs"].push_back(json::parse(read_file(cell_path)));
+              log_info(fmt::format("[{} × {} × {}] finished earlier: {}", dcfg.name, acfg.name, def.name, cell_path));
+              continue;
+            } catch (const json::exception&) {
+              log_info(fmt::format("ignoring unreadable cell '{}'", cell_path));
+            }
+          }
+          auto t0 = std::chrono::steady_clock::now();
+          Params params(YAML::Clone(def.options), fmt::format("defenses[{}] ({})", di, def.name));
+          int64_t clean_samples_cfg = params.get<int64_t>("clean_samples", 500);
+          params.set("clean_samples", YAML::Node(clean_samples_cfg));
+          DefenseSetup setup{cell.modality, arch, cell.num_classes};
+          auto defense = make_defense(def.name, params, setup);
+          params.check_consumed();
+          uint64_t dseed = derive_seed(seed, "defense/" + key_of(dk));
+          torch::manual_seed(dseed);
+          DefenseContext ctx = make_defense_context(cell, device, dseed, cfg.eval_batch_size);
+          if (def.name != "none")
+            log_info(fmt::format("[{} × {} × {}] running the defense", dcfg.name, acfg.name, def.name));
+          auto result = defense->run(suspect, ctx);
+          auto after = def.name == "none" ? before
+                                           : evaluate(*result.model, cell.test_clean, cell.test_triggered, acfg.target,
+                                                      cfg.eval_batch_size);
+          json row;
+          row["dataset"] = dcfg.name;
+          row["model"] = arch;
+          row["attack"] = acfg.name;
+          row["poison_rate"] = acfg.poison_rate;
+          row["target"] = acfg.target;
+          row["seed"] = seed;
+          row["defense"] = def.name;
+          row["clean_samples"] = def.name == "none" ? 0 : result.clean_samples;
+          row["cacc"] = after.cacc;
+          row["asr"] = after.asr;
+          row["asr_floor"] = floor >= 0 ? json(floor) : json(nullptr);
+          row["ra"] = after.ra;
+          row["pcc"] = after.pcc;
+          row["der"] = defense_effectiveness(before.asr, after.asr, before.cacc, after.cacc);
+          row["detection"] = nullptr;
+          if (result.flagged.defined()) {
+            auto det = detection(result.flagged, cell.train.poisoned);
+            row["detection"] = {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1},
+                                {"flagged", det.flagged}};
+          }
+          row["stages"] = json::array();
+          if (def.name == "none" && train_cost.seconds > 0) row["stages"].push_back(stage_json(train_cost));
+          for (const auto& st : result.stages) row["stages"].push_back(stage_json(st));
+          row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          row["details"] = result.details;
+          if (result.scores.defined()) row["details"]["identification"] = identification_json(result.scores, cell.train.poisoned);
+          if (options.save_models && def.name != "none") {
+            auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options.out_dir, dcfg.name, arch, acfg.name,
+                                     def.name, key_of(dk));
+            result.model->save_file(mpath);
+            row["model_file"] = std::filesystem::path(mpath).filename().string();
+          }
+          log_info(fmt::format("[{} × {} × {}] CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", dcfg.name, acfg.name,
+                               def.name, 100 * after.cacc, 100 * after.asr, 100 * after.ra, row["der"].get<double>()));
+          write_file_atomic(cell_path, row.dump(1));
+          doc["runs"].push_back(row);
+          doc["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_bench).count();
+          write_results(options.out_dir, doc);
+        }
+      }
+    }
+  }
+  doc["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_bench).count();
+  write_results(options.out_dir, doc);
+  return doc;
+}
+
+}  // namespace antidote

@@ -1,0 +1,71 @@
+// From config to numbers: load data, poison it, train (or load) the suspect model,
+// run defenses, evaluate, and keep every finished cell on disk so a bench resumes.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "antidote/attacks/attack.hpp"
+#include "antidote/data/data.hpp"
+#include "antidote/defenses/defense.hpp"
+#include "antidote/models/model.hpp"
+#include "antidote/pipeline/config.hpp"
+
+namespace antidote {
+
+// Turns raw splits into model inputs; text uses a vocabulary built from the
+// training data the model is trained on.
+struct Encoder {
+  Modality modality = Modality::Image;
+  std::shared_ptr<Vocab> vocab;
+  int64_t max_len = 0;
+  Dataset encode(const RawSplit& split) const;
+};
+Encoder make_encoder(const RawSplit& train, const DatasetConfig& cfg);
+
+// The loaded dataset, with train_limit/test_limit applied (seeded subsets).
+RawData load_dataset(const DatasetConfig& cfg, uint64_t seed);
+
+// One dataset × attack × seed, ready to train on and to evaluate.
+struct Cell {
+  std::string dataset;
+  AttackConfig attack;
+  uint64_t seed = 0;
+  int64_t num_classes = 0;
+  Modality modality = Modality::Image;
+  RawSplit raw_train, raw_train_clean, raw_test_triggered;  // raw_train_clean: the clean originals
+  RawSplit raw_test_clean;
+  Encoder encoder;
+  Dataset train, train_clean, test_clean, test_triggered;
+  InputSpec input;
+  bool originals_aligned = true;  // raw_train_clean row i is the clean original of raw_train row i
+};
+// `fixed` encodes with a given vocabulary (a loaded text model's) instead of building one.
+Cell prepare_cell(const RawData& data, const DatasetConfig& dcfg, const AttackConfig& attack, uint64_t seed,
+                  const Encoder* fixed = nullptr);
+// The same data with no attack (for the clean reference model).
+Cell prepare_clean_cell(const RawData& data, const DatasetConfig& dcfg, uint64_t seed);
+InputSpec input_spec_for(const Cell& cell);
+
+// Resolve the model config (`auto` arch, per-dataset overrides).
+std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, const DatasetConfig& dcfg,
+                                                 Modality modality);
+ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
+                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label);
+
+DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch);
+torch::Device parse_device(const std::string& name);
+uint64_t derive_seed(uint64_t seed, const std::string& label);
+
+struct BenchOptions {
+  std::string out_dir;
+  bool fresh = false;        // ignore finished cells and cached models
+  bool save_models = true;   // write purified models (and state_dicts) under out/models
+};
+// Runs the grid; returns the results document (also written to out_dir).
+nlohmann::json run_bench(const ExperimentConfig& cfg, const BenchOptions& options);
+
+}  // namespace antidote

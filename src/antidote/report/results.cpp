@@ -1,0 +1,102 @@
+#include "antidote/report/results.hpp"
+
+#include <fmt/format.h>
+
+#include "antidote/core/common.hpp"
+
+namespace antidote {
+
+using nlohmann::json;
+
+std::string percent(const json& v) {
+  if (v.is_null() || !v.is_number()) return "–";
+  return fmt::format("{:.1f}", 100.0 * v.get<double>());
+}
+
+namespace {
+std::string fixed3(const json& v) { return v.is_number() ? fmt::format("{:.3f}", v.get<double>()) : "–"; }
+
+std::string stage_summary(const json& stages) {
+  std::string s;
+  for (const auto& st : stages)
+    s += fmt::format("{}{} {:.1f}s/{:.0f}MB", s.empty() ? "" : ", ", st.value("name", "?"), st.value("seconds", 0.0),
+                     st.value("peak_rss_mb", 0.0));
+  return s;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char c : s) q += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return q + "\"";
+}
+
+std::string num(const json& v) {
+  if (v.is_null()) return "";
+  if (v.is_number_float()) return fmt::format("{:.6f}", v.get<double>());
+  if (v.is_number()) return v.dump();
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+}  // namespace
+
+std::string results_csv(const json& doc) {
+  std::string out =
+      "dataset,model,attack,poison_rate,target,seed,defense,clean_samples,cacc,asr,asr_floor,ra,pcc,der,"
+      "det_precision,det_recall,det_f1,det_flagged,seconds,stages\n";
+  for (const auto& r : doc["runs"]) {
+    const auto& d = r["detection"];
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(num(r["dataset"])),
+                       csv_field(num(r["model"])), csv_field(num(r["attack"])), num(r["poison_rate"]), num(r["target"]),
+                       num(r["seed"]), csv_field(num(r["defense"])), num(r["clean_samples"]), num(r["cacc"]),
+                       num(r["asr"]), num(r["asr_floor"]), num(r["ra"]), num(r["pcc"]), num(r["der"]),
+                       d.is_null() ? "" : num(d["precision"]), d.is_null() ? "" : num(d["recall"]),
+                       d.is_null() ? "" : num(d["f1"]), d.is_null() ? "" : num(d["flagged"]), num(r["seconds"]),
+                       csv_field(stage_summary(r["stages"])));
+  }
+  return out;
+}
+
+std::string results_markdown(const json& doc) {
+  std::string out = fmt::format("# antidote results\n\nantidote {} · threads {} · device {}\n\n",
+                                doc.value("version", "?"), doc.value("threads", 0), doc.value("device", "cpu"));
+  out +=
+      "| dataset | model | attack | rate | target | seed | defense | clean | CACC % | ASR % | ASR floor % | RA % | PCC % "
+      "| DER | detection P/R/F1 % (flagged) | seconds |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& r : doc["runs"]) {
+    const auto& d = r["detection"];
+    std::string det = d.is_null() ? "–"
+                                  : fmt::format("{}/{}/{} ({})", percent(d["precision"]), percent(d["recall"]),
+                                                percent(d["f1"]), d.value("flagged", 0));
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} |\n",
+                       r.value("dataset", ""), r.value("model", ""), r.value("attack", ""), percent(r["poison_rate"]),
+                       r.value("target", 0), r.value("seed", 0), r.value("defense", ""), r.value("clean_samples", 0),
+                       percent(r["cacc"]), percent(r["asr"]), percent(r["asr_floor"]), percent(r["ra"]),
+                       percent(r["pcc"]), fixed3(r["der"]), det, r.value("seconds", 0.0));
+  }
+  // Stage tables (NT-ML and any defense that reports one).
+  for (const auto& r : doc["runs"]) {
+    if (!r.contains("details") || !r["details"].contains("stages")) continue;
+    out += fmt::format("\n### {} stages: {} × {} (seed {})\n\n| stage | model | CACC % | ASR % | RA % | PCC % |\n|---|---|---|---|---|---|\n",
+                       r.value("defense", ""), r.value("dataset", ""), r.value("attack", ""), r.value("seed", 0));
+    for (const auto& s : r["details"]["stages"])
+      out += fmt::format("| {} | {} | {} | {} | {} | {} |\n", s.value("stage", ""), s.value("model", ""),
+                         percent(s["cacc"]), percent(s["asr"]), percent(s["ra"]), percent(s["pcc"]));
+    if (r["details"].contains("verdict")) out += "\n" + r["details"]["verdict"].get<std::string>() + "\n";
+  }
+  out += "\n### Cost per stage\n\n| dataset | attack | defense | stages (seconds / peak RSS) |\n|---|---|---|---|\n";
+  for (const auto& r : doc["runs"])
+    out += fmt::format("| {} | {} | {} | {} |\n", r.value("dataset", ""), r.value("attack", ""),
+                       r.value("defense", ""), stage_summary(r["stages"]));
+  return out;
+}
+
+void write_results(const std::string& out_dir, const json& doc) {
+  write_file_atomic(out_dir + "/results.json", doc.dump(1));
+  write_file_atomic(out_dir + "/results.csv", results_csv(doc));
+  write_file_atomic(out_dir + "/results.md", results_markdown(doc));
+  write_file_atomic(out_dir + "/report.html", render_html_report(doc));
+}
+
+}  // namespace antidote

@@ -1,0 +1,19 @@
+// Results documents (SPEC §9): results.json, results.csv, results.md and report.html.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace antidote {
+
+// Writes all four files into `out_dir`, each atomically.
+void write_results(const std::string& out_dir, const nlohmann::json& doc);
+std::string results_csv(const nlohmann::json& doc);
+std::string results_markdown(const nlohmann::json& doc);
+// One self-contained page (inline SVG and CSS, no scripts or fetched resources).
+std::string render_html_report(const nlohmann::json& doc);
+// "12.3" for 0.123; "–" for null.
+std::string percent(const nlohmann::json& fraction);
+
+}  // namespace antidote

@@ -1,0 +1,105 @@
+#include "antidote/train/train.hpp"
+
+#include <cmath>
+
+namespace antidote {
+
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
+                                                        const OptimizerConfig& cfg) {
+  if (!(cfg.lr > 0)) fail("optimizer: lr must be positive, got {}", cfg.lr);
+  if (cfg.name == "sgd")
+    return std::make_unique<torch::optim::SGD>(
+        params, torch::optim::SGDOptions(cfg.lr).momentum(cfg.momentum).weight_decay(cfg.weight_decay));
+  if (cfg.name == "adam")
+    return std::make_unique<torch::optim::Adam>(params,
+                                                torch::optim::AdamOptions(cfg.lr).weight_decay(cfg.weight_decay));
+  if (cfg.name == "adamw")
+    return std::make_unique<torch::optim::AdamW>(params,
+                                                 torch::optim::AdamWOptions(cfg.lr).weight_decay(cfg.weight_decay));
+  fail("unknown optimizer '{}' (known: sgd, adam, adamw)", cfg.name);
+}
+
+void set_learning_rate(torch::optim::Optimizer& opt, double lr) {
+  for (auto& group : opt.param_groups()) group.options().set_lr(lr);
+}
+
+double cosine_lr(double base, int64_t step, int64_t total) {
+  if (total <= 0) return base;
+  return 0.5 * base * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
+}
+
+std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank, int world) {
+  if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
+  std::vector<int64_t> order = shuffle ? shuffle->permutation(n) : std::vector<int64_t>();
+  if (!shuffle) {
+    order.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+  }
+  // Each worker takes every world-th row, so the workers' batches partition the epoch.
+  std::vector<int64_t> mine;
+  for (int64_t i = rank; i < n; i += world) mine.push_back(order[i]);
+  std::vector<torch::Tensor> batches;
+  for (size_t i = 0; i < mine.size(); i += static_cast<size_t>(batch_size)) {
+    size_t end = std::min(mine.size(), i + static_cast<size_t>(batch_size));
+    batches.push_back(torch::tensor(std::vector<int64_t>(mine.begin() + i, mine.begin() + end), torch::kLong));
+  }
+  return batches;
+}
+
+torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng) {
+  auto B = images.size(0), H = images.size(2), W = images.size(3);
+  auto padded = torch::constant_pad_nd(images, {pad, pad, pad, pad}, 0);
+  auto out = torch::empty_like(images);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t dy = rng.below(2 * pad + 1), dx = rng.below(2 * pad + 1);
+    out[b].copy_(padded[b].slice(1, dy, dy + H).slice(2, dx, dx + W));
+  }
+  return out;
+}
+
+void check_finite(const torch::Tensor& loss, const std::string& where) {
+  if (!torch::isfinite(loss).all().item<bool>())
+    fail("{}: the loss became {} (lower the learning rate or check the data)", where,
+         loss.isnan().any().item<bool>() ? "NaN" : "infinite");
+}
+
+void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& o, Rng& rng,
+                      const std::function<void(int64_t)>& on_epoch, GradientSync* sync) {
+  GradientSync local;
+  if (!sync) sync = &local;
+  auto dev = model.parameters().front().device();
+  auto opt = make_optimizer(model.parameters(), o.optimizer);
+  int64_t steps_per_epoch = (data.size() / sync->world_size() + o.batch_size - 1) / o.batch_size;
+  int64_t total = o.epochs * steps_per_epoch, step = 0;
+  bool images = data.x.dim() == 4;
+  model.train();
+  for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
+    Progress progress(fmt::format("{} epoch {}/{}", o.label, epoch + 1, o.epochs), data.size());
+    double loss_sum = 0;
+    int64_t seen = 0, correct = 0;
+    for (const auto& idx : epoch_batches(data.size(), o.batch_size, &rng, sync->rank(), sync->world_size())) {
+      if (o.schedule == "cosine") set_learning_rate(*opt, cosine_lr(o.optimizer.lr, step, total));
+      auto x = data.x.index_select(0, idx);
+      if (o.augment && images) x = random_shift(x, 2, rng);
+      x = x.to(dev);
+      auto y = data.y.index_select(0, idx).to(dev);
+      opt->zero_grad();
+      auto logits = model.forward(x).logits;
+      auto loss = torch::cross_entropy_loss(logits, y);
+      check_finite(loss, o.label);
+      loss.backward();
+      sync->sync(model.parameters());
+      opt->step();
+      ++step;
+      loss_sum += loss.item<double>() * idx.size(0);
+      correct += logits.argmax(1).eq(y).sum().item<int64_t>();
+      seen += idx.size(0);
+      progress.advance(idx.size(0));
+    }
+    progress.finish(fmt::format("loss {:.4f} acc {:.1f}%", loss_sum / std::max<int64_t>(1, seen),
+                                100.0 * correct / std::max<int64_t>(1, seen)));
+    if (on_epoch) on_epoch(epoch);
+  }
+}
+
+}  // namespace antidote

@@ -1,0 +1,61 @@
+// Standard supervised training and the batching/optimizer pieces the defenses share.
+// The loop is split into "which rows this worker sees" (a sampler) and "how gradients
+// are combined" (a GradientSync) so data-parallel training over c10d/Gloo can slot in
+// without rewriting it.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "antidote/core/common.hpp"
+#include "antidote/data/data.hpp"
+#include "antidote/models/model.hpp"
+
+namespace antidote {
+
+struct OptimizerConfig {
+  std::string name = "sgd";  // sgd | adam
+  double lr = 0.01;
+  double momentum = 0.9;
+  double weight_decay = 5e-4;
+};
+std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
+                                                        const OptimizerConfig& cfg);
+void set_learning_rate(torch::optim::Optimizer& opt, double lr);
+// Cosine annealing from lr to 0 over `total` steps (step counted from 0).
+double cosine_lr(double base, int64_t step, int64_t total);
+
+struct TrainOptions {
+  int64_t epochs = 5;
+  int64_t batch_size = 128;
+  OptimizerConfig optimizer;
+  std::string schedule = "cosine";  // cosine | constant
+  bool augment = false;             // images: random shift by up to 2 pixels (padding 2, crop)
+  std::string label = "train";
+};
+
+// Gradient combination across workers; the single-process default does nothing.
+struct GradientSync {
+  virtual ~GradientSync() = default;
+  virtual void sync(const std::vector<torch::Tensor>& params) { (void)params; }
+  virtual int rank() const { return 0; }
+  virtual int world_size() const { return 1; }
+};
+
+// Index batches of one epoch: a seeded permutation (or in order), strided by rank.
+std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank = 0, int world = 1);
+
+// Random 2-pixel shifts (zero padding) of an image batch; seeded by `rng`.
+torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng);
+
+// Throws a clear error when a loss is NaN or infinite.
+void check_finite(const torch::Tensor& loss, const std::string& where);
+
+// Cross-entropy training of `model` on `data`. `on_epoch(epoch)` runs after each epoch.
+void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& options, Rng& rng,
+                      const std::function<void(int64_t)>& on_epoch = {}, GradientSync* sync = nullptr);
+
+}  // namespace antidote

@@ -1,0 +1,340 @@
+// BeDKD: the shared loss on a hand-worked example, the label flip, the identification
+// filters, the punish step, order invariance, and a small end-to-end run.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "antidote/defenses/bedkd.hpp"
+#include "antidote/defenses/defense.hpp"
+#include "antidote/train/train.hpp"
+
+using namespace antidote;
+
+namespace {
+
+ModelOutput out(torch::Tensor logits, torch::Tensor features) {
+  ModelOutput o;
+  o.logits = std::move(logits);
+  o.features = std::move(features);
+  return o;
+}
+
+std::set<int64_t> as_set(const torch::Tensor& t) {
+  auto c = t.to(torch::kCPU, torch::kLong).contiguous();
+  return std::set<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+}  // namespace
+
+TEST(BeDKD, KdLossHandWorked) {
+  // Student logits z_S = [[1, 0], [0, 0]], teacher z_T = [[0, 0], [2, 0]], labels [0, 1], T = 2.
+  // CE   = ( ln(1 + e^-1) + ln 2 ) / 2 = (0.3132617 + 0.6931472) / 2 = 0.5032044
+  // KL   row 0: p = softmax([0, 0]) = [.5, .5],  q = softmax([.5, 0]) = [.6224593, .3775407]
+  //            .5·ln(.5/.6224593) + .5·ln(.5/.3775407) = 0.0309204
+  //      row 1: p = softmax([1, 0]) = [.7310586, .2689414], q = [.5, .5]
+  //            .7310586·ln(1.4621172) + .2689414·ln(.5378828) = 0.1109535
+  //      batch mean = 0.0709369 (no T² factor)
+  // MSE  h_S = [[1, 2], [0, 0]], h_T = [[0, 2], [1, 1]]: squares 1, 0, 1, 1 -> 3/4 = 0.75
+  // L    = 0.3·0.5032044 + 0.7·(0.0709369 + 0.75) = 0.1509613 + 0.5746559 = 0.7256172
+  auto s = out(torch::tensor({{1.0f, 0.0f}, {0.0f, 0.0f}}), torch::tensor({{1.0f, 2.0f}, {0.0f, 0.0f}}));
+  auto t = out(torch::tensor({{0.0f, 0.0f}, {2.0f, 0.0f}}), torch::tensor({{0.0f, 2.0f}, {1.0f, 1.0f}}));
+  auto y = torch::tensor({0, 1}, torch::kLong);
+  auto terms = bedkd::kd_terms(s, t, y, 2.0);
+  EXPECT_NEAR(terms.ce.item<double>(), 0.5032044, 1e-6);
+  EXPECT_NEAR(terms.kl.item<double>(), 0.0709369, 1e-6);
+  EXPECT_NEAR(terms.mse.item<double>(), 0.75, 1e-7);
+  EXPECT_NEAR(terms.total.item<double>(), 0.7256172, 1e-6);
+  EXPECT_NEAR(bedkd::kd_loss(s, t, y, 2.0).item<double>(), 0.7256172, 1e-6);
+  // alpha = 1 leaves CE alone.
+  EXPECT_NEAR(bedkd::kd_loss(s, t, y, 2.0, {1.0, 1.0, 1.0}).item<double>(), 0.5032044, 1e-6);
+}
+
+TEST(BeDKD, KdLossMasksPaddingOnlyWhenAsked) {
+  // Token states [1, 3, 2]; the third token is padding. Squares: 1, 0 | 0, 4 | 25, 25.
+  // All elements: 55 / 6 = 9.1666667. Masked: (1 + 4) / (2 tokens · 2 units) = 1.25.
+  auto hs = torch::tensor({1.0f, 0.0f, 0.0f, 2.0f, 5.0f, 5.0f}).view({1, 3, 2});
+  auto ht = torch::zeros({1, 3, 2});
+  auto logits = torch::zeros({1, 2});
+  auto y = torch::tensor({0}, torch::kLong);
+  auto s = out(logits, hs), t = out(logits, ht);
+  EXPECT_NEAR(bedkd::kd_terms(s, t, y, 1.0).mse.item<double>(), 55.0 / 6.0, 1e-5);
+  auto mask = torch::tensor({1, 1, 0}, torch::kLong).ne(0).view({1, 3});
+  EXPECT_NEAR(bedkd::kd_terms(s, t, y, 1.0, {}, mask).mse.item<double>(), 1.25, 1e-6);
+}
+
+TEST(BeDKD, FlipRule) {
+  auto k2 = bedkd::flip_labels(torch::tensor({0, 1, 1, 0}, torch::kLong), 2);
+  EXPECT_TRUE(torch::equal(k2, torch::tensor({1, 0, 0, 1}, torch::kLong)));
+  auto k4 = bedkd::flip_labels(torch::tensor({0, 1, 2, 3}, torch::kLong), 4);
+  EXPECT_TRUE(torch::equal(k4, torch::tensor({1, 2, 3, 0}, torch::kLong)));
+  auto k4s = bedkd::flip_labels(torch::tensor({0, 1, 2, 3}, torch::kLong), 4, -1);
+  EXPECT_TRUE(torch::equal(k4s, torch::tensor({3, 0, 1, 2}, torch::kLong)));
+  EXPECT_THROW(bedkd::flip_labels(torch::tensor({0}, torch::kLong), 4, 4), Error);
+  EXPECT_THROW(bedkd::flip_labels(torch::tensor({0}, torch::kLong), 1), Error);
+}
+
+TEST(BeDKD, ScoreIsMeanAbsoluteProbabilityChange) {
+  auto pb = torch::tensor({{0.9f, 0.1f, 0.0f}, {0.2f, 0.3f, 0.5f}});
+  auto pd = torch::tensor({{0.1f, 0.9f, 0.0f}, {0.2f, 0.3f, 0.5f}});
+  auto s = bedkd::direction_scores(pb, pd);
+  EXPECT_NEAR(s[0].item<double>(), 1.6 / 3, 1e-6);  // (.8 + .8 + 0) / 3
+  EXPECT_NEAR(s[1].item<double>(), 0.0, 1e-7);
+}
+
+TEST(BeDKD, SelectThresholdCapAndConsistency) {
+  // Row:        0     1     2     3     4     5     6     7     8     9
+  auto scores = torch::tensor({0.50, 0.05, 0.01, 0.09, 0.02, 0.30, 0.03, 0.10, 0.04, 0.02}, torch::kDouble);
+  auto pred = torch::tensor({0, 1, 1, 1, 0, 1, 1, 1, 1, 1}, torch::kLong);
+  auto label = torch::tensor({0, 1, 1, 1, 1, 1, 1, 1, 0, 1}, torch::kLong);
+  // s < 0.1: rows 1, 2, 3, 4, 6, 8, 9 (row 7 sits on the threshold: not flagged).
+  // Sorted by (score, row): 2 (.01), 4 (.02), 9 (.02), 6 (.03), 8 (.04), 1 (.05), 3 (.09).
+  bedkd::SelectOptions o;
+  o.threshold = 0.1;
+  o.max_flagged = 5;  // -> 2, 4, 9, 6, 8
+  o.max_kept = 32;
+  auto sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_EQ(sel.below_threshold, 7);
+  EXPECT_EQ(sel.after_cap, 5);
+  EXPECT_EQ(sel.consistent, 3);  // 4 and 8 disagree with their labels
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9, 6}, torch::kLong)));
+  o.max_kept = 2;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_EQ(sel.kept, 2);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9}, torch::kLong)));
+  // No cap before the consistency filter: 2, 9, 6, 1, 3 survive, lowest two kept.
+  o.max_flagged = 0;
+  o.max_kept = 0;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9, 6, 1, 3}, torch::kLong)));
+  // Consistency off.
+  o.consistency = false;
+  o.max_kept = 3;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9}, torch::kLong)));
+}
+
+TEST(BeDKD, SelectIsIndependentOfRowOrder) {
+  const int64_t n = 400;
+  torch::manual_seed(3);
+  // Coarse scores, so that many rows tie and the tie-break is exercised.
+  auto scores = (torch::rand({n}, torch::kDouble) * 20).floor() / 100;
+  auto label = torch::randint(0, 3, {n}, torch::kLong);
+  auto pred = torch::where(torch::rand({n}) < 0.7, label, (label + 1).remainder(3));
+  bedkd::SelectOptions o;  // reference: threshold .1, 128, consistency, 32
+  auto base = bedkd::select_suspects(scores, pred, label, o);
+  ASSERT_GT(base.kept, 0);
+  Rng rng(11);
+  auto perm = torch::tensor(rng.permutation(n), torch::kLong);
+  auto sel = bedkd::select_suspects(scores.index_select(0, perm), pred.index_select(0, perm),
+                                    label.index_select(0, perm), o, perm);
+  EXPECT_EQ(as_set(perm.index_select(0, sel.rows)), as_set(base.rows));
+  EXPECT_EQ(sel.below_threshold, base.below_threshold);
+  EXPECT_EQ(sel.consistent, base.consistent);
+}
+
+namespace {
+
+InputSpec tiny_image_spec(int64_t k) {
+  InputSpec in;
+  in.modality = Modality::Image;
+  in.channels = 1;
+  in.height = 8;
+  in.width = 8;
+  in.num_classes = k;
+  return in;
+}
+
+ClassifierPtr tiny_cnn(int64_t k) {
+  YAML::Node opts;
+  opts["width"] = 4;
+  opts["hidden"] = 16;
+  return make_model("cnn", tiny_image_spec(k), opts);
+}
+
+// Synthetic images: class c lights row 2c; rows of the "poisoned" tail also get a
+// corner patch and the target label 0. `clean_rows` leading rows are the clean pool.
+Dataset synthetic(int64_t n, int64_t k, int64_t poisoned_from, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto y = torch::randint(0, k, {n}, torch::kLong);
+  auto x = torch::rand({n, 1, 8, 8}) * 0.3;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t c = y[i].item<int64_t>();
+    x[i][0][2 * c].add_(0.7);
+    if (i >= poisoned_from && c != 0 && i % 5 == 0) {
+      x[i][0].slice(0, 6, 8).slice(1, 6, 8).fill_(1.0);
+      y[i] = 0;
+    }
+  }
+  return Dataset{x, y, torch::Tensor()};
+}
+
+}  // namespace
+
+TEST(BeDKD, PunishStepRaisesTheLoss) {
+  set_quiet(true);
+  torch::manual_seed(1);
+  auto teacher = tiny_cnn(3);
+  freeze(*teacher);
+  auto student = trainable_copy(*teacher);
+  // Start the student a little away from the teacher so every term has a gradient.
+  {
+    torch::NoGradGuard ng;
+    for (auto& p : student->parameters()) p.add_(torch::randn_like(p) * 0.05);
+  }
+  auto data = synthetic(16, 3, 0, 5);
+  auto loss_of = [&] {
+    torch::NoGradGuard ng;
+    return bedkd::kd_loss(student->forward(data.x), teacher->forward(data.x), data.y, 2.5).item<double>();
+  };
+  auto opt = make_optimizer(student->parameters(), OptimizerConfig{"adam", 1e-3, 0.0, 0.0});
+  double before = loss_of();
+  for (int step = 0; step < 3; ++step) {
+    auto l = bedkd::kd_loss(student->forward(data.x), teacher->forward(data.x), data.y, 2.5);
+    opt->zero_grad();
+    (-l).backward();
+    opt->step();
+  }
+  double after = loss_of();
+  EXPECT_GT(after, before);
+}
+
+namespace {
+
+struct Fixture {
+  Dataset train;
+  std::shared_ptr<CleanPool> pool;
+  int64_t clean_rows;
+};
+
+// `clean_rows` leading rows form the pool (the rest is marked as not clean for the
+// pool only: the defense sees no ground truth).
+Fixture fixture(int64_t n, int64_t clean_rows, int64_t k) {
+  Fixture f;
+  f.train = synthetic(n, k, clean_rows, 9);
+  f.clean_rows = clean_rows;
+  auto not_pool = torch::arange(n) >= clean_rows;
+  f.pool = std::make_shared<CleanPool>(f.train.y, not_pool, k, 4);
+  return f;
+}
+
+ClassifierPtr trained_suspect(const Dataset& data, int64_t k) {
+  torch::manual_seed(2);
+  auto model = tiny_cnn(k);
+  TrainOptions o;
+  o.epochs = 8;
+  o.batch_size = 32;
+  o.optimizer = OptimizerConfig{"adam", 3e-3, 0.0, 0.0};
+  o.schedule = "constant";
+  Rng rng(1);
+  train_supervised(*model, data, o, rng);
+  model->eval();
+  return model;
+}
+
+}  // namespace
+
+TEST(BeDKD, IdentificationIsIndependentOfRowOrder) {
+  set_quiet(true);
+  const int64_t k = 3, n = 600, clean = 240;
+  auto f = fixture(n, clean, k);
+  auto suspect = trained_suspect(f.train, k);
+  YAML::Node opts;
+  opts["flip_per_class"] = 20;
+  opts["trust_per_class"] = 10;
+  opts["flip_epochs"] = 3;
+  opts["akd_epochs"] = 0;
+  opts["threshold"] = 0;  // rank only, so that the caps decide
+  opts["max_flagged"] = 40;
+  opts["max_kept"] = 20;
+  DefenseSetup setup{Modality::Image, "cnn", k};
+  auto run = [&](const Dataset& train) {
+    Params p(YAML::Clone(opts), "bedkd");
+    auto def = make_defense("bedkd", p, setup);
+    p.check_consumed();
+    DefenseContext ctx;
+    ctx.train = train;
+    ctx.clean_data = f.train;
+    ctx.clean = f.pool;
+    ctx.num_classes = k;
+    ctx.seed = 7;
+    return def->run(suspect, ctx);
+  };
+  auto base = run(f.train);
+  ASSERT_GT(base.flagged.numel(), 0);
+  EXPECT_EQ(base.scores.size(0), n);
+  // Shuffle the whole training file (the clean set is held separately).
+  Rng rng(5);
+  auto perm = torch::tensor(rng.permutation(n), torch::kLong);
+  auto shuffled = run(f.train.select(perm));
+  EXPECT_EQ(as_set(perm.index_select(0, shuffled.flagged)), as_set(base.flagged));
+  EXPECT_TRUE(torch::allclose(shuffled.scores, base.scores.index_select(0, perm), 1e-5, 1e-6));
+  EXPECT_EQ(shuffled.details["identify"], base.details["identify"]);
+}
+
+TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
+  DefenseSetup setup{Modality::Image, "cnn", 10};
+  YAML::Node a;
+  a["recipe"] = "nope";
+  Params pa(a, "bedkd");
+  EXPECT_THROW(make_defense("bedkd", pa, setup), Error);
+  YAML::Node b;
+  b["flip_shift"] = 10;
+  Params pb(b, "bedkd");
+  EXPECT_THROW(make_defense("bedkd", pb, setup), Error);
+  YAML::Node c;
+  c["flip_params"] = "nosuchlayer";
+  c["flip_epochs"] = 1;
+  c["akd_epochs"] = 0;
+  Params pc(c, "bedkd");
+  auto def = make_defense("bedkd", pc, DefenseSetup{Modality::Image, "cnn", 3});
+  auto f = fixture(120, 120, 3);
+  DefenseContext ctx;
+  ctx.train = f.train;
+  ctx.clean_data = f.train;
+  ctx.clean = f.pool;
+  ctx.num_classes = 3;
+  EXPECT_THROW(def->run(tiny_cnn(3), ctx), Error);
+}
+
+TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {
+  set_quiet(true);
+  const int64_t k = 3, n = 400, clean = 200;
+  auto f = fixture(n, clean, k);
+  auto suspect = trained_suspect(f.train, k);
+  YAML::Node opts;
+  opts["flip_per_class"] = 10;
+  opts["trust_per_class"] = 20;
+  opts["flip_epochs"] = 2;
+  opts["akd_epochs"] = 2;
+  DefenseSetup setup{Modality::Image, "cnn", k};
+  int monitor_calls = 0;
+  auto run = [&] {
+    Params p(YAML::Clone(opts), "bedkd");
+    auto def = make_defense("bedkd", p, setup);
+    DefenseContext ctx;
+    ctx.train = f.train;
+    ctx.clean_data = f.train;
+    ctx.clean = f.pool;
+    ctx.num_classes = k;
+    ctx.seed = 3;
+    ctx.monitor = [&](Classifier&) {
+      ++monitor_calls;
+      return Evaluation{};
+    };
+    return def->run(suspect, ctx);
+  };
+  auto a = run();
+  auto b = run();
+  ASSERT_EQ(a.stages.size(), 3u);
+  EXPECT_EQ(a.stages[0].name, "dmm");
+  EXPECT_EQ(a.stages[1].name, "identify");
+  EXPECT_EQ(a.stages[2].name, "akd");
+  EXPECT_EQ(a.clean_samples, k * (10 + 20));
+  EXPECT_EQ(monitor_calls, 4);
+  ASSERT_EQ(a.details["trajectory"].size(), 2u);
+  EXPECT_TRUE(a.details["trajectory"][0].contains("asr"));
+  EXPECT_TRUE(torch::equal(a.flagged, b.flagged));
+  auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
+  for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+}
