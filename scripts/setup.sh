@@ -8,7 +8,7 @@ PACKAGES=(cmake g++ make ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev libpng-dev
   googletest libgtest-dev libbenchmark-dev
-  dataset-fashion-mnist python3-torch)
+  dataset-fashion-mnist python3-torch chromium)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

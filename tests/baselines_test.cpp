@@ -88,6 +88,7 @@ void pretrain(Classifier& model, const Dataset& data, int64_t epochs, double lr,
 DefenseContext context(const Dataset& train, Modality m, int64_t classes, uint64_t seed = 3) {
   DefenseContext ctx;
   ctx.train = train.without_ground_truth();
+  ctx.clean_data = train.without_ground_truth();  // all rows are clean here
   ctx.clean = std::make_shared<CleanPool>(train.y, train.poisoned, classes, 11);
   ctx.num_classes = classes;
   ctx.modality = m;

@@ -185,7 +185,8 @@ int cmd_train(const Common& c, const std::string& out, bool clean) {
   return 0;
 }
 
-int cmd_eval(const Common& c, const std::string& model_path, const std::string& json_out) {
+int cmd_eval(const Common& c, const std::string& model_path, const std::string& json_out,
+             const std::string& predictions_out) {
   auto cfg = load_common(c);
   configure_threads(cfg.threads);
   auto device = parse_device(cfg.device);
@@ -193,11 +194,20 @@ int cmd_eval(const Common& c, const std::string& model_path, const std::string& 
   auto model = load_model(model_path);
   auto enc = encoder_for_model(model_path, model);
   auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
+  if (model->spec.arch == "torchscript") model = load_model(model_path, &cell.input);  // takes the data's input spec
   check_model_fits(*model, cell.input, fmt::format("model '{}'", model_path));
   model->to(device);
   auto e = evaluate(*model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
   print_eval(std::filesystem::path(model_path).filename().string(), e);
   if (!json_out.empty()) write_file_atomic(json_out, eval_json(e).dump(1));
+  if (!predictions_out.empty()) {
+    auto labels = [&](const Dataset& d) {
+      auto p = predict_probs(*model, d.x, cfg.eval_batch_size).argmax(1).to(torch::kCPU).contiguous();
+      return std::vector<int64_t>(p.data_ptr<int64_t>(), p.data_ptr<int64_t>() + p.numel());
+    };
+    json preds{{"clean", labels(cell.test_clean)}, {"triggered", labels(cell.test_triggered)}};
+    write_file_atomic(predictions_out, preds.dump());
+  }
   return 0;
 }
 
@@ -210,6 +220,7 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
   auto suspect = load_model(model_path);
   auto enc = encoder_for_model(model_path, suspect);
   auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
+  if (suspect->spec.arch == "torchscript") suspect = load_model(model_path, &cell.input);  // takes the data's input spec
   check_model_fits(*suspect, cell.input, fmt::format("model '{}'", model_path));
   suspect->to(device);
   YAML::Node options(YAML::NodeType::Map);
@@ -266,7 +277,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   Common common;
-  std::string out, model_path, method, json_out;
+  std::string out, model_path, method, json_out, predictions_out;
   bool fresh = false, clean = false;
   std::vector<std::string> sets;
 
@@ -295,6 +306,8 @@ int main(int argc, char** argv) {
   add_common(eval, common, false);
   eval->add_option("-m,--model", model_path, "model file (antidote or TorchScript)")->required();
   eval->add_option("--json", json_out, "also write the numbers as JSON");
+  eval->add_option("--predictions", predictions_out,
+                   "also write the predicted class of every clean and triggered test row as JSON");
 
   auto* defend = app.add_subcommand("defend", "purify a model with one defense");
   add_common(defend, common, false);
@@ -321,7 +334,7 @@ int main(int argc, char** argv) {
     }
     if (poison->parsed()) return cmd_poison(common, out);
     if (train->parsed()) return cmd_train(common, out, clean);
-    if (eval->parsed()) return cmd_eval(common, model_path, json_out);
+    if (eval->parsed()) return cmd_eval(common, model_path, json_out, predictions_out);
     if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets);
     if (list->parsed()) return cmd_list();
   } catch (const Error& e) {

@@ -11,8 +11,8 @@
 
 namespace antidote {
 
-// The defense's clean rows: ctx.clean->balanced(n), the same rows NT-ML draws, so
-// the baselines are compared on an equal footing. Ground truth stripped.
+// The defense's clean rows: ctx.clean_set(ctx.clean->balanced(n)), the rows NT-ML
+// draws from the same pool, so the baselines are compared on an equal footing.
 Dataset baseline_clean_set(const DefenseContext& ctx, int64_t n, const std::string& who);
 
 // Fine-tuning recipe with defaults scaled from BackdoorBench (SGD, momentum 0.9,

@@ -18,7 +18,7 @@ Dataset baseline_clean_set(const DefenseContext& ctx, int64_t n, const std::stri
   if (n < 1) fail("{}: clean_samples must be positive, got {}", who, n);
   auto rows = ctx.clean->balanced(n);
   if (rows.numel() < n) fail("{}: asked for {} clean rows, only {} are available", who, n, rows.numel());
-  return ctx.train.select(rows).without_ground_truth();
+  return ctx.clean_set(rows).without_ground_truth();
 }
 
 TrainOptions read_finetune_options(Params& params, const DefenseSetup& setup, const std::string& prefix,

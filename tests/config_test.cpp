@@ -1,0 +1,352 @@
+// Config (SPEC §9): defaults, unknown keys named in the error, seed lists, bad types,
+// attack/defense entries as bare names or mappings; plus the core plumbing it rests
+// on (Params' unknown-key detection, Rng, hash_string, write_file_atomic).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "antidote/core/common.hpp"
+#include "antidote/pipeline/config.hpp"
+
+using namespace antidote;
+namespace fs = std::filesystem;
+
+namespace {
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no antidote::Error thrown>";
+}
+
+ExperimentConfig parse(const std::string& yaml) { return parse_config(YAML::Load(yaml), "test.yaml"); }
+
+std::string parse_error(const std::string& yaml) {
+  return error_of([&] { parse(yaml); });
+}
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    std::string tmpl = (fs::temp_directory_path() / "antidote_config_test_XXXXXX").string();
+    std::vector<char> buf(tmpl.begin(), tmpl.end());
+    buf.push_back('\0');
+    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+    path = buf.data();
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+}  // namespace
+
+// ---- defaults ---------------------------------------------------------------------------
+
+TEST(ConfigDefaults, EmptyMapping) {
+  auto c = parse("{}");
+  EXPECT_EQ(c.seeds, (std::vector<uint64_t>{0}));
+  EXPECT_EQ(c.threads, 0);
+  EXPECT_EQ(c.device, "cpu");
+  EXPECT_TRUE(c.asr_floor);
+  EXPECT_EQ(c.eval_batch_size, 512);
+  ASSERT_EQ(c.datasets.size(), 1u);
+  EXPECT_EQ(c.datasets[0].name, "fmnist");
+  EXPECT_EQ(c.datasets[0].path, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(c.datasets[0].train_limit, 0);
+  EXPECT_EQ(c.datasets[0].min_freq, 1);
+  EXPECT_TRUE(c.attacks.empty());
+  ASSERT_EQ(c.defenses.size(), 1u);
+  EXPECT_EQ(c.defenses[0].name, "none");
+  EXPECT_TRUE(c.model.IsMap());
+  EXPECT_EQ(c.model.size(), 0u);
+}
+
+TEST(ConfigDefaults, EmptyDocumentEqualsEmptyMapping) {
+  // "Every key has a default" (SPEC §9): a config file holding only comments must mean
+  // the same as `{}` — one fmnist dataset and the `none` defense — not an empty grid.
+  auto c = parse_config(YAML::Load("# nothing but a comment\n"), "empty.yaml");
+  ASSERT_EQ(c.datasets.size(), 1u) << "an empty config yields no datasets";
+  EXPECT_EQ(c.datasets[0].name, "fmnist");
+  ASSERT_EQ(c.defenses.size(), 1u) << "an empty config yields no defenses";
+  EXPECT_EQ(c.defenses[0].name, "none");
+  EXPECT_EQ(c.seeds, (std::vector<uint64_t>{0}));
+}
+
+TEST(ConfigDefaults, TrainResolvePerModality) {
+  auto c = parse("{}");
+  auto img = c.train.resolve(Modality::Image);
+  EXPECT_EQ(img.epochs, 6);
+  EXPECT_EQ(img.batch_size, 128);
+  EXPECT_EQ(img.optimizer.name, "sgd");
+  EXPECT_DOUBLE_EQ(img.optimizer.lr, 0.05);
+  EXPECT_DOUBLE_EQ(img.optimizer.momentum, 0.9);
+  EXPECT_DOUBLE_EQ(img.optimizer.weight_decay, 5e-4);
+  EXPECT_EQ(img.schedule, "cosine");
+  EXPECT_FALSE(img.augment);
+  auto txt = c.train.resolve(Modality::Text);
+  EXPECT_EQ(txt.batch_size, 32);
+  EXPECT_EQ(txt.optimizer.name, "adam");
+  EXPECT_DOUBLE_EQ(txt.optimizer.lr, 1e-3);
+  EXPECT_DOUBLE_EQ(txt.optimizer.weight_decay, 0.0);
+
+  auto o = parse("train: {epochs: 2, batch_size: 16, lr: 0.1, optimizer: adam, schedule: constant, augment: true}")
+               .train.resolve(Modality::Image);
+  EXPECT_EQ(o.epochs, 2);
+  EXPECT_EQ(o.batch_size, 16);
+  EXPECT_DOUBLE_EQ(o.optimizer.lr, 0.1);
+  EXPECT_EQ(o.optimizer.name, "adam");
+  EXPECT_EQ(o.schedule, "constant");
+  EXPECT_TRUE(o.augment);
+  EXPECT_DOUBLE_EQ(o.optimizer.weight_decay, 5e-4);  // untouched keys keep the modality default
+}
+
+// ---- unknown keys -------------------------------------------------------------------------
+
+TEST(ConfigUnknownKeys, TopLevel) {
+  auto msg = parse_error("seed: 1\nepochs: 3\n");
+  EXPECT_TRUE(contains(msg, "'epochs'")) << msg;
+  EXPECT_TRUE(contains(msg, "test.yaml")) << msg;
+}
+
+TEST(ConfigUnknownKeys, InDataset) {
+  auto msg = parse_error("dataset: {name: sst2, pth: /x}\n");
+  EXPECT_TRUE(contains(msg, "'pth'")) << msg;
+  EXPECT_TRUE(contains(msg, "dataset")) << msg;
+  msg = parse_error("datasets: [fmnist, {name: idx, path: /y, limit: 3}]\n");
+  EXPECT_TRUE(contains(msg, "'limit'")) << msg;
+  EXPECT_TRUE(contains(msg, "dataset[1]")) << msg;
+}
+
+TEST(ConfigUnknownKeys, InTrain) {
+  auto msg = parse_error("train: {epoch: 3}\n");
+  EXPECT_TRUE(contains(msg, "'epoch'")) << msg;
+  EXPECT_TRUE(contains(msg, "train")) << msg;
+}
+
+// ---- values --------------------------------------------------------------------------------
+
+TEST(ConfigValues, SeedScalarAndList) {
+  EXPECT_EQ(parse("seed: 7").seeds, (std::vector<uint64_t>{7}));
+  EXPECT_EQ(parse("seed: [1, 2, 3]").seeds, (std::vector<uint64_t>{1, 2, 3}));
+  auto msg = parse_error("seed: -1");
+  EXPECT_TRUE(contains(msg, "seed")) << msg;
+  msg = parse_error("seed: [1, abc]");
+  EXPECT_TRUE(contains(msg, "abc")) << msg;
+  msg = parse_error("seed: []");
+  EXPECT_TRUE(contains(msg, "seed")) << msg;
+}
+
+TEST(ConfigValues, BadTypesNameTheKey) {
+  auto msg = parse_error("threads: many");
+  EXPECT_TRUE(contains(msg, "threads")) << msg;
+  msg = parse_error("train: {epochs: lots}");
+  EXPECT_TRUE(contains(msg, "train.epochs")) << msg;
+  msg = parse_error("dataset: {name: sst2, path: /x, max_len: long}");
+  EXPECT_TRUE(contains(msg, "max_len")) << msg;
+  msg = parse_error("attacks: [{name: badnets, target: first}]");
+  EXPECT_TRUE(contains(msg, "target")) << msg;
+  msg = parse_error("asr_floor: maybe");
+  EXPECT_TRUE(contains(msg, "asr_floor")) << msg;
+  msg = parse_error("model: cnn");
+  EXPECT_TRUE(contains(msg, "model")) << msg;
+  msg = parse_error("device: tpu");
+  EXPECT_TRUE(contains(msg, "tpu")) << msg;
+  msg = parse_error("train: {schedule: linear}");
+  EXPECT_TRUE(contains(msg, "linear")) << msg;
+  msg = parse_error("train: {batch_size: 0}");
+  EXPECT_TRUE(contains(msg, "batch_size")) << msg;
+  msg = parse_error("train: [1, 2]");
+  EXPECT_TRUE(contains(msg, "train")) << msg;
+  msg = parse_error("[1, 2, 3]");
+  EXPECT_TRUE(contains(msg, "test.yaml")) << msg;
+}
+
+TEST(ConfigValues, Datasets) {
+  auto c = parse("datasets: [fmnist, {name: sst2, path: /data/sst2, train_limit: 100, max_len: 20, min_freq: 2,"
+                 " model: {arch: textcnn}, train: {epochs: 1}}]");
+  ASSERT_EQ(c.datasets.size(), 2u);
+  EXPECT_EQ(c.datasets[0].name, "fmnist");
+  EXPECT_EQ(c.datasets[0].path, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(c.datasets[1].name, "sst2");
+  EXPECT_EQ(c.datasets[1].path, "/data/sst2");
+  EXPECT_EQ(c.datasets[1].train_limit, 100);
+  EXPECT_EQ(c.datasets[1].max_len, 20);
+  EXPECT_EQ(c.datasets[1].min_freq, 2);
+  EXPECT_EQ(c.datasets[1].model["arch"].as<std::string>(), "textcnn");
+  EXPECT_EQ(c.datasets[1].train["epochs"].as<int>(), 1);
+
+  auto msg = parse_error("dataset: {name: cifar100}");
+  EXPECT_TRUE(contains(msg, "cifar100")) << msg;
+  msg = parse_error("dataset: fmnist\ndatasets: [fmnist]");
+  EXPECT_TRUE(contains(msg, "dataset")) << msg;
+
+  EXPECT_EQ(dataset_modality("fmnist"), Modality::Image);
+  EXPECT_EQ(dataset_modality("idx"), Modality::Image);
+  for (auto n : {"sst2", "olid", "agnews", "tsv"}) EXPECT_EQ(dataset_modality(n), Modality::Text) << n;
+  EXPECT_EQ(default_dataset_path("sst2"), "");
+  EXPECT_EQ(default_dataset_path("fmnist"), "/usr/share/datasets/fashion-mnist");
+}
+
+TEST(ConfigValues, AttacksBareNamesAndMappings) {
+  auto c = parse("attacks:\n  - badnets\n  - {name: blend, poison_rate: 0.05, target: 3, alpha: 0.2}\n");
+  ASSERT_EQ(c.attacks.size(), 2u);
+  EXPECT_EQ(c.attacks[0].name, "badnets");
+  EXPECT_DOUBLE_EQ(c.attacks[0].poison_rate, 0.1);
+  EXPECT_EQ(c.attacks[0].target, 0);
+  EXPECT_TRUE(c.attacks[0].options.IsMap());
+  EXPECT_EQ(c.attacks[0].options.size(), 0u);
+  EXPECT_EQ(c.attacks[1].name, "blend");
+  EXPECT_DOUBLE_EQ(c.attacks[1].poison_rate, 0.05);
+  EXPECT_EQ(c.attacks[1].target, 3);
+  // Only the attack-specific keys remain in options.
+  EXPECT_EQ(c.attacks[1].options.size(), 1u);
+  EXPECT_DOUBLE_EQ(c.attacks[1].options["alpha"].as<double>(), 0.2);
+  EXPECT_FALSE(c.attacks[1].options["poison_rate"]);
+  EXPECT_FALSE(c.attacks[1].options["name"]);
+
+  // A single entry without a list.
+  auto one = parse("attacks: sig");
+  ASSERT_EQ(one.attacks.size(), 1u);
+  EXPECT_EQ(one.attacks[0].name, "sig");
+
+  auto msg = parse_error("attacks: [{poison_rate: 0.1}]");
+  EXPECT_TRUE(contains(msg, "attacks[0]")) << msg;
+  EXPECT_TRUE(contains(msg, "name")) << msg;
+}
+
+TEST(ConfigValues, DefensesBareNamesAndMappings) {
+  auto c = parse("defenses: [none, {name: bedkd, clean_samples: 100, epochs: 2}, ft]");
+  ASSERT_EQ(c.defenses.size(), 3u);
+  EXPECT_EQ(c.defenses[0].name, "none");
+  EXPECT_EQ(c.defenses[1].name, "bedkd");
+  EXPECT_EQ(c.defenses[1].options["clean_samples"].as<int>(), 100);
+  EXPECT_EQ(c.defenses[1].options["epochs"].as<int>(), 2);
+  EXPECT_FALSE(c.defenses[1].options["name"]);
+  EXPECT_EQ(c.defenses[2].name, "ft");
+  auto msg = parse_error("defenses: [{clean_samples: 5}]");
+  EXPECT_TRUE(contains(msg, "defenses[0]")) << msg;
+}
+
+TEST(ConfigFile, MissingAndMalformed) {
+  TempDir dir;
+  auto missing = dir.file("absent.yaml");
+  auto msg = error_of([&] { load_config(missing); });
+  EXPECT_TRUE(contains(msg, missing)) << msg;
+
+  auto bad = dir.file("bad.yaml");
+  std::ofstream(bad) << "seed: [1, 2\ndataset: {name: fmnist\n";
+  msg = error_of([&] { load_config(bad); });
+  EXPECT_TRUE(contains(msg, bad)) << msg;
+
+  auto good = dir.file("good.yaml");
+  std::ofstream(good) << "seed: [4, 5]\nattacks: [badnets]\n";
+  auto c = load_config(good);
+  EXPECT_EQ(c.seeds, (std::vector<uint64_t>{4, 5}));
+  EXPECT_EQ(c.attacks.size(), 1u);
+  EXPECT_EQ(c.source["seed"].size(), 2u);  // the config as given is kept for the results
+
+  auto unknown = dir.file("unknown.yaml");
+  std::ofstream(unknown) << "seeds: [1]\n";
+  msg = error_of([&] { load_config(unknown); });
+  EXPECT_TRUE(contains(msg, unknown)) << msg;
+  EXPECT_TRUE(contains(msg, "'seeds'")) << msg;
+}
+
+// ---- core: Params, Rng, hash, atomic writes -------------------------------------------------
+
+TEST(ConfigParams, UnknownKeyDetection) {
+  Params p(YAML::Load("{alpha: 0.5, steps: 3, typo: 1}"), "attack 'blend'");
+  EXPECT_DOUBLE_EQ(p.get<double>("alpha", 0.1), 0.5);
+  EXPECT_EQ(p.get<int64_t>("steps", 1), 3);
+  EXPECT_EQ(p.get<int64_t>("absent", 9), 9);  // default for a missing key
+  EXPECT_TRUE(p.has("typo"));
+  EXPECT_FALSE(p.has("absent"));
+  auto msg = error_of([&] { p.check_consumed(); });
+  EXPECT_TRUE(contains(msg, "attack 'blend'")) << msg;
+  EXPECT_TRUE(contains(msg, "'typo'")) << msg;
+  p.get<int64_t>("typo", 0);
+  EXPECT_NO_THROW(p.check_consumed());
+
+  Params q(YAML::Load("{steps: many}"), "ctx");
+  msg = error_of([&] { q.get<int64_t>("steps", 1); });
+  EXPECT_TRUE(contains(msg, "ctx.steps")) << msg;
+
+  EXPECT_THROW(Params(YAML::Load("[1, 2]"), "list"), Error);
+  Params empty;
+  EXPECT_EQ(empty.get<int>("x", 4), 4);
+  EXPECT_NO_THROW(empty.check_consumed());
+  empty.set("y", YAML::Node(2));
+  EXPECT_EQ(empty.get<int>("y", 0), 2);
+  // A null value reads as the default.
+  Params nul(YAML::Load("{k: ~}"), "n");
+  EXPECT_EQ(nul.get<int>("k", 6), 6);
+}
+
+TEST(ConfigCore, RngDeterministicAndInRange) {
+  Rng a(17), b(17), c(18);
+  std::vector<uint64_t> va, vb, vc;
+  for (int i = 0; i < 5; ++i) va.push_back(a.next()), vb.push_back(b.next()), vc.push_back(c.next());
+  EXPECT_EQ(va, vb);
+  EXPECT_NE(va, vc);
+  Rng r(1);
+  for (int i = 0; i < 1000; ++i) {
+    auto x = r.below(7);
+    ASSERT_GE(x, 0);
+    ASSERT_LT(x, 7);
+    auto u = r.uniform();
+    ASSERT_GE(u, 0.0);
+    ASSERT_LT(u, 1.0);
+  }
+  auto p = Rng(3).permutation(20);
+  std::set<int64_t> s(p.begin(), p.end());
+  EXPECT_EQ(s.size(), 20u);
+  EXPECT_EQ(*s.begin(), 0);
+  EXPECT_EQ(*s.rbegin(), 19);
+  EXPECT_EQ(Rng(3).permutation(20), p);
+  EXPECT_EQ(Rng(9).fork_seed("stage"), Rng(9).fork_seed("stage"));
+  EXPECT_NE(Rng(9).fork_seed("stage"), Rng(9).fork_seed("other"));
+}
+
+TEST(ConfigCore, HashStringIsFnv1a64) {
+  // Published FNV-1a 64-bit test vectors: offset basis for "", and "a", "foobar".
+  EXPECT_EQ(hash_string(""), 0xcbf29ce484222325ULL);
+  EXPECT_EQ(hash_string("a"), 0xaf63dc4c8601ec8cULL);
+  EXPECT_EQ(hash_string("foobar"), 0x85944171f73967e8ULL);
+}
+
+TEST(ConfigCore, WriteFileAtomic) {
+  TempDir dir;
+  auto path = (dir.path / "nested" / "deeper" / "out.json").string();
+  write_file_atomic(path, "first");
+  EXPECT_EQ(read_file(path), "first");
+  write_file_atomic(path, std::string("second\0binary", 13));
+  EXPECT_EQ(read_file(path), std::string("second\0binary", 13));
+  write_file_atomic(path, "");
+  EXPECT_EQ(read_file(path), "");
+  // No temp file is left beside it.
+  int entries = 0;
+  for (const auto& e : fs::directory_iterator(dir.path / "nested" / "deeper")) {
+    ++entries;
+    EXPECT_EQ(e.path().filename(), "out.json");
+  }
+  EXPECT_EQ(entries, 1);
+  EXPECT_TRUE(file_exists(path));
+  EXPECT_FALSE(file_exists(dir.file("none")));
+  auto msg = error_of([&] { read_file(dir.file("none")); });
+  EXPECT_TRUE(contains(msg, dir.file("none"))) << msg;
+  // A directory that cannot be created (a file sits in the way) is an error, not a crash.
+  std::ofstream(dir.file("blocker")) << "x";
+  EXPECT_ANY_THROW(write_file_atomic((dir.path / "blocker" / "f.txt").string(), "y"));
+}

@@ -1,0 +1,217 @@
+// Metrics (SPEC §6) and the shared losses, against values worked out by hand.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "antidote/metrics/metrics.hpp"
+#include "antidote/models/model.hpp"
+#include "antidote/train/losses.hpp"
+
+using namespace antidote;
+
+namespace {
+torch::Tensor mat(std::vector<std::vector<double>> rows) {
+  std::vector<torch::Tensor> t;
+  for (auto& r : rows) t.push_back(torch::tensor(r, torch::kFloat64));
+  return torch::stack(t);
+}
+torch::Tensor longs(std::vector<int64_t> v) { return torch::tensor(v, torch::kLong); }
+}  // namespace
+
+TEST(MetricsAccuracy, ArgmaxAgainstLabels) {
+  // argmax: 1, 0, 1, 0 vs labels 1, 0, 0, 0 -> 3 of 4 correct.
+  auto scores = mat({{0.1, 0.9}, {0.8, 0.2}, {0.3, 0.7}, {0.6, 0.4}});
+  EXPECT_DOUBLE_EQ(accuracy(scores, longs({1, 0, 0, 0})), 0.75);
+  EXPECT_DOUBLE_EQ(accuracy(scores, longs({1, 0, 1, 0})), 1.0);
+  EXPECT_DOUBLE_EQ(accuracy(scores, longs({0, 1, 0, 1})), 0.0);
+  EXPECT_DOUBLE_EQ(accuracy(torch::zeros({0, 2}), torch::zeros({0}, torch::kLong)), 0.0);
+}
+
+TEST(MetricsTrigger, ExcludesTargetRowsAsrRaPcc) {
+  // Target 0, three classes.
+  //   row 0: y 0 (excluded)  [.90 .05 .05] -> 0
+  //   row 1: y 1            [.70 .20 .10] -> 0 (target)        p(y) .2
+  //   row 2: y 1            [.10 .80 .10] -> 1 (true label)    p(y) .8
+  //   row 3: y 2            [.20 .50 .30] -> 1 (neither)       p(y) .3
+  //   row 4: y 2            [.60 .10 .30] -> 0 (target)        p(y) .3
+  // count 4; ASR 2/4 = .5; RA 1/4 = .25; PCC (.2 + .8 + .3 + .3) / 4 = .4.
+  auto probs = mat({{.90, .05, .05}, {.70, .20, .10}, {.10, .80, .10}, {.20, .50, .30}, {.60, .10, .30}});
+  auto m = trigger_metrics(probs, longs({0, 1, 1, 2, 2}), 0);
+  EXPECT_EQ(m.count, 4);
+  EXPECT_DOUBLE_EQ(m.asr, 0.5);
+  EXPECT_DOUBLE_EQ(m.ra, 0.25);
+  EXPECT_NEAR(m.pcc, 0.4, 1e-12);
+
+  // Target 2 on the same rows: rows 3 and 4 excluded; rows 0, 1, 2 remain.
+  // preds 0, 0, 1 vs y 0, 1, 1: ASR 0/3, RA 2/3, PCC (.9 + .2 + .8) / 3 = 1.9 / 3.
+  auto t2 = trigger_metrics(probs, longs({0, 1, 1, 2, 2}), 2);
+  EXPECT_EQ(t2.count, 3);
+  EXPECT_DOUBLE_EQ(t2.asr, 0.0);
+  EXPECT_NEAR(t2.ra, 2.0 / 3.0, 1e-12);
+  EXPECT_NEAR(t2.pcc, 1.9 / 3.0, 1e-12);
+}
+
+TEST(MetricsTrigger, OnlyTargetRowsGiveZeroCount) {
+  auto m = trigger_metrics(mat({{.9, .1}, {.2, .8}}), longs({1, 1}), 1);
+  EXPECT_EQ(m.count, 0);
+  EXPECT_EQ(m.asr, 0.0);
+  EXPECT_EQ(m.ra, 0.0);
+  EXPECT_EQ(m.pcc, 0.0);
+}
+
+TEST(MetricsDer, HandComputed) {
+  // (max(0, .98 − .04) − max(0, .90 − .88) + 1) / 2 = (.94 − .02 + 1) / 2 = .96
+  EXPECT_NEAR(defense_effectiveness(0.98, 0.04, 0.90, 0.88), 0.96, 1e-12);
+  // Perfect defense: ASR 1 -> 0, CACC unchanged: (1 − 0 + 1) / 2 = 1.
+  EXPECT_NEAR(defense_effectiveness(1.0, 0.0, 0.9, 0.9), 1.0, 1e-12);
+  // No change at all: (0 − 0 + 1) / 2 = .5.
+  EXPECT_NEAR(defense_effectiveness(0.7, 0.7, 0.9, 0.9), 0.5, 1e-12);
+  // Worst: ASR unchanged, CACC 1 -> 0: (0 − 1 + 1) / 2 = 0.
+  EXPECT_NEAR(defense_effectiveness(0.5, 0.5, 1.0, 0.0), 0.0, 1e-12);
+}
+
+TEST(MetricsDer, NegativeDifferencesClamp) {
+  // ASR rose (.10 -> .30) and CACC rose (.90 -> .95): both terms clamp to 0 -> .5.
+  EXPECT_NEAR(defense_effectiveness(0.10, 0.30, 0.90, 0.95), 0.5, 1e-12);
+  // ASR rose, CACC fell .90 -> .70: (0 − .2 + 1) / 2 = .4.
+  EXPECT_NEAR(defense_effectiveness(0.5, 0.6, 0.90, 0.70), 0.4, 1e-12);
+  // ASR fell .9 -> .1, CACC rose: (.8 − 0 + 1) / 2 = .9.
+  EXPECT_NEAR(defense_effectiveness(0.9, 0.1, 0.80, 0.85), 0.9, 1e-12);
+}
+
+TEST(MetricsDetection, PrecisionRecallF1) {
+  // 10 rows, poisoned {1, 3, 5, 7}; flagged {1, 3, 4, 8, 9}: hits 2.
+  // precision 2/5 = .4, recall 2/4 = .5, F1 = 2·.4·.5 / .9 = 4/9.
+  auto mask = torch::zeros({10}, torch::kBool);
+  for (int i : {1, 3, 5, 7}) mask[i] = true;
+  auto d = detection(longs({1, 3, 4, 8, 9}), mask);
+  EXPECT_EQ(d.flagged, 5);
+  EXPECT_NEAR(d.precision, 0.4, 1e-12);
+  EXPECT_NEAR(d.recall, 0.5, 1e-12);
+  EXPECT_NEAR(d.f1, 4.0 / 9.0, 1e-12);
+
+  // Exactly the poisoned rows: 1, 1, 1.
+  auto perfect = detection(longs({7, 5, 3, 1}), mask);
+  EXPECT_DOUBLE_EQ(perfect.precision, 1.0);
+  EXPECT_DOUBLE_EQ(perfect.recall, 1.0);
+  EXPECT_DOUBLE_EQ(perfect.f1, 1.0);
+
+  // Nothing flagged: all zero, no division by zero.
+  auto none = detection(torch::zeros({0}, torch::kLong), mask);
+  EXPECT_EQ(none.flagged, 0);
+  EXPECT_EQ(none.precision, 0.0);
+  EXPECT_EQ(none.recall, 0.0);
+  EXPECT_EQ(none.f1, 0.0);
+
+  // Only misses: precision 0, recall 0, F1 0.
+  auto misses = detection(longs({0, 2}), mask);
+  EXPECT_EQ(misses.flagged, 2);
+  EXPECT_EQ(misses.f1, 0.0);
+}
+
+TEST(MetricsAuroc, RanksAndTies) {
+  // Positives {.35, .8}, negatives {.1, .4}: pairs (.35>.1) (.35<.4) (.8>.1) (.8>.4) -> 3/4.
+  EXPECT_NEAR(auroc(torch::tensor({0.1, 0.4, 0.35, 0.8}), torch::tensor({false, false, true, true})), 0.75, 1e-12);
+  // Ties: positives {2, 3}, negatives {1, 2}: (2>1) 1, (2=2) .5, (3>1) 1, (3>2) 1 -> 3.5/4 = .875.
+  EXPECT_NEAR(auroc(torch::tensor({1.0, 2.0, 2.0, 3.0}), torch::tensor({false, true, false, true})), 0.875, 1e-12);
+  // All tied: every pair counts one half.
+  EXPECT_NEAR(auroc(torch::tensor({5.0, 5.0, 5.0, 5.0}), torch::tensor({true, false, true, false})), 0.5, 1e-12);
+  // Perfect and reversed separation.
+  EXPECT_NEAR(auroc(torch::tensor({0.9, 0.1, 0.8, 0.2}), torch::tensor({true, false, true, false})), 1.0, 1e-12);
+  EXPECT_NEAR(auroc(torch::tensor({0.1, 0.9, 0.2, 0.8}), torch::tensor({true, false, true, false})), 0.0, 1e-12);
+  // Unsorted input with a three-way tie: pos {3, 1, 1}, neg {1, 0}.
+  // 3: beats 1 and 0 -> 2; each 1: ties 1 (.5), beats 0 (1) -> 1.5 each. (2 + 3) / 6 = 5/6.
+  EXPECT_NEAR(auroc(torch::tensor({1.0, 3.0, 0.0, 1.0, 1.0}), torch::tensor({false, true, false, true, true})),
+              5.0 / 6.0, 1e-12);
+}
+
+// ---- losses ---------------------------------------------------------------------------
+
+TEST(MetricsLosses, KlTeacherStudent) {
+  // Teacher [0, ln 3] -> p = [1/4, 3/4]; student [0, 0] -> q = [1/2, 1/2].
+  // KL = 1/4·ln(1/2) + 3/4·ln(3/2) = −0.1732868 + 0.3040988 = 0.1308120.
+  const double kl = 0.25 * std::log(0.5) + 0.75 * std::log(1.5);
+  ASSERT_NEAR(kl, 0.1308120, 1e-6);
+  auto teacher = torch::tensor({{0.0, std::log(3.0)}}, torch::kFloat64);
+  auto student = torch::tensor({{0.0, 0.0}}, torch::kFloat64);
+  EXPECT_NEAR(kl_teacher_student(teacher, student, 1.0).item<double>(), 0.1308120, 1e-6);
+  // T = 2 with teacher logits doubled gives the same distributions (no T² factor).
+  auto teacher2 = torch::tensor({{0.0, 2 * std::log(3.0)}}, torch::kFloat64);
+  EXPECT_NEAR(kl_teacher_student(teacher2, student, 2.0).item<double>(), 0.1308120, 1e-6);
+  // Batch mean with a second, identical pair (KL 0): 0.1308120 / 2 = 0.0654060.
+  auto tb = torch::tensor({{0.0, std::log(3.0)}, {1.0, 2.0}}, torch::kFloat64);
+  auto sb = torch::tensor({{0.0, 0.0}, {1.0, 2.0}}, torch::kFloat64);
+  EXPECT_NEAR(kl_teacher_student(tb, sb, 1.0).item<double>(), 0.0654060, 1e-6);
+  // Identical logits -> 0; the direction matters (KL(q‖p) = 1/2 ln 2 + 1/2 ln(2/3) = 0.1438410).
+  EXPECT_NEAR(kl_teacher_student(sb, sb, 3.0).item<double>(), 0.0, 1e-12);
+  EXPECT_NEAR(kl_teacher_student(student, teacher, 1.0).item<double>(), 0.1438410, 1e-6);
+}
+
+TEST(MetricsLosses, SoftCrossEntropy) {
+  // log softmax([0, ln 3]) = [ln 1/4, ln 3/4] = [−1.3862944, −0.2876821].
+  // q = [.5, .5]: −(.5·−1.3862944 + .5·−0.2876821) = 0.8369882.
+  // q = [0, 1]: 0.2876821 (the ordinary cross-entropy). Batch mean: 0.5623352.
+  auto logits = torch::tensor({{0.0, std::log(3.0)}, {0.0, std::log(3.0)}}, torch::kFloat64);
+  auto q = torch::tensor({{0.5, 0.5}, {0.0, 1.0}}, torch::kFloat64);
+  EXPECT_NEAR(soft_cross_entropy(logits.slice(0, 0, 1), q.slice(0, 0, 1)).item<double>(), 0.8369882, 1e-6);
+  EXPECT_NEAR(soft_cross_entropy(logits.slice(0, 1, 2), q.slice(0, 1, 2)).item<double>(), 0.2876821, 1e-6);
+  EXPECT_NEAR(soft_cross_entropy(logits, q).item<double>(), 0.5623352, 1e-6);
+}
+
+TEST(MetricsLosses, NonTargetDistribution) {
+  // [0, ln 2, ln 5]: top-1 is class 2; the rest renormalise: [1, 2] / 3.
+  auto z = torch::tensor({{0.0, std::log(2.0), std::log(5.0)}}, torch::kFloat32);
+  auto p = non_target_distribution(z, 1.0);
+  EXPECT_NEAR(p[0][0].item<float>(), 1.0 / 3.0, 1e-6);
+  EXPECT_NEAR(p[0][1].item<float>(), 2.0 / 3.0, 1e-6);
+  EXPECT_EQ(p[0][2].item<float>(), 0.0f);
+  // τ = 2: exp([0, ln2 / 2]) = [1, √2] -> [1/(1+√2), √2/(1+√2)] = [0.4142136, 0.5857864].
+  auto p2 = non_target_distribution(z, 2.0);
+  EXPECT_NEAR(p2[0][0].item<float>(), 0.4142136, 1e-6);
+  EXPECT_NEAR(p2[0][1].item<float>(), 0.5857864, 1e-6);
+  EXPECT_EQ(p2[0][2].item<float>(), 0.0f);
+  // Saturated logits: the top-1 holds all the mass, yet the result is finite: [0, .5, .5].
+  auto s = non_target_distribution(torch::tensor({{1000.0f, 0.0f, 0.0f}, {0.0f, -50.0f, 3000.0f}}), 1.0);
+  EXPECT_TRUE(torch::isfinite(s).all().item<bool>());
+  EXPECT_NEAR(s[0][0].item<float>(), 0.0, 1e-7);
+  EXPECT_NEAR(s[0][1].item<float>(), 0.5, 1e-6);
+  EXPECT_NEAR(s[0][2].item<float>(), 0.5, 1e-6);
+  // Row 2: top-1 class 2; softmax([0, −50]) = [1/(1+e^−50), …] ≈ [1, 1.9e−22].
+  EXPECT_NEAR(s[1][0].item<float>(), 1.0, 1e-6);
+  EXPECT_EQ(s[1][2].item<float>(), 0.0f);
+  // Rows sum to one.
+  EXPECT_NEAR(s.sum(1)[0].item<float>(), 1.0, 1e-6);
+  EXPECT_NEAR(s.sum(1)[1].item<float>(), 1.0, 1e-6);
+}
+
+// ---- predict_probs / evaluate on a tiny model -------------------------------------------
+
+TEST(MetricsEvaluate, PredictProbsBatchesAndRestoresMode) {
+  torch::manual_seed(0);
+  InputSpec in;
+  in.channels = 1;
+  in.height = in.width = 4;
+  in.num_classes = 3;
+  auto model = make_model("cnn", in, YAML::Load("{width: 2, hidden: 4}"));
+  model->train();
+  auto x = torch::rand({7, 1, 4, 4});
+  auto probs = predict_probs(*model, x, 3);  // batches of 3, 3, 1
+  ASSERT_EQ(probs.sizes().vec(), (std::vector<int64_t>{7, 3}));
+  EXPECT_TRUE(torch::allclose(probs.sum(1), torch::ones({7}), 1e-5, 1e-6));
+  EXPECT_TRUE(model->is_training());
+  model->eval();
+  torch::NoGradGuard ng;
+  auto direct = torch::softmax(model->logits(x), 1);
+  EXPECT_TRUE(torch::allclose(probs, direct, 1e-5, 1e-6));
+
+  // evaluate = accuracy of the clean set + trigger_metrics of the triggered set.
+  auto pred = direct.argmax(1);
+  Dataset clean{x, pred.clone(), torch::Tensor()};  // labels = predictions -> CACC 1
+  auto target = pred[0].item<int64_t>();
+  Dataset trig{x, torch::full({7}, (target + 1) % 3, torch::kLong), torch::Tensor()};
+  auto e = evaluate(*model, clean, trig, target, 2);
+  EXPECT_DOUBLE_EQ(e.cacc, 1.0);
+  auto expected_asr = pred.eq(target).to(torch::kFloat64).mean().item<double>();
+  EXPECT_DOUBLE_EQ(e.asr, expected_asr);
+}

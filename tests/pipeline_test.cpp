@@ -1,0 +1,134 @@
+// Integration: the real pipeline (load → poison → train → evaluate → results) on small
+// real data; bit-identical reruns; resuming a bench without redoing finished cells.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "antidote/pipeline/experiment.hpp"
+#include "antidote/report/results.hpp"
+
+using namespace antidote;
+namespace fs = std::filesystem;
+
+namespace {
+
+fs::path temp_dir(const std::string& name) {
+  auto p = fs::temp_directory_path() / fmt::format("antidote-pipeline-{}-{}", name, ::getpid());
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+ExperimentConfig small_fmnist(const std::string& attack, int64_t epochs = 2) {
+  auto root = YAML::Load(fmt::format(R"(
+seed: 3
+threads: 2
+dataset: {{name: fmnist, train_limit: 3000, test_limit: 600}}
+model: {{arch: cnn, width: 8, hidden: 32}}
+train: {{epochs: {}, batch_size: 64, lr: 0.05}}
+attacks: [{{name: {}, poison_rate: 0.1, target: 0}}]
+defenses: [none]
+)",
+                                       epochs, attack));
+  return parse_config(root, "test");
+}
+
+bool fmnist_available() { return fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"); }
+
+}  // namespace
+
+TEST(Pipeline, FmnistBadnetsBackdoorIsLearnedAndFloorIsLow) {
+  if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  set_quiet(true);
+  auto out = temp_dir("fmnist");
+  BenchOptions o;
+  o.out_dir = out.string();
+  auto doc = run_bench(small_fmnist("badnets", 3), o);
+  ASSERT_EQ(doc["runs"].size(), 1u);
+  const auto& r = doc["runs"][0];
+  EXPECT_EQ(r["defense"], "none");
+  EXPECT_EQ(r["dataset"], "fmnist");
+  // 3000 rows, 3 epochs: a real backdoor and a usable model, far above chance (10 %).
+  EXPECT_GT(r["cacc"].get<double>(), 0.60);
+  EXPECT_GT(r["asr"].get<double>(), 0.80);
+  // The clean reference model does not send patched images to the target.
+  EXPECT_LT(r["asr_floor"].get<double>(), 0.30);
+  // ASR + RA cannot exceed 1 (the target is never the true label of a triggered row).
+  EXPECT_LE(r["asr"].get<double>() + r["ra"].get<double>(), 1.0 + 1e-12);
+  for (auto f : {"results.json", "results.csv", "results.md", "report.html"}) EXPECT_TRUE(fs::exists(out / f)) << f;
+  auto md = read_file((out / "results.md").string());
+  EXPECT_NE(md.find("| fmnist | cnn | badnets |"), std::string::npos);
+}
+
+TEST(Pipeline, SameConfigAndSeedGiveBitIdenticalResultsAndWeights) {
+  if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  set_quiet(true);
+  auto a = temp_dir("repro-a"), b = temp_dir("repro-b");
+  auto cfg = small_fmnist("blend", 1);
+  BenchOptions oa, ob;
+  oa.out_dir = a.string();
+  ob.out_dir = b.string();
+  auto da = run_bench(cfg, oa);
+  auto db = run_bench(cfg, ob);
+  ASSERT_EQ(da["runs"].size(), db["runs"].size());
+  for (size_t i = 0; i < da["runs"].size(); ++i)
+    for (auto k : {"cacc", "asr", "asr_floor", "ra", "pcc", "der"}) EXPECT_EQ(da["runs"][i][k], db["runs"][i][k]) << k;
+  // Every model file (clean reference and suspect) has identical weights.
+  size_t compared = 0;
+  for (const auto& e : fs::directory_iterator(a / "models")) {
+    if (e.path().extension() != ".pt") continue;
+    auto ma = load_model(e.path().string());
+    auto mb = load_model((b / "models" / e.path().filename()).string());
+    auto pa = ma->named_parameters(), pb = mb->named_parameters();
+    ASSERT_EQ(pa.size(), pb.size());
+    for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+    ++compared;
+  }
+  EXPECT_EQ(compared, 2u);
+}
+
+TEST(Pipeline, RerunResumesFinishedCellsWithoutRetraining) {
+  if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  set_quiet(true);
+  auto out = temp_dir("resume");
+  auto cfg = small_fmnist("badnets", 1);
+  BenchOptions o;
+  o.out_dir = out.string();
+  auto first = run_bench(cfg, o);
+  std::map<std::string, fs::file_time_type> stamps;
+  for (const auto& dir : {"cells", "models"})
+    for (const auto& e : fs::directory_iterator(out / dir)) stamps[e.path().string()] = fs::last_write_time(e.path());
+  ASSERT_FALSE(stamps.empty());
+  auto second = run_bench(cfg, o);
+  EXPECT_EQ(first["runs"], second["runs"]);  // the very same rows, timings included: nothing was redone
+  for (const auto& [path, t] : stamps) EXPECT_EQ(fs::last_write_time(path), t) << path << " was rewritten";
+}
+
+TEST(Pipeline, Sst2BadnetWordRunsOnRealText) {
+  auto sst2 = fs::path(ANTIDOTE_SHARED_DATA) / "text/sst2";
+  if (!fs::exists(sst2)) GTEST_SKIP() << "shared text data not found";
+  set_quiet(true);
+  auto out = temp_dir("sst2");
+  auto cfg = parse_config(YAML::Load(fmt::format(R"(
+seed: 1
+threads: 2
+dataset: {{name: sst2, path: {}, train_limit: 1500, test_limit: 400}}
+model: {{arch: transformer, dim: 32, layers: 1, ff: 64}}
+train: {{epochs: 3, batch_size: 32}}
+attacks: [{{name: badnet-word, poison_rate: 0.1, target: 1}}]
+defenses: [none]
+)",
+                                                 sst2.string())),
+                          "test");
+  BenchOptions o;
+  o.out_dir = out.string();
+  auto doc = run_bench(cfg, o);
+  ASSERT_EQ(doc["runs"].size(), 1u);
+  const auto& r = doc["runs"][0];
+  EXPECT_EQ(r["attack"], "badnet-word");
+  // Rare-word triggers are learned quickly even by a tiny model.
+  EXPECT_GT(r["asr"].get<double>(), 0.7);
+  EXPECT_GE(r["cacc"].get<double>(), 0.45);
+  ASSERT_EQ(doc["examples"].size(), 1u);
+  EXPECT_EQ(doc["examples"][0]["modality"], "text");
+}

@@ -1,0 +1,45 @@
+"""Helpers shared by the TorchScript round-trip scripts (Debian's python3-torch)."""
+import gzip
+import os
+
+import numpy as np
+import torch
+
+
+def read_idx(path):
+    """An IDX file (as written by `antidote poison`, optionally .gz) as a numpy array."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path}: not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def images(path):
+    """uint8 [N, H, W] -> float32 [N, 1, H, W] in [0, 1], exactly as antidote reads them."""
+    return torch.from_numpy(read_idx(path).copy()).unsqueeze(1).to(torch.float32).div_(255.0)
+
+
+def labels(path):
+    return torch.from_numpy(read_idx(path).astype(np.int64))
+
+
+def load_split(data_dir, prefix):
+    """prefix: train, t10k (clean test) or triggered (the triggered test rows)."""
+    x = images(os.path.join(data_dir, f"{prefix}-images-idx3-ubyte"))
+    y = labels(os.path.join(data_dir, f"{prefix}-labels-idx1-ubyte"))
+    return x, y
+
+
+@torch.no_grad()
+def predict(model, x, batch=512):
+    out = []
+    for i in range(0, x.shape[0], batch):
+        o = model(x[i:i + batch])
+        if isinstance(o, tuple):
+            o = o[0]
+        out.append(o.argmax(1))
+    return torch.cat(out)

@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# report.html as a user sees it (issue 6): generate a report with a tiny `antidote bench`, render
+# it in headless Chromium, check that it loads without errors and fetches nothing, that every
+# chart is in the DOM, and that a screenshot is not blank.
+# Usage: tests/report_browser_test.sh ANTIDOTE_BINARY [KEEP_DIR]
+# Exit codes: 0 pass, 1 fail, 77 skipped (no chromium). KEEP_DIR, if given, receives
+# report.html, dom.html and screenshot.png.
+set -uo pipefail
+
+ANTIDOTE=${1:?usage: report_browser_test.sh ANTIDOTE_BINARY [KEEP_DIR]}
+KEEP=${2:-}
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+
+CHROMIUM=""
+for c in chromium chromium-browser google-chrome; do
+  if command -v "$c" >/dev/null 2>&1; then CHROMIUM=$(command -v "$c"); break; fi
+done
+if [ -z "$CHROMIUM" ]; then
+  echo "SKIP: chromium is not installed (apt-get install chromium)"
+  exit 77
+fi
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+
+# ---- 1. a report from a tiny bench: every registered defense, so every chart has data.
+DEFENSES=$("$ANTIDOTE" list 2>/dev/null | "$PY" -c '
+import sys
+names, inside = [], False
+for line in sys.stdin:
+    if not line.startswith(" "):
+        inside = line.strip().rstrip(":") == "defenses"
+    elif inside and line.split():
+        names.append(line.split()[0])
+known = ["none", "bedkd", "ntml", "ft", "fp", "nad"]
+picked = [n for n in known if n in names] or ["none", "ft"]
+if "none" not in picked: picked.insert(0, "none")
+print(", ".join(picked))')
+echo "defenses: $DEFENSES"
+cat > "$WORK/tiny.yaml" <<EOF
+seed: 0
+threads: 2
+dataset: {name: fmnist, train_limit: 2000, test_limit: 500}
+train: {epochs: 1}
+attacks: [{name: badnets, poison_rate: 0.1, target: 0}]
+defenses: [$DEFENSES]
+EOF
+START=$(date +%s)
+"$ANTIDOTE" bench --config "$WORK/tiny.yaml" --out "$WORK/out" -q > "$WORK/bench.log" 2>&1 || {
+  tail -30 "$WORK/bench.log"
+  fail "antidote bench exited non-zero"
+}
+echo "bench took $(( $(date +%s) - START )) s"
+REPORT="$WORK/out/report.html"
+[ -s "$REPORT" ] || fail "no report.html written"
+[ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$REPORT" "$KEEP/report.html"
+
+# ---- 2. the file itself: self-contained, thumbnails are valid PNGs.
+"$PY" - "$REPORT" <<'EOF' || fail "report.html is not self-contained or has a broken image"
+import base64, re, struct, sys, zlib
+html = open(sys.argv[1], encoding="utf-8").read()
+bad = [s for s in ("<script", "http://", "https://", "<link", "@import", "url(") if s in html]
+assert not bad, f"forbidden in report.html: {bad}"
+for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
+    assert attr.startswith("data:image/png;base64,") or attr.startswith("#"), f"external reference: {attr[:60]}"
+uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
+assert uris, "no thumbnails"
+for u in uris:
+    png = base64.b64decode(u, validate=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n", "bad PNG signature"
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(png):
+        (n,) = struct.unpack(">I", png[pos:pos + 4]); kind = png[pos + 4:pos + 8]; data = png[pos + 8:pos + 8 + n]
+        (crc,) = struct.unpack(">I", png[pos + 8 + n:pos + 12 + n])
+        assert zlib.crc32(kind + data) == crc, "bad CRC"
+        if kind == b"IHDR": ihdr = struct.unpack(">IIBBBBB", data)
+        if kind == b"IDAT": idat += data
+        pos += 12 + n
+    w, h, depth, colour = ihdr[:4]
+    ch = {0: 1, 2: 3}[colour]
+    assert len(zlib.decompress(idat)) == h * (1 + w * ch), "bad IDAT size"
+print(f"report.html: {len(html)} bytes, {len(uris)} thumbnails decode")
+EOF
+
+# ---- 3. headless Chromium: the DOM after loading, and what was fetched while loading.
+chrome() {
+  timeout 120 "$CHROMIUM" --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+    --disable-background-networking --disable-component-update --disable-sync --hide-scrollbars \
+    --user-data-dir="$(mktemp -d -p "$WORK")" "$@"
+}
+URL="file://$REPORT"
+chrome --enable-logging=stderr --v=1 --dump-dom "$URL" > "$WORK/dom.html" 2> "$WORK/chrome.log" ||
+  { tail -20 "$WORK/chrome.log"; fail "chromium --dump-dom failed"; }
+[ -n "$KEEP" ] && cp "$WORK/dom.html" "$KEEP/dom.html"
+"$PY" - "$WORK/dom.html" "$WORK/chrome.log" "$URL" <<'EOF' || fail "the page did not load cleanly in chromium"
+import re, sys
+dom = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+log = open(sys.argv[2], encoding="utf-8", errors="replace").read()
+url = sys.argv[3]
+assert "<html" in dom and 'id="end"' in dom, "the DOM is incomplete (no footer): the page did not load"
+for section in ("summary", "results", "charts", "bedkd", "ntml", "examples", "cost", "provenance"):
+    assert f'<section id="{section}"' in dom, f"section {section} missing from the DOM"
+charts = {}
+for kind in re.findall(r'<svg class="chart" data-chart="([a-z]+)"', dom):
+    charts[kind] = charts.get(kind, 0) + 1
+print("charts in the DOM:", charts)
+needed = ["asr", "cacc", "cost"]
+if "data-defense=\"bedkd\"" in dom: needed += ["trajectory", "identification"]
+for kind in needed:
+    assert charts.get(kind), f"chart {kind} missing from the DOM"
+assert "data-defense=\"none\"" in dom, "results table has no suspect row"
+assert "<img class=\"thumb" in dom, "no thumbnails in the DOM"
+# Anything fetched besides the page itself is an error (nothing may be fetched), and so is a
+# console error or a failed load.
+fetched = [u for u in re.findall(r"URLLoader::Start: (\S+)", log) if u != url]
+assert not fetched, f"the page fetched {fetched}"
+errors = [l for l in log.splitlines() if re.search(r"CONSOLE|net::ERR_|Failed to load resource|Uncaught", l)]
+assert not errors, "errors while loading:\n" + "\n".join(errors[:10])
+EOF
+
+# ---- 4. a screenshot that is not blank.
+chrome --screenshot="$WORK/shot.png" --window-size=1280,2000 "$URL" > "$WORK/shot.log" 2>&1 ||
+  { tail -20 "$WORK/shot.log"; fail "chromium --screenshot failed"; }
+[ -s "$WORK/shot.png" ] || fail "no screenshot written"
+[ -n "$KEEP" ] && cp "$WORK/shot.png" "$KEEP/screenshot.png"
+"$PY" - "$WORK/shot.png" <<'EOF' || fail "the screenshot is blank"
+import struct, sys, zlib
+png = open(sys.argv[1], "rb").read()
+assert png[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+pos, idat = 8, b""
+while pos < len(png):
+    (n,) = struct.unpack(">I", png[pos:pos + 4]); kind = png[pos + 4:pos + 8]; data = png[pos + 8:pos + 8 + n]
+    if kind == b"IHDR": w, h, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", data)
+    if kind == b"IDAT": idat += data
+    pos += 12 + n
+assert depth == 8 and interlace == 0 and colour in (2, 6), f"unexpected PNG format {depth} {colour} {interlace}"
+bpp = 3 if colour == 2 else 4
+raw, stride = zlib.decompress(idat), w * bpp
+rows, prev, i = [], bytearray(stride), 0
+for _ in range(h):
+    f, line = raw[i], bytearray(raw[i + 1:i + 1 + stride]); i += 1 + stride
+    for x in range(stride):
+        a = line[x - bpp] if x >= bpp else 0; b = prev[x]; c = prev[x - bpp] if x >= bpp else 0
+        if f == 1: line[x] = (line[x] + a) & 255
+        elif f == 2: line[x] = (line[x] + b) & 255
+        elif f == 3: line[x] = (line[x] + (a + b) // 2) & 255
+        elif f == 4:
+            p = a + b - c; pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+            line[x] = (line[x] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+    rows.append(bytes(line)); prev = line
+total = nonwhite = green = red = 0
+colours = set()
+for line in rows:
+    for x in range(0, stride, bpp * 2):  # every other pixel is plenty
+        r, g, b = line[x], line[x + 1], line[x + 2]
+        total += 1
+        if r < 245 or g < 245 or b < 245: nonwhite += 1
+        if g > r + 40 and g > b + 20: green += 1
+        if r > g + 60 and r > b + 60: red += 1
+        colours.add((r >> 4, g >> 4, b >> 4))
+frac = nonwhite / total
+print(f"screenshot {w}x{h}: {100 * frac:.1f}% non-white, {len(colours)} colour bins, green {green}, red {red}")
+assert frac > 0.03, "screenshot is (nearly) blank"
+assert len(colours) > 8, "screenshot has almost no colours"
+EOF
+echo "PASS: report.html renders in $("$CHROMIUM" --version 2>/dev/null | head -1)"

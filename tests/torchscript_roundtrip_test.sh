@@ -1,0 +1,92 @@
+#!/bin/sh
+# Issue 7, the way a user does it: a PyTorch model trained on poisoned Fashion-MNIST,
+# exported with torch.jit.script, purified by antidote (bedkd, ntml), loaded back with
+# torch.jit.load; its predictions equal antidote's and its ASR is lower than the
+# input's. Also: a built-in model's state_dict reads with torch.load under the
+# documented names and predicts what antidote predicts.
+#
+#   tests/torchscript_roundtrip_test.sh ANTIDOTE_BINARY [WORK_DIR]
+# Exit 77 (skipped) when Debian's /usr/bin/python3 cannot import torch.
+set -eu
+ANTIDOTE=${1:?usage: $0 ANTIDOTE_BINARY [WORK_DIR]}
+HERE=$(cd "$(dirname "$0")" && pwd)
+PY=/usr/bin/python3
+PYDIR=$HERE/python
+if ! "$PY" -c "import torch, numpy" >/dev/null 2>&1; then
+  echo "SKIP: $PY cannot import torch and numpy (apt install python3-torch)"
+  exit 77
+fi
+WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/antidote_roundtrip.XXXXXX")}
+mkdir -p "$WORK"
+cd "$WORK"
+echo "work dir: $WORK"
+THREADS=${ANTIDOTE_TEST_THREADS:-2}
+
+cat > cfg.yaml <<YAML
+seed: 0
+threads: $THREADS
+dataset: {name: fmnist, train_limit: 4000, test_limit: 1000}
+model: {arch: cnn, width: 8, hidden: 32}
+train: {epochs: 1}
+attacks:
+  - {name: badnets, poison_rate: 0.1, target: 0}
+defenses: [none]
+YAML
+
+run() { echo "+ $*"; "$@"; }
+
+# 1. The poisoned data, as files the user's Python reads.
+run "$ANTIDOTE" poison -q --config cfg.yaml --out data
+
+# 2. The user's model: trained in PyTorch, exported with torch.jit.script.
+run "$PY" "$PYDIR/make_model.py" --data data --out suspect.pt --epochs 2 --threads "$THREADS"
+
+# 3. antidote's view of the suspect, and Python's: identical predictions.
+run "$ANTIDOTE" eval -q --config cfg.yaml --threads 1 --model suspect.pt --json suspect.json \
+  --predictions suspect.preds.json
+run "$PY" "$PYDIR/check_roundtrip.py" --model suspect.pt --data data --predictions suspect.preds.json \
+  --metrics suspect.json --out suspect.py.json
+INPUT_ASR=$("$PY" -c "import json; print(json.load(open('suspect.py.json'))['asr'])")
+echo "input ASR: $INPUT_ASR"
+"$PY" -c "import sys; sys.exit(0 if $INPUT_ASR > 0.5 else 1)" || { echo "FAIL: the suspect is not backdoored"; exit 1; }
+
+# 4. Purify with bedkd and ntml (small budgets), then round-trip through torch.jit.load.
+purify() {
+  method=$1
+  shift
+  run "$ANTIDOTE" defend -q --config cfg.yaml --model suspect.pt --method "$method" --out "$method.pt" "$@"
+  run "$ANTIDOTE" eval -q --config cfg.yaml --threads 1 --model "$method.pt" --json "$method.json" \
+    --predictions "$method.preds.json"
+  run "$PY" "$PYDIR/check_roundtrip.py" --model "$method.pt" --data data --predictions "$method.preds.json" \
+    --metrics "$method.json" --asr-below "$INPUT_ASR"
+}
+purify bedkd --set clean_samples=200 --set flip_epochs=2 --set akd_epochs=4
+purify ntml --set clean_samples=200 --set nt_epochs=2 --set ml_iterations=100
+
+# 5. Fine-pruning cannot mask channels inside an imported graph: a clear error.
+if "$ANTIDOTE" defend -q --config cfg.yaml --model suspect.pt --method fp --out fp.pt 2> fp.err; then
+  echo "FAIL: fp on a TorchScript model should fail"; exit 1
+fi
+cat fp.err
+grep -q "prunable channels" fp.err
+
+# 6. A model that does not fit the data fails before any training.
+run "$PY" - <<PYEOF
+import sys; sys.path.insert(0, "$PYDIR")
+import torch
+from make_model import SmallCnn
+torch.jit.script(SmallCnn(num_classes=7)).save("seven.pt")
+PYEOF
+if "$ANTIDOTE" defend -q --config cfg.yaml --model seven.pt --method bedkd --out x.pt 2> seven.err; then
+  echo "FAIL: a 7-class model on 10-class data should fail"; exit 1
+fi
+cat seven.err
+grep -q "predicts 7 classes, the data has 10" seven.err
+
+# 7. Built-in models: the state_dict beside the purified/trained model reads with torch.load.
+run "$ANTIDOTE" train -q --config cfg.yaml --out builtin.pt
+run "$ANTIDOTE" eval -q --config cfg.yaml --threads 1 --model builtin.pt --predictions builtin.preds.json
+run "$PY" "$PYDIR/check_state_dict.py" --state-dict builtin.pt.state_dict.pt --width 8 --hidden 32 --data data \
+  --predictions builtin.preds.json
+
+echo "PASS"

@@ -1,0 +1,257 @@
+// Training pieces: the cosine schedule, epoch batching (with rank striding for
+// data-parallel workers), the random shift augmentation, the NaN guard, optimizers,
+// and a tiny end-to-end train_supervised run.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <set>
+
+#include "antidote/train/train.hpp"
+
+using namespace antidote;
+
+namespace {
+std::vector<int64_t> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no antidote::Error thrown>";
+}
+}  // namespace
+
+TEST(TrainSchedule, CosineValues) {
+  // ½·base·(1 + cos(π·step/total))
+  EXPECT_NEAR(cosine_lr(0.1, 0, 10), 0.1, 1e-15);     // cos 0 = 1
+  EXPECT_NEAR(cosine_lr(0.1, 5, 10), 0.05, 1e-15);    // cos π/2 = 0
+  EXPECT_NEAR(cosine_lr(0.1, 10, 10), 0.0, 1e-15);    // cos π = −1
+  EXPECT_NEAR(cosine_lr(0.1, 3, 12), 0.0853553, 1e-7);  // .05·(1 + √2/2) = .05·1.7071068
+  EXPECT_NEAR(cosine_lr(0.2, 2, 3), 0.05, 1e-12);     // .1·(1 + cos 2π/3) = .1·.5
+  EXPECT_NEAR(cosine_lr(0.3, 4, 0), 0.3, 1e-15);      // no steps: the base rate
+  // Monotone non-increasing over the run.
+  for (int s = 1; s <= 20; ++s) EXPECT_LE(cosine_lr(1.0, s, 20), cosine_lr(1.0, s - 1, 20));
+}
+
+TEST(TrainBatches, InOrderPartition) {
+  auto b = epoch_batches(10, 4, nullptr);
+  ASSERT_EQ(b.size(), 3u);
+  EXPECT_EQ(to_vec(b[0]), (std::vector<int64_t>{0, 1, 2, 3}));
+  EXPECT_EQ(to_vec(b[1]), (std::vector<int64_t>{4, 5, 6, 7}));
+  EXPECT_EQ(to_vec(b[2]), (std::vector<int64_t>{8, 9}));
+  EXPECT_TRUE(epoch_batches(0, 4, nullptr).empty());
+  EXPECT_THROW(epoch_batches(10, 0, nullptr), Error);
+}
+
+TEST(TrainBatches, RankStriding) {
+  // World 2, in order: rank 0 takes 0, 2, 4, 6, 8; rank 1 takes 1, 3, 5, 7, 9.
+  auto r0 = epoch_batches(10, 4, nullptr, 0, 2);
+  auto r1 = epoch_batches(10, 4, nullptr, 1, 2);
+  ASSERT_EQ(r0.size(), 2u);
+  ASSERT_EQ(r1.size(), 2u);
+  EXPECT_EQ(to_vec(r0[0]), (std::vector<int64_t>{0, 2, 4, 6}));
+  EXPECT_EQ(to_vec(r0[1]), (std::vector<int64_t>{8}));
+  EXPECT_EQ(to_vec(r1[0]), (std::vector<int64_t>{1, 3, 5, 7}));
+  EXPECT_EQ(to_vec(r1[1]), (std::vector<int64_t>{9}));
+  // World 3 over 7 rows: ranks take {0,3,6}, {1,4}, {2,5}.
+  EXPECT_EQ(to_vec(epoch_batches(7, 10, nullptr, 0, 3)[0]), (std::vector<int64_t>{0, 3, 6}));
+  EXPECT_EQ(to_vec(epoch_batches(7, 10, nullptr, 2, 3)[0]), (std::vector<int64_t>{2, 5}));
+}
+
+TEST(TrainBatches, ShuffledWorkersPartitionTheEpoch) {
+  // Every worker seeds the same permutation; together they see each row exactly once.
+  const int64_t n = 23;
+  std::multiset<int64_t> seen;
+  for (int rank = 0; rank < 3; ++rank) {
+    Rng rng(99);
+    for (const auto& b : epoch_batches(n, 5, &rng, rank, 3)) {
+      EXPECT_LE(b.numel(), 5);
+      for (auto i : to_vec(b)) seen.insert(i);
+    }
+  }
+  ASSERT_EQ(seen.size(), static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen.count(i), 1u) << i;
+
+  // Same seed -> same batches; the order is actually shuffled.
+  Rng a(5), b(5);
+  auto ba = epoch_batches(50, 50, &a), bb = epoch_batches(50, 50, &b);
+  EXPECT_EQ(to_vec(ba[0]), to_vec(bb[0]));
+  std::vector<int64_t> identity(50);
+  for (int i = 0; i < 50; ++i) identity[static_cast<size_t>(i)] = i;
+  EXPECT_NE(to_vec(ba[0]), identity);
+}
+
+TEST(TrainAugment, RandomShiftKeepsContent) {
+  // A 2×2 block of ones at rows/cols 2..3 of a 6×6 image stays inside after any shift
+  // of at most 2 pixels, so each output holds the same four ones, translated.
+  const int64_t B = 32;
+  auto img = torch::zeros({B, 1, 6, 6});
+  img.slice(2, 2, 4).slice(3, 2, 4).fill_(1.0);
+  Rng rng(3);
+  auto out = random_shift(img, 2, rng);
+  ASSERT_EQ(out.sizes(), img.sizes());
+  int moved = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    auto o = out[b][0];
+    EXPECT_FLOAT_EQ(o.sum().item<float>(), 4.0f);
+    auto nz = o.nonzero();  // row-major: first entry is the block's top-left
+    int64_t r = nz[0][0].item<int64_t>(), c = nz[0][1].item<int64_t>();
+    EXPECT_GE(r, 0);
+    EXPECT_LE(r, 4);
+    EXPECT_GE(c, 0);
+    EXPECT_LE(c, 4);
+    EXPECT_TRUE(torch::equal(o.slice(0, r, r + 2).slice(1, c, c + 2), torch::ones({2, 2})));
+    if (r != 2 || c != 2) ++moved;
+  }
+  // Each image stays put with probability 1/25; all 32 staying put is impossible in practice.
+  EXPECT_GT(moved, 0);
+  Rng again(3);
+  EXPECT_TRUE(torch::equal(random_shift(img, 2, again), out)) << "same seed, same shifts";
+  // Pad 0 is the identity.
+  Rng z(1);
+  EXPECT_TRUE(torch::equal(random_shift(img, 0, z), img));
+}
+
+TEST(TrainGuard, CheckFinite) {
+  EXPECT_NO_THROW(check_finite(torch::tensor(1.5), "ok"));
+  auto msg = error_of([] { check_finite(torch::tensor(std::nan("")), "stage X"); });
+  EXPECT_NE(msg.find("stage X"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+  msg = error_of([] { check_finite(torch::tensor(INFINITY), "stage Y"); });
+  EXPECT_NE(msg.find("stage Y"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("infinite"), std::string::npos) << msg;
+}
+
+TEST(TrainOptimizer, MakeAndSetLearningRate) {
+  auto w = torch::zeros({3}, torch::requires_grad());
+  auto sgd = make_optimizer({w}, OptimizerConfig{"sgd", 0.1, 0.9, 0.0});
+  set_learning_rate(*sgd, 0.25);
+  EXPECT_DOUBLE_EQ(sgd->param_groups()[0].options().get_lr(), 0.25);
+  // One SGD step on loss = Σ w·[1, 2, 3] at lr .25, no momentum history: w = −.25·[1, 2, 3].
+  auto loss = (w * torch::tensor({1.0f, 2.0f, 3.0f})).sum();
+  loss.backward();
+  sgd->step();
+  EXPECT_TRUE(torch::allclose(w.detach(), torch::tensor({-0.25f, -0.5f, -0.75f})));
+  EXPECT_NO_THROW(make_optimizer({w}, OptimizerConfig{"adam", 1e-3, 0.9, 0.0}));
+  auto msg = error_of([&] { make_optimizer({w}, OptimizerConfig{"rmsprop", 0.1, 0.9, 0.0}); });
+  EXPECT_NE(msg.find("rmsprop"), std::string::npos) << msg;
+  EXPECT_THROW(make_optimizer({w}, OptimizerConfig{"sgd", 0.0, 0.9, 0.0}), Error);
+  EXPECT_THROW(make_optimizer({w}, OptimizerConfig{"sgd", -1.0, 0.9, 0.0}), Error);
+}
+
+namespace {
+// 32 images 1×4×4: class 0 bright on the left half, class 1 bright on the right half.
+Dataset separable() {
+  Dataset d;
+  d.x = torch::zeros({32, 1, 4, 4});
+  std::vector<int64_t> y(32);
+  for (int64_t i = 0; i < 32; ++i) {
+    y[static_cast<size_t>(i)] = i % 2;
+    d.x[i][0].slice(1, (i % 2) * 2, (i % 2) * 2 + 2).fill_(0.5 + 0.01 * static_cast<double>(i));
+  }
+  d.y = torch::tensor(y, torch::kLong);
+  return d;
+}
+
+InputSpec tiny_image_spec() {
+  InputSpec in;
+  in.channels = 1;
+  in.height = in.width = 4;
+  in.num_classes = 2;
+  return in;
+}
+
+double loss_of(Classifier& m, const Dataset& d) {
+  torch::NoGradGuard ng;
+  m.eval();
+  auto l = torch::cross_entropy_loss(m.logits(d.x), d.y).item<double>();
+  m.train();
+  return l;
+}
+
+struct CountingSync : GradientSync {
+  int calls = 0, world = 1, my_rank = 0;
+  void sync(const std::vector<torch::Tensor>&) override { ++calls; }
+  int rank() const override { return my_rank; }
+  int world_size() const override { return world; }
+};
+}  // namespace
+
+TEST(TrainSupervised, LowersLossOnSeparableData) {
+  set_quiet(true);
+  torch::manual_seed(1);
+  auto model = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 4, hidden: 8}"));
+  auto data = separable();
+  double before = loss_of(*model, data);
+  TrainOptions o;
+  o.epochs = 15;
+  o.batch_size = 8;
+  o.optimizer = {"adam", 0.02, 0.9, 0.0};
+  Rng rng(0);
+  int epochs_seen = 0;
+  CountingSync sync;
+  train_supervised(*model, data, o, rng, [&](int64_t e) { EXPECT_EQ(e, epochs_seen++); }, &sync);
+  double after = loss_of(*model, data);
+  EXPECT_EQ(epochs_seen, 15);
+  EXPECT_EQ(sync.calls, 15 * 4);  // 32 rows / batch 8 = 4 steps per epoch
+  EXPECT_LT(after, before * 0.5) << "before " << before << " after " << after;
+  torch::NoGradGuard ng;
+  model->eval();
+  EXPECT_EQ(model->logits(data.x).argmax(1).eq(data.y).sum().item<int64_t>(), 32);
+}
+
+TEST(TrainSupervised, SgdCosineAugmentRunsAndRankSeesHalf) {
+  set_quiet(true);
+  torch::manual_seed(2);
+  auto model = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 8;
+  o.augment = true;
+  o.optimizer = {"sgd", 0.05, 0.9, 5e-4};
+  Rng rng(4);
+  CountingSync sync;
+  sync.world = 2;
+  sync.my_rank = 1;
+  train_supervised(*model, separable(), o, rng, {}, &sync);
+  EXPECT_EQ(sync.calls, 2 * 2);  // rank 1 of 2: 16 rows / batch 8 = 2 steps per epoch
+  for (const auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+TEST(TrainSupervised, SameSeedSameWeights) {
+  set_quiet(true);
+  torch::manual_seed(3);
+  auto a = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  auto b = a->clone_deep();
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 5;
+  o.augment = true;
+  Rng ra(11), rb(11);
+  train_supervised(*a, separable(), o, ra);
+  train_supervised(*b, separable(), o, rb);
+  auto pa = a->named_parameters(), pb = b->named_parameters();
+  for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+}
+
+TEST(TrainSupervised, NanLossIsAClearError) {
+  set_quiet(true);
+  torch::manual_seed(4);
+  auto model = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  auto data = separable();
+  data.x[3][0][0][0] = std::nan("");
+  TrainOptions o;
+  o.epochs = 1;
+  o.batch_size = 32;
+  o.label = "nan-run";
+  Rng rng(0);
+  auto msg = error_of([&] { train_supervised(*model, data, o, rng); });
+  EXPECT_NE(msg.find("nan-run"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("NaN"), std::string::npos) << msg;
+}
