@@ -107,6 +107,17 @@ TEST(BeDKD, SelectThresholdCapAndConsistency) {
   o.max_kept = 0;
   sel = bedkd::select_suspects(scores, pred, label, o);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9, 6, 1, 3}, torch::kLong)));
+  // The all-to-one vote: among 2, 9, 6, 1, 3 (labels 1, 1, 1, 1, 1) label 1 wins; with
+  // consistency off, 2, 4, 9, 6, 8, 1, 3 carry labels 1, 1, 1, 1, 0, 1, 1: row 8 goes.
+  o.vote = true;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_EQ(sel.voted_label, 1);
+  EXPECT_EQ(sel.voted, 5);
+  o.consistency = false;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_EQ(sel.voted, 6);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9, 6, 1, 3}, torch::kLong)));
+  o.vote = false;
   // Consistency off.
   o.consistency = false;
   o.max_kept = 3;

@@ -10,6 +10,7 @@
 #include "antidote/defenses/bedkd.hpp"
 
 #include <algorithm>
+#include <map>
 #include <numeric>
 
 #include "antidote/defenses/defense.hpp"
@@ -79,6 +80,19 @@ Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& susp
     rows.swap(keep);
   }
   out.consistent = static_cast<int64_t>(rows.size());
+  if (opt.vote && !rows.empty()) {
+    std::map<int64_t, int64_t> count;
+    for (auto r : rows) ++count[la[r]];
+    int64_t best = -1, best_n = 0;
+    for (const auto& [label, k] : count)  // ties go to the smaller label
+      if (k > best_n) best = label, best_n = k;
+    out.voted_label = best;
+    std::vector<int64_t> keep;
+    for (auto r : rows)
+      if (la[r] == best) keep.push_back(r);
+    rows.swap(keep);
+  }
+  out.voted = static_cast<int64_t>(rows.size());
   if (opt.max_kept > 0 && static_cast<int64_t>(rows.size()) > opt.max_kept) rows.resize(opt.max_kept);
   out.kept = static_cast<int64_t>(rows.size());
   out.rows = torch::tensor(rows, torch::kLong);
@@ -100,11 +114,12 @@ struct Config {
   double flip_alpha = 0.3, flip_kl_weight = 1.0, flip_mse_weight = 1.0;
   std::string flip_params = "all";
   bool reshuffle = false;
+  bool flip_with_trust = false;  // also flip the trust rows (the whole clean budget; not in the reference)
   // stage 2: identification
   std::string score = "prob";  // prob: mean |Δp| (reference); target: |Δ p of the suspect's top class|
   double threshold = 0.1;
   int64_t max_flagged = 128, max_kept = 32;
-  bool consistency = true;
+  bool consistency = true, vote = false;
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
@@ -223,7 +238,7 @@ struct BeDKD : Defense {
 
     // ---- Stage 1: directional mapping module ------------------------------------
     StageTimer t_dmm("dmm");
-    auto flip_rows = ctx.clean->per_class(c.flip_per_class, 0);
+    auto flip_rows = ctx.clean->per_class(c.flip_per_class + (c.flip_with_trust ? c.trust_per_class : 0), 0);
     {
       auto perm = rng.permutation(flip_rows.size(0));
       flip_rows = flip_rows.index_select(0, torch::tensor(perm, torch::kLong));
@@ -288,15 +303,16 @@ struct BeDKD : Defense {
       fail("bedkd: unknown score '{}' (known: prob, target)", c.score);
     }
     auto pred_b = pb.argmax(1);
-    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.max_kept});
+    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.vote, c.max_kept});
     result.flagged = sel.rows;
     result.scores = scores.to(torch::kFloat);
     details["identify"] = {{"rows", ctx.train.size()},   {"below_threshold", sel.below_threshold},
                            {"after_cap", sel.after_cap}, {"consistent", sel.consistent},
+                           {"voted", sel.voted},         {"voted_label", sel.voted_label},
                            {"kept", sel.kept},           {"threshold", c.threshold}};
-    log_info(fmt::format("bedkd identify: {} rows, {} below {}, {} after cap, {} consistent, {} kept",
+    log_info(fmt::format("bedkd identify: {} rows, {} below {}, {} after cap, {} consistent, {} voted, {} kept",
                          ctx.train.size(), sel.below_threshold, c.threshold, sel.after_cap, sel.consistent,
-                         sel.kept));
+                         sel.voted, sel.kept));
     result.stages.push_back(t_id.finish());
 
     // ---- Stage 3: adversarial knowledge distillation ------------------------------
@@ -308,7 +324,7 @@ struct BeDKD : Defense {
     }
     Dataset trust = ctx.clean_set(trust_rows).to(dev);
     Dataset punish = ctx.train.select(sel.rows).to(dev);
-    result.clean_samples = flip.size() + trust.size();
+    result.clean_samples = c.flip_with_trust ? flip.size() : flip.size() + trust.size();
 
     auto student = suspect->clone_deep();
     student->to(dev);
@@ -423,11 +439,13 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.flip_mse_weight = p.get<double>("flip_mse_weight", c.mse_weight);
   c.flip_params = p.get<std::string>("flip_params", c.flip_params);
   c.reshuffle = p.get<bool>("reshuffle", c.reshuffle);
+  c.flip_with_trust = p.get<bool>("flip_with_trust", c.flip_with_trust);
   c.score = p.get<std::string>("score", c.score);
   c.threshold = p.get<double>("threshold", c.threshold);
   c.max_flagged = p.get<int64_t>("max_flagged", c.max_flagged);
   c.max_kept = p.get<int64_t>("max_kept", c.max_kept);
   c.consistency = p.get<bool>("consistency", c.consistency);
+  c.vote = p.get<bool>("vote", c.vote);
   c.score_batch = p.get<int64_t>("score_batch", c.score_batch);
   c.trust_per_class = p.get<int64_t>("trust_per_class", c.trust_per_class);
   c.akd_epochs = p.get<int64_t>("akd_epochs", c.akd_epochs);

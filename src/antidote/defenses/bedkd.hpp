@@ -43,11 +43,15 @@ struct SelectOptions {
   double threshold = 0.1;    // flag s < threshold (<= 0 or inf disables)
   int64_t max_flagged = 128; // keep the lowest `max_flagged` flagged rows (0 = no cap)
   bool consistency = true;   // keep rows whose suspect prediction equals the label
+  // All-to-one vote (not in the reference): keep only rows whose label is the most
+  // common label among the rows that passed the filters above (the presumed target).
+  bool vote = false;
   int64_t max_kept = 32;     // at most this many survive (0 = no cap)
 };
 struct Selection {
   torch::Tensor rows;  // int64 [M], sorted by (score, index)
-  int64_t below_threshold = 0, after_cap = 0, consistent = 0, kept = 0;
+  int64_t below_threshold = 0, after_cap = 0, consistent = 0, voted = 0, kept = 0;
+  int64_t voted_label = -1;  // the label the vote chose (-1 without a vote)
 };
 // `ids` gives the stable identity of each row used to break ties (default: 0..N-1);
 // tests pass the original row ids of a permuted set to check order invariance.
