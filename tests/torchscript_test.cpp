@@ -42,7 +42,7 @@ torch::jit::Module linear(const std::string& name, int64_t in, int64_t out) {
   m.register_parameter("bias", torch::zeros({out}), false);
   m.define(R"(
 def forward(self, x):
-    return torch.nn.functional.linear(x, self.weight, self.bias)
+    return torch.linear(x, self.weight, self.bias)
 )");
   return m;
 }
@@ -156,7 +156,7 @@ TEST(TorchScript, TrainModeReachesTheScript) {
   m.define(R"(
 def forward(self, x):
     f = x.flatten(1)
-    z = torch.nn.functional.linear(f, self.w)
+    z = torch.linear(f, self.w)
     if self.training:
         z = z + 100.0
     return (z, f)

@@ -81,8 +81,8 @@ struct TransformerClassifier : Classifier {
     out.features = h;
     // Mean over the non-padding positions ([CLS] included): from-scratch encoders
     // this small learn faster from a mean than from the [CLS] state alone.
-    auto keep = (~pad).to(h.dtype()).unsqueeze(-1);
-    out.logits = head->forward((h * keep).sum(1) / keep.sum(1).clamp_min(1.0));
+    auto tokens = (~pad).to(h.dtype()).unsqueeze(-1);
+    out.logits = head->forward((h * tokens).sum(1) / tokens.sum(1).clamp_min(1.0));
     return out;
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
