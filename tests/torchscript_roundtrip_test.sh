@@ -16,7 +16,13 @@ if ! "$PY" -c "import torch, numpy" >/dev/null 2>&1; then
   echo "SKIP: $PY cannot import torch and numpy (apt install python3-torch)"
   exit 77
 fi
-WORK=${2:-$(mktemp -d "${TMPDIR:-/tmp}/antidote_roundtrip.XXXXXX")}
+if [ $# -ge 2 ]; then
+  WORK=$2
+  KEEP=1
+else
+  WORK=$(mktemp -d "${TMPDIR:-/tmp}/antidote_roundtrip.XXXXXX")
+  KEEP=0
+fi
 mkdir -p "$WORK"
 cd "$WORK"
 echo "work dir: $WORK"
@@ -96,4 +102,5 @@ for m in builtin builtin_ntml; do
     --predictions $m.preds.json
 done
 
+[ "$KEEP" = 1 ] || rm -rf "$WORK"  # kept on failure, for a look
 echo "PASS"

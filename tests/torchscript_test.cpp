@@ -59,20 +59,20 @@ torch::jit::Module image_module(const std::string& style, int64_t classes = 3) {
   if (style == "method") {
     m.define(R"(
 def features(self, x):
-    return torch.relu(self.body(x.flatten(1) * self.scale))
+    return torch.relu(self.body.forward(x.flatten(1) * self.scale))
 def forward(self, x):
-    return self.head(self.features(x))
+    return self.head.forward(self.features(x))
 )");
   } else if (style == "tuple") {
     m.define(R"(
 def forward(self, x):
-    f = torch.relu(self.body(x.flatten(1) * self.scale))
-    return (self.head(f), f)
+    f = torch.relu(self.body.forward(x.flatten(1) * self.scale))
+    return (self.head.forward(f), f)
 )");
   } else {
     m.define(R"(
 def forward(self, x):
-    return self.head(torch.relu(self.body(x.flatten(1))))
+    return self.head.forward(torch.relu(self.body.forward(x.flatten(1))))
 )");
   }
   return m;
@@ -235,7 +235,11 @@ TEST(TorchScript, MisfitsFailBeforeTraining) {
   text.vocab_size = 10;
   text.max_len = 6;
   text.num_classes = 3;
-  EXPECT_NE(error_of([&] { load_model(ok, &text); }).find("takes image input, the data is text"),
+  EXPECT_NE(error_of([&] { load_model(ok, &text); }).find("needs its vocabulary"), std::string::npos);
+  // A text model (it has a vocabulary) on image data.
+  write_file_atomic(ok + ".vocab", "[PAD]\n[UNK]\n[CLS]\n");
+  auto tiny = image_spec();
+  EXPECT_NE(error_of([&] { load_model(ok, &tiny); }).find("takes text input (it has a vocabulary"),
             std::string::npos);
   fs::remove_all(dir);
 }
@@ -252,7 +256,7 @@ TEST(TorchScript, TextModelsCarryMaxLenAndVocabulary) {
     m.define(R"(
 def forward(self, ids):
     f = torch.embedding(self.emb, ids).mean(1)
-    return (self.head(f), f)
+    return (self.head.forward(f), f)
 )");
     return m;
   };

@@ -202,14 +202,19 @@ ClassifierPtr load_torchscript(const std::string& path, const InputSpec* expecte
       fail("TorchScript model '{}': malformed {}: {}", path, kInputExtra, e.what());
     }
   } else {
-    input.modality = (has_vocab || attr_max_len > 0) ? Modality::Text : Modality::Image;
+    bool text = has_vocab || attr_max_len > 0 || (expected && expected->modality == Modality::Text);
+    input.modality = text ? Modality::Text : Modality::Image;
     input.num_classes = 0;  // unknown until the data is known
   }
+  if (expected && expected->modality != input.modality)
+    fail("TorchScript model '{}' takes {} input{}, the data is {}", path, modality_name(input.modality),
+         has_vocab ? fmt::format(" (it has a vocabulary '{}.vocab')", path) : std::string(),
+         modality_name(expected->modality));
   if (input.modality == Modality::Text) {
     if (!has_vocab)
       fail("text TorchScript model '{}' needs its vocabulary '{}.vocab' (one word per line, [PAD], [UNK], [CLS] "
-           "first)",
-           path, path);
+           "first) and an int attribute max_len{}",
+           path, path, expected && expected->modality == Modality::Text ? " (the data is text)" : "");
     input.vocab_size = count_vocab(path + ".vocab");
     if (attr_max_len > 0) input.max_len = attr_max_len;
     if (input.max_len < 2)
@@ -219,9 +224,6 @@ ClassifierPtr load_torchscript(const std::string& path, const InputSpec* expecte
   }
 
   if (expected) {
-    if (expected->modality != input.modality)
-      fail("TorchScript model '{}' takes {} input, the data is {}", path, modality_name(input.modality),
-           modality_name(expected->modality));
     if (input.modality == Modality::Text && expected->max_len != input.max_len)
       fail("TorchScript model '{}' takes sequences of max_len {}, the data is encoded with max_len {}", path,
            input.max_len, expected->max_len);

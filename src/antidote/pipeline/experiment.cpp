@@ -169,8 +169,9 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   DefenseContext ctx;
   ctx.train = cell.train.without_ground_truth();
   ctx.clean_data = cell.train_clean.without_ground_truth();
+  // Seeded by the cell, not the defense: every defense of a cell draws the same clean rows.
   ctx.clean = std::make_shared<CleanPool>(cell.train_clean.y, cell.train.poisoned, cell.num_classes,
-                                          derive_seed(seed, "clean_pool"), cell.originals_aligned);
+                                          derive_seed(cell.seed, "clean_pool"), cell.originals_aligned);
   ctx.num_classes = cell.num_classes;
   ctx.modality = cell.modality;
   ctx.device = device;

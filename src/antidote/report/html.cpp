@@ -322,7 +322,7 @@ struct Series {
 // Lines over epochs (y: 0..100 %).
 std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
                        const std::string& xlabel, const std::string& cell_slug) {
-  const double W = 520, H = 270, L = 44, R = 96, T = 28, B = 40;
+  const double W = 540, H = 270, L = 44, R = 116, T = 28, B = 40;
   const double pw = W - L - R, ph = H - T - B;
   double xmin = 1e300, xmax = -1e300;
   for (const auto& se : series)
@@ -884,12 +884,15 @@ std::string cost_section(const std::vector<Cell>& cells) {
       const json& st = r.contains("stages") && r["stages"].is_array() ? r["stages"] : json::array();
       auto lead = fmt::format("<td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>",
                               esc(c.dataset), esc(c.attack), esc(c.seed), esc(text(r, "defense")));
-      for (const auto& s : st)
+      double sum = 0;
+      for (const auto& s : st) {
         h += fmt::format("<tr>{}<td class=\"l\">{}</td><td>{:.1f}</td><td>{:.0f}</td></tr>", lead,
                          esc(text(s, "name", "?")), num(s, "seconds"), num(s, "peak_rss_mb"));
+        sum += num(s, "seconds");
+      }
       h += fmt::format("<tr><th class=\"l\" colspan=\"4\">{} × {} × {}</th><th class=\"l\">total</th><th>{}</th><th></th></tr>",
                        esc(c.dataset), esc(c.attack), esc(text(r, "defense")),
-                       has_num(r, "seconds") ? fmt::format("{:.1f}", num(r, "seconds")) : "–");
+                       has_num(r, "seconds") || sum > 0 ? fmt::format("{:.1f}", std::max(sum, num(r, "seconds"))) : "–");
     }
   h += "</tbody></table></section>";
   return h;
