@@ -24,7 +24,7 @@ std::vector<int64_t> Rng::permutation(int64_t n) {
 }
 
 uint64_t hash_string(const std::string& s) {
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL;  // FNV-1a 64-bit offset basis
   for (unsigned char c : s) {
     h ^= c;
     h *= 1099511628211ULL;

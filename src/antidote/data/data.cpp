@@ -98,6 +98,8 @@ RawData load_idx_dir(const std::string& dir, const std::string& name) {
   d.test = idx_split(dir, "t10k");
   if (d.train.images.sizes().slice(1) != d.test.images.sizes().slice(1))
     fail("dataset '{}': train and test images differ in size", name);
+  if (d.train.size() == 0 || d.test.size() == 0)
+    fail("dataset '{}': the {} split in '{}' has no rows", name, d.train.size() == 0 ? "train" : "t10k", dir);
   d.num_classes = std::max(d.train.labels.max().item<int64_t>(), d.test.labels.max().item<int64_t>()) + 1;
   if (d.num_classes < 2) fail("dataset '{}': fewer than two classes", name);
   return d;
@@ -150,8 +152,8 @@ TextRows read_tsv(const std::string& path) {
         if (h == "label" || h == "labels") label_col = static_cast<int>(i);
       }
       if (sentence_col < 0 || label_col < 0)
-        fail("'{}' line 1: header must name a 'sentence' (or 'sentences') and a 'label' (or 'labels') column, found '{}'",
-             path, line);
+        fail("'{}' line {}: header must name a 'sentence' (or 'sentences') and a 'label' (or 'labels') column, found '{}'",
+             path, line_no, line);
       columns = cells.size();
       continue;
     }

@@ -95,8 +95,9 @@ std::string AttackConfig::label() const { return name; }
 ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin) {
   ExperimentConfig c;
   c.source = YAML::Clone(root);
-  if (!root || root.IsNull()) return c;
-  check_keys(root,
+  // An empty document (or one holding only comments) is the all-defaults config.
+  if (root && !root.IsNull())
+    check_keys(root,
              {"seed", "threads", "device", "dataset", "datasets", "model", "train", "attacks", "defenses", "asr_floor",
               "eval_batch_size"},
              origin);

@@ -318,6 +318,21 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
       base_key["seed"] = seed;
       base_key["version"] = version();
 
+      std::vector<AttackConfig> attacks = cfg.attacks;
+      if (attacks.empty()) {
+        AttackConfig a;
+        a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
+        attacks.push_back(a);
+      }
+      // Check every attack (names, options, target range, modality) before any training.
+      for (const auto& a : attacks) {
+        AttackSettings s{a.poison_rate, a.target, seed, data.num_classes};
+        auto attack = make_attack(a.name, a.options, s, fmt::format("attack '{}'", a.name));
+        if (attack->modality() != data.modality)
+          fail("attack '{}' works on {} data, dataset '{}' is {}", a.name, modality_name(attack->modality()),
+               dcfg.name, modality_name(data.modality));
+      }
+
       // The clean reference model gives the ASR floor of every attack on this data.
       ClassifierPtr clean_model;
       Cell clean_cell;
@@ -337,13 +352,6 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
         }
       }
 
-      std::vector<AttackConfig> attacks;
-      for (const auto& a : cfg.attacks) attacks.push_back(a);
-      if (attacks.empty()) {
-        AttackConfig a;
-        a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
-        attacks.push_back(a);
-      }
       for (const auto& acfg : attacks) {
         auto cell = prepare_cell(data, dcfg, acfg, seed);
         doc["examples"].push_back(examples_json(cell, 4));
