@@ -239,6 +239,7 @@ TEST(NTML, IntegrationBadnetsAsrFalls) {
   p.check_consumed();
   DefenseContext ctx;
   ctx.train = train.without_ground_truth();
+  ctx.clean_data = ctx.train;  // the pool only draws unpoisoned rows, whose labels are true
   ctx.clean = std::make_shared<CleanPool>(train.y, train.poisoned, 10, 9);
   ctx.num_classes = 10;
   ctx.seed = 21;

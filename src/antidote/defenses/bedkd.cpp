@@ -124,7 +124,10 @@ struct Config {
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
   double akd_lr = 3e-5, akd_temperature = 2.5, punish_weight = 1.0;
-  std::string punish_stop = "none";  // none | flipped (stop punishing rows the student no longer maps to their label)
+  // none | flipped (stop punishing rows the student no longer maps to their label) |
+  // prob (stop once the student's probability of the label is at most punish_floor)
+  std::string punish_stop = "none";
+  double punish_floor = 0.1;
 };
 
 bool builtin_arch(const std::string& arch) {
@@ -360,13 +363,19 @@ struct BeDKD : Defense {
           auto ib = idx.to(dev);
           auto xb = punish.x.index_select(0, ib);
           auto yb = punish.y.index_select(0, ib);
-          if (c.punish_stop == "flipped") {
-            // Punish only the rows that the student still maps to their (target) label.
+          if (c.punish_stop != "none") {
+            // Stopping rule: punish only the rows that the student still maps to their
+            // (presumed target) label ("flipped"), or still gives more than punish_floor
+            // of its probability ("prob"). Decided on the punish rows alone.
             torch::Tensor still;
             {
               torch::NoGradGuard ng;
               student->eval();
-              still = student->forward(xb).logits.argmax(1).eq(yb).nonzero().squeeze(1);
+              auto logits = student->forward(xb).logits;
+              still = c.punish_stop == "flipped"
+                          ? logits.argmax(1).eq(yb)
+                          : torch::softmax(logits, 1).gather(1, yb.unsqueeze(1)).squeeze(1).gt(c.punish_floor);
+              still = still.nonzero().squeeze(1);
               student->train();
             }
             if (still.numel() == 0) continue;
@@ -455,6 +464,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.akd_temperature = p.get<double>("akd_temperature", c.akd_temperature);
   c.punish_weight = p.get<double>("punish_weight", c.punish_weight);
   c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
+  c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
 
   const auto& ctx = p.context();
   if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
@@ -466,8 +476,9 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   if (!(c.flip_lr > 0) || !(c.akd_lr > 0)) fail("{}: learning rates must be positive", ctx);
   if (!(c.flip_temperature > 0) || !(c.akd_temperature > 0)) fail("{}: temperatures must be positive", ctx);
   if (c.max_flagged < 0 || c.max_kept < 0) fail("{}: max_flagged and max_kept must be >= 0 (0 = no cap)", ctx);
-  if (c.punish_stop != "none" && c.punish_stop != "flipped")
-    fail("{}: punish_stop must be none or flipped, got '{}'", ctx, c.punish_stop);
+  if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
+    fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
+  if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
   if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
   if (setup.num_classes > 0 && (c.flip_shift % setup.num_classes) == 0)
     fail("{}: flip_shift {} maps every label onto itself with {} classes", ctx, c.flip_shift, setup.num_classes);

@@ -348,7 +348,7 @@ class NtmlDefense : public Defense {
     torch::manual_seed(torch_seed);
 
     auto clean_idx = ctx.clean->balanced(o_.clean_samples);
-    Dataset clean = ctx.train.select(clean_idx).without_ground_truth();
+    Dataset clean = ctx.clean_set(clean_idx);
     result.clean_samples = clean.size();
 
     // f_0: the suspect, frozen (a copy: the caller's model is left as it was).
