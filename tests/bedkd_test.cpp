@@ -7,6 +7,7 @@
 
 #include "antidote/defenses/bedkd.hpp"
 #include "antidote/defenses/defense.hpp"
+#include "antidote/pipeline/experiment.hpp"
 #include "antidote/train/train.hpp"
 
 using namespace antidote;
@@ -117,7 +118,16 @@ TEST(BeDKD, SelectThresholdCapAndConsistency) {
   sel = bedkd::select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.voted, 6);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9, 6, 1, 3}, torch::kLong)));
+  // A vote that is not clear keeps nothing: label 1 holds 6 of 7 rows here, so a
+  // required share of 0.9 empties the set and 0.8 does not.
+  o.vote_min_share = 0.9;
+  sel = bedkd::select_suspects(scores, pred, label, o);
+  EXPECT_EQ(sel.kept, 0);
+  EXPECT_EQ(sel.voted_label, 1);
+  o.vote_min_share = 0.8;
+  EXPECT_EQ(bedkd::select_suspects(scores, pred, label, o).kept, 6);
   o.vote = false;
+  o.vote_min_share = 0;
   // Consistency off.
   o.consistency = false;
   o.max_kept = 3;
@@ -348,4 +358,44 @@ TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {
   EXPECT_TRUE(torch::equal(a.flagged, b.flagged));
   auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
   for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+}
+
+// Small real data: a Fashion-MNIST subset with BadNets, the shipped default recipe
+// with shortened schedules. ASR must fall and clean accuracy must hold.
+TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
+  DatasetConfig d;
+  d.name = "fmnist";
+  d.path = default_dataset_path("fmnist");
+  d.train_limit = 4000;
+  d.test_limit = 1000;
+  if (!file_exists(d.path)) GTEST_SKIP() << "Fashion-MNIST not installed at " << d.path;
+  set_quiet(true);
+  configure_threads(1);
+  auto raw = load_dataset(d, 0);
+  AttackConfig a;
+  a.name = "badnets";
+  a.poison_rate = 0.1;
+  a.target = 0;
+  auto cell = prepare_cell(raw, d, a, 0);
+  TrainOptions t;
+  t.epochs = 4;
+  t.batch_size = 64;
+  t.optimizer = OptimizerConfig{"sgd", 0.05, 0.9, 5e-4};
+  auto suspect = train_model(cell, "cnn", YAML::Node(), t, 1, torch::kCPU, "suspect");
+  auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, a.target);
+  ASSERT_GT(before.asr, 0.8) << "the suspect did not learn the backdoor";
+
+  YAML::Node opts;
+  opts["trust_per_class"] = 120;
+  opts["akd_epochs"] = 20;
+  Params p(opts, "bedkd");
+  auto def = make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", raw.num_classes});
+  p.check_consumed();
+  auto ctx = make_defense_context(cell, torch::kCPU, 0, 512);
+  auto r = def->run(suspect, ctx);
+  auto det = detection(r.flagged, cell.train.poisoned);
+  auto after = evaluate(*r.model, cell.test_clean, cell.test_triggered, a.target);
+  EXPECT_GE(det.precision, 0.9);
+  EXPECT_LT(after.asr, 0.5 * before.asr);
+  EXPECT_GT(after.cacc, before.cacc - 0.05);
 }

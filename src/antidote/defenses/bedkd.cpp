@@ -88,8 +88,9 @@ Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& susp
       if (k > best_n) best = label, best_n = k;
     out.voted_label = best;
     std::vector<int64_t> keep;
-    for (auto r : rows)
-      if (la[r] == best) keep.push_back(r);
+    if (static_cast<double>(best_n) >= opt.vote_min_share * static_cast<double>(rows.size()))
+      for (auto r : rows)
+        if (la[r] == best) keep.push_back(r);
     rows.swap(keep);
   }
   out.voted = static_cast<int64_t>(rows.size());
@@ -120,6 +121,7 @@ struct Config {
   double threshold = 0.1;
   int64_t max_flagged = 128, max_kept = 32;
   bool consistency = true, vote = false;
+  double vote_min_share = 0.0;
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
@@ -140,10 +142,35 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
   c.recipe = recipe;
   if (recipe == "reference") return c;
   if (recipe != "tuned") fail("bedkd: unknown recipe '{}' (known: auto, tuned, reference)", recipe);
-  // Tuned for the built-in from-scratch models (docs/bedkd.md has the measurements).
-  c.flip_lr = 1e-3;
+  // Tuned for the built-in from-scratch models; docs/bedkd.md has the measurements.
+  // Identification: an all-to-one vote on the label of the least-moved rows.
+  // the all-to-one vote must be clear: a majority label under half of the survivors
+  // means no target stands out, and nothing is punished.
+  c.vote = true;
+  c.vote_min_share = 0.5;
+  if (setup.modality == Modality::Text) {
+    // The mapping may change only the token embeddings: a trigger token (or a trigger
+    // structure built from words the clean rows do not carry) keeps its embedding, so
+    // triggered rows keep their prediction while clean rows move. Flipping the whole
+    // clean budget covers more of the vocabulary; a short, fast schedule is enough.
+    c.flip_params = "tok";
+    c.flip_lr = 1e-3;
+    c.flip_epochs = 5;
+    c.flip_with_trust = true;
+  }
+  // Distillation: 3e-5 leaves a from-scratch model unchanged; 3e-4 purifies it, and the
+  // stopping rule (punish a row only while the student still gives its label more
+  // than punish_floor) keeps gradient ascent from wrecking clean accuracy or teaching
+  // "trigger -> not target". Images: the saturated poisoned rows separate cleanly, so
+  // a larger punish set (128) is still pure and makes the unlearning generalise.
   c.akd_lr = 3e-4;
-  (void)setup;
+  c.punish_stop = "prob";
+  if (setup.modality == Modality::Text) {
+    c.punish_floor = 0.1;
+  } else {
+    c.punish_floor = 0.05;
+    c.max_kept = 128;
+  }
   return c;
 }
 
@@ -306,7 +333,7 @@ struct BeDKD : Defense {
       fail("bedkd: unknown score '{}' (known: prob, target)", c.score);
     }
     auto pred_b = pb.argmax(1);
-    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.vote, c.max_kept});
+    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.vote, c.vote_min_share, c.max_kept});
     result.flagged = sel.rows;
     result.scores = scores.to(torch::kFloat);
     details["identify"] = {{"rows", ctx.train.size()},   {"below_threshold", sel.below_threshold},
@@ -455,6 +482,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.max_kept = p.get<int64_t>("max_kept", c.max_kept);
   c.consistency = p.get<bool>("consistency", c.consistency);
   c.vote = p.get<bool>("vote", c.vote);
+  c.vote_min_share = p.get<double>("vote_min_share", c.vote_min_share);
   c.score_batch = p.get<int64_t>("score_batch", c.score_batch);
   c.trust_per_class = p.get<int64_t>("trust_per_class", c.trust_per_class);
   c.akd_epochs = p.get<int64_t>("akd_epochs", c.akd_epochs);
@@ -475,6 +503,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
     fail("{}: batch sizes must be positive", ctx);
   if (!(c.flip_lr > 0) || !(c.akd_lr > 0)) fail("{}: learning rates must be positive", ctx);
   if (!(c.flip_temperature > 0) || !(c.akd_temperature > 0)) fail("{}: temperatures must be positive", ctx);
+  if (!(c.vote_min_share >= 0 && c.vote_min_share <= 1)) fail("{}: vote_min_share must lie in [0, 1]", ctx);
   if (c.max_flagged < 0 || c.max_kept < 0) fail("{}: max_flagged and max_kept must be >= 0 (0 = no cap)", ctx);
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);

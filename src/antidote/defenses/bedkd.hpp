@@ -46,6 +46,9 @@ struct SelectOptions {
   // All-to-one vote (not in the reference): keep only rows whose label is the most
   // common label among the rows that passed the filters above (the presumed target).
   bool vote = false;
+  // With the vote: when the majority label holds less than this share of the rows,
+  // no label stands out as a target and nothing is kept (0 = always keep the majority).
+  double vote_min_share = 0.0;
   int64_t max_kept = 32;     // at most this many survive (0 = no cap)
 };
 struct Selection {
