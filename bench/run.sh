@@ -44,7 +44,9 @@ mkdir -p "$OUT"
 
 echo "== main run: antidote, then PyTorch (threads $THREADS; load: $(cut -d' ' -f1-3 /proc/loadavg))"
 "$BIN" --threads "$THREADS" --out "$OUT" "${QUICK[@]}"
-$PY bench/python/twin.py --in "$OUT" --threads "$THREADS"
+# The twin gets the same sensible BLAS setting as antidote: one OpenBLAS thread under
+# the torch threads (the oversubscription table below shows why).
+$PY bench/python/twin.py --in "$OUT" --threads "$THREADS" --blas-threads 1
 
 if [ ${#QUICK[@]} -gt 0 ]; then STEPS=(--cnn-steps 3 --transformer-steps 3); else STEPS=(--cnn-steps 20 --transformer-steps 30); fi
 

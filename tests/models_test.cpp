@@ -307,6 +307,25 @@ TEST(ModelsMake, OptionAndArchErrors) {
   EXPECT_EQ(default_arch(Modality::Text), "transformer");
 }
 
+// The Transformer starts from small embeddings (std 0.02, padding row zero): with the
+// N(0, 1) default a from-scratch model under-fits (text_models.cpp says why).
+TEST(ModelsInit, TransformerEmbeddingsAreSmall) {
+  InputSpec in = text_spec();
+  in.vocab_size = 2000;
+  in.max_len = 64;
+  torch::manual_seed(1);
+  auto m = make_model("transformer", in, YAML::Node());
+  auto params = m->named_parameters();
+  auto tok = params["tok.weight"], pos = params["pos.weight"];
+  EXPECT_NEAR(tok.std().item<double>(), 0.02, 0.002);
+  EXPECT_NEAR(pos.std().item<double>(), 0.02, 0.004);
+  EXPECT_EQ(tok[Vocab::kPad].abs().sum().item<double>(), 0.0);
+  auto custom = make_model("transformer", in, YAML::Load("{embed_init_std: 0.5}"));
+  EXPECT_NEAR(custom->named_parameters()["tok.weight"].std().item<double>(), 0.5, 0.05);
+  auto msg = error_of([&] { make_model("transformer", in, YAML::Load("{embed_init_std: 0}")); });
+  EXPECT_TRUE(contains(msg, "embed_init_std")) << msg;
+}
+
 TEST(ModelsSpec, InputSpecYamlAndExample) {
   auto t = text_spec(4);
   auto back = InputSpec::from_yaml(t.to_yaml());

@@ -180,11 +180,21 @@ void make_dirs(const std::string& path) { std::filesystem::create_directories(pa
 int configure_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);
-  // OpenBLAS keeps its own pool, which torch::set_num_threads does not limit; pin it
-  // too so that the two never oversubscribe the cores.
-  using SetThreads = void (*)(int);
-  if (auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) fn(threads);
+  // Debian's OpenBLAS (pthread build) keeps its own pool, which torch::set_num_threads
+  // does not limit. LibTorch's OpenMP threads spin while a BLAS call runs, so two pools
+  // of `threads` fight for the same cores: measured on 2 cores (bench/RESULTS.md), the
+  // Transformer trains at 454 samples/s with 2 torch + 2 BLAS threads and at 1365 with
+  // 2 torch + 1 BLAS thread, the small CNN at 2926 against 3621. So LibTorch gets the
+  // threads and the BLAS runs single-threaded inside them.
+  set_blas_threads(1);
   return threads;
+}
+
+bool set_blas_threads(int threads) {
+  using SetThreads = void (*)(int);
+  auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+  if (fn) fn(std::max(1, threads));
+  return fn != nullptr;
 }
 
 std::string version() { return "0.1.0"; }

@@ -134,8 +134,11 @@ std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
 void make_dirs(const std::string& path);
 
-// Configure intra-op threads of LibTorch and of the BLAS it calls (0 = all cores).
+// Configure LibTorch's intra-op threads (0 = all cores; returns the count) and run
+// the BLAS it calls single-threaded, so that the two thread pools never oversubscribe.
 int configure_threads(int threads);
+// OpenBLAS's own thread count (false when the BLAS in use is not OpenBLAS).
+bool set_blas_threads(int threads);
 
 std::string version();
 

@@ -130,6 +130,9 @@ struct Config {
   // prob (stop once the student's probability of the label is at most punish_floor)
   std::string punish_stop = "none";
   double punish_floor = 0.1;
+  // The CE weight of the punish pass's L_KD (negative: the reference's alpha). 1 = ascend
+  // the CE of the presumed target only, leaving the KL and feature terms out of the ascent.
+  double punish_alpha = -1;
 };
 
 bool builtin_arch(const std::string& arch) {
@@ -245,6 +248,33 @@ torch::Tensor padding_mask(const Config& c, const torch::Tensor& x) {
   return x.ne(Vocab::kPad);
 }
 
+// The frozen teacher's outputs on every row of `x`, computed once in batches. The DMM
+// and the trust pass visit the same rows every epoch and f_B is frozen in eval mode, so
+// its outputs never change; caching them saves a third of the forward work
+// (docs/speed.md). Batches are then cut from the cache with cached_batch.
+ModelOutput teacher_outputs(Classifier& teacher, const torch::Tensor& x, int64_t batch) {
+  torch::NoGradGuard ng;
+  std::vector<torch::Tensor> logits, features;
+  for (int64_t i = 0; i < x.size(0); i += batch) {
+    auto out = teacher.forward(x.slice(0, i, std::min(x.size(0), i + batch)));
+    logits.push_back(out.logits);
+    features.push_back(out.features);
+  }
+  ModelOutput all;
+  if (!logits.empty()) {
+    all.logits = torch::cat(logits);
+    all.features = torch::cat(features);
+  }
+  return all;
+}
+
+ModelOutput cached_batch(const ModelOutput& all, const torch::Tensor& idx) {
+  ModelOutput out;
+  out.logits = all.logits.index_select(0, idx);
+  out.features = all.features.index_select(0, idx);
+  return out;
+}
+
 struct BeDKD : Defense {
   Config c;
 
@@ -265,6 +295,7 @@ struct BeDKD : Defense {
 
     KdWeights flip_w{c.flip_alpha, c.flip_kl_weight, c.flip_mse_weight};
     KdWeights akd_w{c.alpha, c.kl_weight, c.mse_weight};
+    KdWeights punish_w{c.punish_alpha < 0 ? c.alpha : c.punish_alpha, c.kl_weight, c.mse_weight};
 
     // ---- Stage 1: directional mapping module ------------------------------------
     StageTimer t_dmm("dmm");
@@ -283,6 +314,7 @@ struct BeDKD : Defense {
     auto flip_opt = make_optimizer(flip_params, OptimizerConfig{c.optimizer, c.flip_lr, 0.0, c.weight_decay});
     torch::manual_seed(rng.fork_seed("dmm"));
     Rng flip_shuffle(rng.fork_seed("dmm-order"));
+    const auto flip_teacher = teacher_outputs(*teacher, flip.x, c.score_batch);
     {
       Progress progress("bedkd dmm", c.flip_epochs * flip.size(), "samples");
       double last = 0;
@@ -293,13 +325,8 @@ struct BeDKD : Defense {
           auto ib = idx.to(dev);
           auto xb = flip.x.index_select(0, ib);
           auto yb = flipped.index_select(0, ib);
-          ModelOutput tout;
-          {
-            torch::NoGradGuard ng;
-            tout = teacher->forward(xb);
-          }
           auto sout = mapped->forward(xb);
-          auto loss = kd_loss(sout, tout, yb, c.flip_temperature, flip_w, padding_mask(c, xb));
+          auto loss = kd_loss(sout, cached_batch(flip_teacher, ib), yb, c.flip_temperature, flip_w, padding_mask(c, xb));
           check_finite(loss, "bedkd dmm");
           flip_opt->zero_grad();
           loss.backward();
@@ -363,6 +390,7 @@ struct BeDKD : Defense {
     auto opt = make_optimizer(student->parameters(), OptimizerConfig{c.optimizer, c.akd_lr, 0.0, c.weight_decay});
     torch::manual_seed(rng.fork_seed("akd"));
     Rng akd_shuffle(rng.fork_seed("akd-order"));
+    const auto trust_teacher = teacher_outputs(*teacher, trust.x, c.score_batch);
     nlohmann::json trajectory = nlohmann::json::array();
     Progress progress("bedkd akd", c.akd_epochs, "epochs");
     for (int64_t epoch = 0; epoch < c.akd_epochs; ++epoch) {
@@ -372,12 +400,7 @@ struct BeDKD : Defense {
         auto ib = idx.to(dev);
         auto xb = trust.x.index_select(0, ib);
         auto yb = trust.y.index_select(0, ib);
-        ModelOutput tout;
-        {
-          torch::NoGradGuard ng;
-          tout = teacher->forward(xb);
-        }
-        auto loss = kd_loss(student->forward(xb), tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
+        auto loss = kd_loss(student->forward(xb), cached_batch(trust_teacher, ib), yb, c.akd_temperature, akd_w, padding_mask(c, xb));
         check_finite(loss, "bedkd akd trust pass");
         opt->zero_grad();
         loss.backward();
@@ -415,7 +438,7 @@ struct BeDKD : Defense {
             torch::NoGradGuard ng;
             tout = teacher->forward(xb);
           }
-          auto l = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
+          auto l = kd_loss(sout, tout, yb, c.akd_temperature, punish_w, padding_mask(c, xb));
           check_finite(l, "bedkd akd punish pass");
           opt->zero_grad();
           (-c.punish_weight * l).backward();
@@ -493,6 +516,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.punish_weight = p.get<double>("punish_weight", c.punish_weight);
   c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
   c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
+  c.punish_alpha = p.get<double>("punish_alpha", c.punish_alpha);
 
   const auto& ctx = p.context();
   if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
@@ -508,6 +532,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
   if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
+  if (c.punish_alpha > 1) fail("{}: punish_alpha must be at most 1 (negative: use alpha)", ctx);
   if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
   if (setup.num_classes > 0 && (c.flip_shift % setup.num_classes) == 0)
     fail("{}: flip_shift {} maps every label onto itself with {} classes", ctx, c.flip_shift, setup.num_classes);

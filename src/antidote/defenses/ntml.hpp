@@ -66,7 +66,7 @@ struct MlOptions {
   double temperature = 1.0, alpha_student = 1.0, alpha_teacher = 0.5;
   bool augment = false;  // images: random 2-pixel shifts of the clean batch
   StageOptimizer student_opt{{"sgd", 0.01, 0.9, 5e-4}, "constant"};
-  double teacher_lr = 0.01;  // the teacher's optimizer is student_opt with this learning rate
+  double teacher_lr = 0.001;  // the teacher's optimizer is student_opt with this learning rate (defense default: ml_lr / 10)
   // Optional linear-probe warm start of the student's head on the clean set (0 = off).
   int64_t probe_epochs = 0;
   double probe_lr = 0.01;

@@ -139,7 +139,11 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
     if (d.path.empty()) d.path = default_dataset_path(d.name);
     c.datasets.push_back(d);
   }
-  if (c.datasets.empty()) c.datasets.push_back(DatasetConfig{"fmnist", default_dataset_path("fmnist")});
+  if (c.datasets.empty()) {
+    DatasetConfig d;
+    d.path = default_dataset_path(d.name);
+    c.datasets.push_back(d);
+  }
   c.model = root["model"] ? YAML::Clone(root["model"]) : YAML::Node(YAML::NodeType::Map);
   if (!c.model.IsMap()) fail("{}: 'model' must be a mapping like {{arch: cnn}}", origin);
   c.train.node = root["train"] ? YAML::Clone(root["train"]) : YAML::Node(YAML::NodeType::Map);
