@@ -61,6 +61,7 @@ TEST(ConfigDefaults, EmptyMapping) {
   EXPECT_EQ(c.device, "cpu");
   EXPECT_TRUE(c.asr_floor);
   EXPECT_EQ(c.eval_batch_size, 512);
+  EXPECT_EQ(c.monitor_limit, 2000);
   ASSERT_EQ(c.datasets.size(), 1u);
   EXPECT_EQ(c.datasets[0].name, "fmnist");
   EXPECT_EQ(c.datasets[0].path, "/usr/share/datasets/fashion-mnist");
@@ -159,6 +160,10 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   EXPECT_TRUE(contains(msg, "target")) << msg;
   msg = parse_error("asr_floor: maybe");
   EXPECT_TRUE(contains(msg, "asr_floor")) << msg;
+  msg = parse_error("monitor_limit: -1");
+  EXPECT_TRUE(contains(msg, "monitor_limit")) << msg;
+  msg = parse_error("eval_batch_size: 0");
+  EXPECT_TRUE(contains(msg, "eval_batch_size")) << msg;
   msg = parse_error("model: cnn");
   EXPECT_TRUE(contains(msg, "model")) << msg;
   msg = parse_error("device: tpu");

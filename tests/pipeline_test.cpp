@@ -131,4 +131,13 @@ defenses: [none]
   EXPECT_GE(r["cacc"].get<double>(), 0.45);
   ASSERT_EQ(doc["examples"].size(), 1u);
   EXPECT_EQ(doc["examples"][0]["modality"], "text");
+  // Every saved text model has its vocabulary beside it, so that `antidote eval` and
+  // `antidote defend` can load it as it is.
+  int models = 0;
+  for (const auto& e : fs::directory_iterator(out / "models")) {
+    if (e.path().extension() != ".pt") continue;
+    ++models;
+    EXPECT_TRUE(fs::exists(e.path().string() + ".vocab")) << e.path();
+  }
+  EXPECT_EQ(models, 2);  // the clean reference model and the suspect
 }

@@ -224,7 +224,7 @@ runs = sorted(glob.glob(os.path.join(args.dir, "oversub-*")))
 if runs:
     w("## Oversubscription: torch threads × OpenBLAS threads")
     w("")
-    w("`configure_threads(n)` sets both to n (`torch::set_num_threads` does not limit OpenBLAS's own pool). "
+    w("`configure_threads(n)` gives LibTorch n threads and OpenBLAS one (`torch::set_num_threads` does not limit OpenBLAS's own pool, and the two pools fight over the cores). "
       "Here each pair is forced (`--blas-threads` after `configure_threads`; `OPENBLAS_NUM_THREADS` for the twin).")
     w("")
     w("| torch threads | OpenBLAS threads | antidote CNN samples/s | antidote Transformer samples/s | "

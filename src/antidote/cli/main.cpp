@@ -233,7 +233,7 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
   params.check_consumed();
   auto seed = derive_seed(f.seed, "defend/" + method);
   torch::manual_seed(seed);
-  auto ctx = make_defense_context(cell, device, seed, cfg.eval_batch_size);
+  auto ctx = make_defense_context(cell, device, seed, cfg.eval_batch_size, cfg.monitor_limit);
   auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
   auto result = defense->run(suspect, ctx);
   auto after = evaluate(*result.model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);

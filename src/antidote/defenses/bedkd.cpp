@@ -130,9 +130,6 @@ struct Config {
   // prob (stop once the student's probability of the label is at most punish_floor)
   std::string punish_stop = "none";
   double punish_floor = 0.1;
-  // The CE weight of the punish pass's L_KD (negative: the reference's alpha). 1 = ascend
-  // the CE of the presumed target only, leaving the KL and feature terms out of the ascent.
-  double punish_alpha = -1;
 };
 
 bool builtin_arch(const std::string& arch) {
@@ -295,7 +292,6 @@ struct BeDKD : Defense {
 
     KdWeights flip_w{c.flip_alpha, c.flip_kl_weight, c.flip_mse_weight};
     KdWeights akd_w{c.alpha, c.kl_weight, c.mse_weight};
-    KdWeights punish_w{c.punish_alpha < 0 ? c.alpha : c.punish_alpha, c.kl_weight, c.mse_weight};
 
     // ---- Stage 1: directional mapping module ------------------------------------
     StageTimer t_dmm("dmm");
@@ -438,7 +434,7 @@ struct BeDKD : Defense {
             torch::NoGradGuard ng;
             tout = teacher->forward(xb);
           }
-          auto l = kd_loss(sout, tout, yb, c.akd_temperature, punish_w, padding_mask(c, xb));
+          auto l = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
           check_finite(l, "bedkd akd punish pass");
           opt->zero_grad();
           (-c.punish_weight * l).backward();
@@ -516,7 +512,6 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.punish_weight = p.get<double>("punish_weight", c.punish_weight);
   c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
   c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
-  c.punish_alpha = p.get<double>("punish_alpha", c.punish_alpha);
 
   const auto& ctx = p.context();
   if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
@@ -532,7 +527,6 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
   if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
-  if (c.punish_alpha > 1) fail("{}: punish_alpha must be at most 1 (negative: use alpha)", ctx);
   if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
   if (setup.num_classes > 0 && (c.flip_shift % setup.num_classes) == 0)
     fail("{}: flip_shift {} maps every label onto itself with {} classes", ctx, c.flip_shift, setup.num_classes);

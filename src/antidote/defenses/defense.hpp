@@ -29,9 +29,12 @@ struct DefenseContext {
   Modality modality = Modality::Image;
   torch::Device device = torch::kCPU;
   uint64_t seed = 0;
-  // Evaluation on the test sets, for logging trajectories only: a defense must
-  // never use it to choose a model or a hyperparameter.
+  // Evaluation on the test sets, for logging only: a defense must never use either to
+  // choose a model or a hyperparameter. `monitor` is the cheap per-epoch one (it may
+  // run on a seeded subset of the test sets); `evaluate`, when set, uses the whole
+  // test sets, for the few stage-level numbers a defense reports.
   std::function<Evaluation(Classifier&)> monitor;
+  std::function<Evaluation(Classifier&)> evaluate;
 };
 
 struct DefenseResult {

@@ -373,7 +373,7 @@ class NtmlDefense : public Defense {
     auto teacher = suspect->clone_deep();  // T = f_0, trainable in ML
     make_trainable(*teacher, ctx.device);
     Evaluation t_nt{}, s_nt{}, s_ml{};
-    const bool monitored = static_cast<bool>(ctx.monitor);
+    const bool monitored = static_cast<bool>(ctx.monitor) || static_cast<bool>(ctx.evaluate);
     if (monitored) {
       t_nt = evaluate_row(ctx, *teacher, "after NT", "T", stages);
       s_nt = evaluate_row(ctx, *student, "after NT", "S", stages);
@@ -461,7 +461,9 @@ class NtmlDefense : public Defense {
   static Evaluation evaluate_row(DefenseContext& ctx, Classifier& m, const std::string& stage,
                                  const std::string& model, nlohmann::json& rows) {
     bool was_training = m.is_training();
-    auto e = ctx.monitor(m);
+    // The stage table is a handful of evaluations: on the whole test sets when the
+    // caller provides them.
+    auto e = ctx.evaluate ? ctx.evaluate(m) : ctx.monitor(m);
     m.train(was_training);
     rows.push_back({{"stage", stage}, {"model", model}, {"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}});
     log_info(fmt::format("ntml {} {}: CACC {:.1f}% ASR {:.1f}% RA {:.1f}% PCC {:.1f}%", stage, model, 100 * e.cacc,

@@ -99,7 +99,7 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
   if (root && !root.IsNull())
     check_keys(root,
              {"seed", "threads", "device", "dataset", "datasets", "model", "train", "attacks", "defenses", "asr_floor",
-              "eval_batch_size"},
+              "eval_batch_size", "monitor_limit"},
              origin);
   if (root["seed"]) {
     c.seeds.clear();
@@ -116,6 +116,9 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
   c.device = read<std::string>(root, "device", c.device, origin);
   c.asr_floor = read<bool>(root, "asr_floor", c.asr_floor, origin);
   c.eval_batch_size = read<int64_t>(root, "eval_batch_size", c.eval_batch_size, origin);
+  c.monitor_limit = read<int64_t>(root, "monitor_limit", c.monitor_limit, origin);
+  if (c.eval_batch_size < 1) fail("{}: eval_batch_size must be positive, got {}", origin, c.eval_batch_size);
+  if (c.monitor_limit < 0) fail("{}: monitor_limit must be >= 0 (0 = all rows), got {}", origin, c.monitor_limit);
   if (root["dataset"] && root["datasets"]) fail("{}: give either 'dataset' or 'datasets', not both", origin);
   auto dnodes = as_list(root["dataset"] ? root["dataset"] : root["datasets"]);
   for (size_t i = 0; i < dnodes.size(); ++i) {

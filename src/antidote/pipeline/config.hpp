@@ -54,6 +54,10 @@ struct ExperimentConfig {
   std::vector<DefenseConfig> defenses;
   bool asr_floor = true;  // train a clean reference model per dataset and seed
   int64_t eval_batch_size = 512;
+  // Rows of each test set (clean, triggered) that the per-epoch monitor of a defense
+  // evaluates (BeDKD's AKD trajectory); a seeded subset, 0 = all. Final metrics always
+  // use the whole test sets.
+  int64_t monitor_limit = 2000;
   YAML::Node source;  // the config as given, recorded in results
 };
 

@@ -165,7 +165,27 @@ ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML:
   return model;
 }
 
-DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch) {
+namespace {
+// A bench model file, with a text model's vocabulary beside it (model.pt.vocab), so
+// that `antidote eval` and `antidote defend` can take it as it is.
+void save_bench_model(const Classifier& model, const Cell& cell, const std::string& path) {
+  model.save_file(path);
+  if (cell.encoder.vocab) write_file_atomic(path + ".vocab", cell.encoder.vocab->to_text());
+}
+
+// A seeded subset of at most `limit` rows (all rows when limit is 0 or not smaller).
+std::shared_ptr<const Dataset> monitor_subset(const Dataset& d, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || d.size() <= limit) return std::shared_ptr<const Dataset>(&d, [](const Dataset*) {});
+  Rng rng(seed);
+  auto perm = rng.permutation(d.size());
+  std::vector<int64_t> rows(perm.begin(), perm.begin() + limit);
+  std::sort(rows.begin(), rows.end());
+  return std::make_shared<const Dataset>(d.select(torch::tensor(rows, torch::kLong)));
+}
+}  // namespace
+
+DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch,
+                                    int64_t monitor_limit) {
   DefenseContext ctx;
   ctx.train = cell.train.without_ground_truth();
   ctx.clean_data = cell.train_clean.without_ground_truth();
@@ -176,8 +196,18 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   ctx.modality = cell.modality;
   ctx.device = device;
   ctx.seed = seed;
-  const Dataset* clean = &cell.test_clean;
-  const Dataset* trig = &cell.test_triggered;
+  // The monitor is evaluation only (a trajectory for the report, never a choice), so a
+  // seeded subset of the test sets keeps it cheap on every epoch.
+  {
+    const Dataset* full_clean = &cell.test_clean;
+    const Dataset* full_trig = &cell.test_triggered;
+    int64_t full_target = cell.attack.target;
+    ctx.evaluate = [full_clean, full_trig, full_target, eval_batch](Classifier& m) {
+      return evaluate(m, *full_clean, *full_trig, full_target, eval_batch);
+    };
+  }
+  auto clean = monitor_subset(cell.test_clean, monitor_limit, derive_seed(cell.seed, "monitor_clean"));
+  auto trig = monitor_subset(cell.test_triggered, monitor_limit, derive_seed(cell.seed, "monitor_triggered"));
   int64_t target = cell.attack.target;
   ctx.monitor = [clean, trig, target, eval_batch](Classifier& m) { return evaluate(m, *clean, *trig, target, eval_batch); };
   return ctx;
@@ -348,7 +378,7 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           log_info(fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name, seed, arch));
           clean_model = train_model(clean_cell, arch, model_opts, train_opts, derive_seed(seed, "train/clean"), device,
                                     dcfg.name + " clean");
-          clean_model->save_file(path);
+          save_bench_model(*clean_model, clean_cell, path);
         }
       }
 
@@ -375,7 +405,7 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           suspect = train_model(cell, arch, model_opts, train_opts, derive_seed(seed, "train/" + suspect_key), device,
                                 dcfg.name + " " + acfg.name);
           train_cost = timer.finish();
-          suspect->save_file(path);
+          save_bench_model(*suspect, cell, path);
         }
         double floor = -1;
         if (clean_model) {
@@ -410,7 +440,7 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           params.check_consumed();
           uint64_t dseed = derive_seed(seed, "defense/" + key_of(dk));
           torch::manual_seed(dseed);
-          DefenseContext ctx = make_defense_context(cell, device, dseed, cfg.eval_batch_size);
+          DefenseContext ctx = make_defense_context(cell, device, dseed, cfg.eval_batch_size, cfg.monitor_limit);
           if (def.name != "none")
             log_info(fmt::format("[{} × {} × {}] running the defense", dcfg.name, acfg.name, def.name));
           auto result = defense->run(suspect, ctx);
@@ -447,7 +477,7 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           if (options.save_models && def.name != "none") {
             auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options.out_dir, dcfg.name, arch, acfg.name,
                                      def.name, key_of(dk));
-            result.model->save_file(mpath);
+            save_bench_model(*result.model, cell, mpath);
             row["model_file"] = std::filesystem::path(mpath).filename().string();
           }
           log_info(fmt::format("[{} × {} × {}] CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", dcfg.name, acfg.name,

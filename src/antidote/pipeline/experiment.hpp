@@ -56,7 +56,10 @@ std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, co
 ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
                           const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label);
 
-DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch);
+// monitor_limit: rows of each test set the per-epoch monitor evaluates (a seeded
+// subset; 0 = all).
+DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch,
+                                    int64_t monitor_limit = 0);
 torch::Device parse_device(const std::string& name);
 uint64_t derive_seed(uint64_t seed, const std::string& label);
 
