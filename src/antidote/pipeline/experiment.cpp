@@ -27,13 +27,20 @@ torch::Device parse_device(const std::string& name) {
 // ---- data ---------------------------------------------------------------------------
 
 namespace {
-RawSplit seeded_subset(const RawSplit& s, int64_t limit, uint64_t seed) {
-  if (limit <= 0 || limit >= s.size()) return s;
+// A seeded choice of `limit` of n rows, in file order (all rows: empty, when limit is 0
+// or not smaller than n).
+std::vector<int64_t> seeded_rows(int64_t n, int64_t limit, uint64_t seed) {
+  if (limit <= 0 || limit >= n) return {};
   Rng rng(seed);
-  auto perm = rng.permutation(s.size());
+  auto perm = rng.permutation(n);
   perm.resize(static_cast<size_t>(limit));
   std::sort(perm.begin(), perm.end());  // keep file order among the kept rows
-  return s.select(perm);
+  return perm;
+}
+
+RawSplit seeded_subset(const RawSplit& s, int64_t limit, uint64_t seed) {
+  auto rows = seeded_rows(s.size(), limit, seed);
+  return rows.empty() ? s : s.select(rows);
 }
 }  // namespace
 
@@ -173,14 +180,18 @@ void save_bench_model(const Classifier& model, const Cell& cell, const std::stri
   if (cell.encoder.vocab) write_file_atomic(path + ".vocab", cell.encoder.vocab->to_text());
 }
 
-// A seeded subset of at most `limit` rows (all rows when limit is 0 or not smaller).
+// A seeded subset of at most `limit` rows of a test set (the set itself when it is not
+// larger), owned by the evaluator that captures it.
 std::shared_ptr<const Dataset> monitor_subset(const Dataset& d, int64_t limit, uint64_t seed) {
-  if (limit <= 0 || d.size() <= limit) return std::shared_ptr<const Dataset>(&d, [](const Dataset*) {});
-  Rng rng(seed);
-  auto perm = rng.permutation(d.size());
-  std::vector<int64_t> rows(perm.begin(), perm.begin() + limit);
-  std::sort(rows.begin(), rows.end());
+  auto rows = seeded_rows(d.size(), limit, seed);
+  if (rows.empty()) return std::shared_ptr<const Dataset>(&d, [](const Dataset*) {});
   return std::make_shared<const Dataset>(d.select(torch::tensor(rows, torch::kLong)));
+}
+
+std::function<Evaluation(Classifier&)> evaluator(std::shared_ptr<const Dataset> clean,
+                                                 std::shared_ptr<const Dataset> triggered, int64_t target,
+                                                 int64_t batch) {
+  return [clean, triggered, target, batch](Classifier& m) { return evaluate(m, *clean, *triggered, target, batch); };
 }
 }  // namespace
 
@@ -198,18 +209,14 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   ctx.seed = seed;
   // The monitor is evaluation only (a trajectory for the report, never a choice), so a
   // seeded subset of the test sets keeps it cheap on every epoch.
-  {
-    const Dataset* full_clean = &cell.test_clean;
-    const Dataset* full_trig = &cell.test_triggered;
-    int64_t full_target = cell.attack.target;
-    ctx.evaluate = [full_clean, full_trig, full_target, eval_batch](Classifier& m) {
-      return evaluate(m, *full_clean, *full_trig, full_target, eval_batch);
-    };
-  }
-  auto clean = monitor_subset(cell.test_clean, monitor_limit, derive_seed(cell.seed, "monitor_clean"));
-  auto trig = monitor_subset(cell.test_triggered, monitor_limit, derive_seed(cell.seed, "monitor_triggered"));
-  int64_t target = cell.attack.target;
-  ctx.monitor = [clean, trig, target, eval_batch](Classifier& m) { return evaluate(m, *clean, *trig, target, eval_batch); };
+  // Both are evaluation only (the monitor a per-epoch trajectory for the report, never a
+  // choice); a seeded subset of the test sets keeps the per-epoch one cheap.
+  const int64_t target = cell.attack.target;
+  ctx.evaluate = evaluator(monitor_subset(cell.test_clean, 0, 0), monitor_subset(cell.test_triggered, 0, 0), target,
+                           eval_batch);
+  ctx.monitor = evaluator(monitor_subset(cell.test_clean, monitor_limit, derive_seed(cell.seed, "monitor_clean")),
+                          monitor_subset(cell.test_triggered, monitor_limit, derive_seed(cell.seed, "monitor_triggered")),
+                          target, eval_batch);
   return ctx;
 }
 
