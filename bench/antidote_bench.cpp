@@ -459,7 +459,11 @@ int main(int argc, char** argv) {
           bedkd["trust_per_class"] = 40;
         }
         p.defenses = {{"bedkd", bedkd},
-                      {"ntml", {{"nt_epochs", 1}, {"ml_iterations", q ? 10 : 300}, {"control", false}}},
+                      {"ntml",
+                       {{"nt_epochs", 1},
+                        {"ml_iterations", q ? 10 : 300},
+                        {"consensus_iterations", q ? 10 : 300},
+                        {"control", false}}},
                       {"ft", {{"epochs", q ? 2 : 20}}},
                       {"fp", q ? json{{"epochs", 2}, {"prune_step", 0.1}} : json{{"epochs", 20}}},
                       {"nad", {{"teacher_epochs", q ? 1 : 10}, {"epochs", q ? 1 : 10}}}};

@@ -326,6 +326,34 @@ TEST(ModelsInit, TransformerEmbeddingsAreSmall) {
   EXPECT_TRUE(contains(msg, "embed_init_std")) << msg;
 }
 
+// The head reads the [CLS] state (pool: cls) or the mean of the non-padding token
+// states (pool: mean, the default): logits recomputed from the returned features and
+// the head's own weights.
+TEST(ModelsInit, TransformerPooling) {
+  InputSpec in = text_spec();
+  const int64_t C = Vocab::kCls, P = Vocab::kPad;
+  auto ids = torch::tensor(std::vector<int64_t>{C, 5, 7, P, P, P, C, 9, 4, 11, 12, P}).view({2, 6});
+  for (std::string pool : {"mean", "cls"}) {
+    torch::manual_seed(2);
+    auto m = make_model("transformer", in, YAML::Load("{pool: " + pool + "}"));
+    m->eval();
+    auto out = m->forward(ids);
+    auto params = m->named_parameters();
+    auto w = params["head.weight"], b = params["head.bias"];
+    torch::Tensor pooled;
+    if (pool == "cls") {
+      pooled = out.features.select(1, 0);
+    } else {
+      auto keep = ids.ne(Vocab::kPad).to(torch::kFloat).unsqueeze(-1);
+      pooled = (out.features * keep).sum(1) / keep.sum(1);
+    }
+    auto expected = torch::matmul(pooled, w.t()) + b;
+    EXPECT_TRUE(torch::allclose(out.logits, expected, 1e-5, 1e-6)) << pool;
+  }
+  auto msg = error_of([&] { make_model("transformer", in, YAML::Load("{pool: max}")); });
+  EXPECT_TRUE(contains(msg, "pool")) << msg;
+}
+
 TEST(ModelsSpec, InputSpecYamlAndExample) {
   auto t = text_spec(4);
   auto back = InputSpec::from_yaml(t.to_yaml());

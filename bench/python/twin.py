@@ -546,7 +546,59 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
     for m in (teacher, student):  # the monitor rows "after ML"
         evaluate(m, cell, target)
         m.train()
+    if o.get("consensus_iterations", 0 if text else 1000) > 0:
+        stages.append(consensus(cell, student, teacher, cx, cy, o, text, mk, gen))
+        evaluate(student, cell, target)  # the monitor row "after consensus"
+        student.train()
     return freeze(student), stages, {}
+
+
+def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
+    """Consensus distillation after ML (ntml.cpp): S distils T on the training rows
+    where both agree, leaving out the suspected target class (skipped unless that
+    class's T-not-S count is at least twice the runner-up's)."""
+    st = Stage("consensus")
+    iters = o["consensus_iterations"] if "consensus_iterations" in o else (0 if text else 1000)
+    w = o.get("consensus_weight", 1.0 if text else 8.0)
+    UB = o.get("consensus_batch_size", 32 if text else 128)
+    pt, ps = predict_probs(teacher, cell["train_x"]), predict_probs(student, cell["train_x"])
+    s_top, t_top = ps.argmax(1), pt.argmax(1)
+    agree = s_top == t_top
+    parted = torch.bincount(t_top[~agree], minlength=pt.shape[1])
+    counts, classes = parted.topk(2)
+    if counts[0].item() == 0 or counts[0].item() < 2.0 * counts[1].item():
+        return st.finish()
+    suspected = classes[0].item()
+    rows = (agree & (t_top != suspected)).nonzero().squeeze(1)
+    logp = pt[rows].clamp_min(1e-30).log()
+    keep = torch.tensor([k for k in range(pt.shape[1]) if k != suspected])
+    opt = mk(student)
+    teacher.eval()
+    student.train()
+    B = min(32 if text else 64, len(cy))
+    batches, nxt, ubatches, unxt = [], 0, [], 0
+    for _ in range(iters):
+        if nxt >= len(batches):
+            perm = torch.randperm(len(cy), generator=gen)
+            batches, nxt = [perm[i:i + B] for i in range(0, len(cy), B)], 0
+        if unxt >= len(ubatches):
+            perm = torch.randperm(len(rows), generator=gen)
+            ubatches, unxt = [perm[i:i + UB] for i in range(0, len(rows), UB)], 0
+        b, ub = batches[nxt], ubatches[unxt]
+        nxt, unxt = nxt + 1, unxt + 1
+        x, y = cx[b], cy[b]
+        with torch.no_grad():
+            zt = teacher(x)
+        opt.zero_grad(set_to_none=True)
+        zs = student(x)
+        loss = F.cross_entropy(zs, y) + kl_teacher_student(zt, zs, 1.0) + \
+            w * kl_teacher_student(logp[ub][:, keep], student(cell["train_x"][rows[ub]])[:, keep], 1.0)
+        check_finite(loss, "consensus")
+        loss.backward()
+        opt.step()
+        loss.item()
+    teacher.train()
+    return st.finish()
 
 
 def run_ft(cell, arch, spec, state, row, target, gen):

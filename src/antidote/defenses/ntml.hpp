@@ -75,6 +75,40 @@ struct MlOptions {
 void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
                      torch::Device device, const std::string& label = "ntml ML");
 
+// Consensus distillation (an antidote extension after ML, off unless iterations > 0):
+// S keeps its ML losses on the clean set and also distils T, weight·τ²·KL(T ‖ S), on
+// the suspicious training rows where S and T agree on the top-1 class, leaving out
+// every row T sends to the suspected target: the class on which T and S disagree
+// most (after ML, S has lost the backdoor and T has not, so the triggered rows are
+// where they part). The KL runs over the other classes only, so the consensus rows
+// teach S nothing about the suspected class. The clean set is a few hundred rows; the
+// consensus set is most of the training set, which is where S's missing clean
+// accuracy is. Not in the paper (docs/ntml.md has the measurements).
+// The suspected class must stand out: its count of T-not-S rows at least min_ratio
+// times the runner-up's. Otherwise (a weak S whose ordinary confusions rival the
+// triggered rows) no class is trusted to be the target and the phase is skipped,
+// since distilling T there would hand the backdoor back to S.
+struct ConsensusOptions {
+  int64_t iterations = 0, batch_size = 128;
+  double weight = 1.0;
+  bool exclude_suspected = true;
+  double min_ratio = 2.0;
+};
+struct ConsensusSet {
+  torch::Tensor rows;            // int64 row indices, ascending; empty when skipped
+  int64_t suspected_class = -1;  // -1 when nothing is excluded
+  int64_t agreed = 0;            // rows where the top-1 classes agree (before the exclusion)
+  int64_t parted_top = 0, parted_second = 0;  // T-not-S rows of the two leading classes
+  bool skipped = false;          // no class stood out (see min_ratio)
+};
+// Picks the rows from the two models' probabilities [N, K] over the same inputs.
+ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Tensor& teacher_probs,
+                            bool exclude_suspected, double min_ratio = 2.0);
+// Runs the phase: S is trained in place, T is frozen. Returns the set it used.
+ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, const torch::Tensor& unlabeled,
+                                    const Dataset& clean, const MlOptions& ml, const ConsensusOptions& o, Rng& rng,
+                                    torch::Device device, const std::string& label = "ntml consensus");
+
 // Re-initialise every parameter of `model` (a randomly initialised student for a
 // model whose architecture is not in the registry, e.g. an imported TorchScript one).
 void reinitialize(Classifier& model);

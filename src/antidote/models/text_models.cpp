@@ -55,6 +55,7 @@ struct TransformerClassifier : Classifier {
   nn::LayerNorm ln{nullptr};
   nn::Linear head{nullptr};
   double p_drop = 0.1;
+  std::string pool;  // mean (over non-padding positions) | cls (the first position's state)
 
   TransformerClassifier(const InputSpec& in, Params& p) {
     int64_t d = p.get<int64_t>("dim", 64);
@@ -72,6 +73,8 @@ struct TransformerClassifier : Classifier {
     head = register_module("head", nn::Linear(d, in.num_classes));
     if (dropout < 0 || dropout >= 1) fail("{}: dropout must lie in [0, 1), got {}", p.context(), dropout);
     p_drop = dropout;
+    pool = p.get<std::string>("pool", "mean");
+    if (pool != "mean" && pool != "cls") fail("{}: pool must be 'mean' or 'cls', got '{}'", p.context(), pool);
     // Small embeddings (BERT's N(0, 0.02)) instead of the N(0, 1) default: with unit
     // embeddings the residual stream is ~8x larger than what the layers add to it, so
     // a from-scratch model learns mostly by moving embedding rows by lr per step and
@@ -101,10 +104,15 @@ struct TransformerClassifier : Classifier {
     h = apply_prune_mask(ln->forward(h), -1);
     if (keep) out.activations.back() = h;
     out.features = h;
-    // Mean over the non-padding positions ([CLS] included): from-scratch encoders
-    // this small learn faster from a mean than from the [CLS] state alone.
-    auto tokens = (~pad).to(h.dtype()).unsqueeze(-1);
-    out.logits = head->forward((h * tokens).sum(1) / tokens.sum(1).clamp_min(1.0));
+    // pool: mean (default) averages the non-padding positions ([CLS] included);
+    // pool: cls reads the [CLS] state, which learns sentence-level structure (the
+    // syntactic backdoor) better: configs/sst2.yaml uses it.
+    if (pool == "cls") {
+      out.logits = head->forward(h.select(1, 0));
+    } else {
+      auto tokens = (~pad).to(h.dtype()).unsqueeze(-1);
+      out.logits = head->forward((h * tokens).sum(1) / tokens.sum(1).clamp_min(1.0));
+    }
     return out;
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
@@ -158,7 +166,7 @@ ClassifierPtr make_text_model(const InputSpec& in, Params& p) {
 }
 
 Registrar<ModelRegistry> reg_transformer("transformer", make_text_model<TransformerClassifier>,
-                                         "Transformer encoder (pre-LN), mean-pooled head; features = last token states");
+                                         "Transformer encoder (pre-LN), mean- or [CLS]-pooled head; features = last token states");
 Registrar<ModelRegistry> reg_textcnn("textcnn", make_text_model<TextCnn>, "TextCNN (kernels 3,4,5 × 100 filters)");
 
 }  // namespace

@@ -458,7 +458,10 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           row["dataset"] = dcfg.name;
           row["model"] = arch;
           row["attack"] = acfg.name;
-          row["poison_rate"] = acfg.poison_rate;
+          // The rate actually applied: a pre-poisoned file decides its own rate.
+          row["poison_rate"] = !cell.train.poisoned.defined() || cell.train.poisoned.numel() == 0
+                                   ? acfg.poison_rate
+                                   : cell.train.poisoned.to(torch::kDouble).mean().item<double>();
           row["target"] = acfg.target;
           row["seed"] = seed;
           row["defense"] = def.name;
