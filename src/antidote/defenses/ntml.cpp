@@ -257,8 +257,7 @@ ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Ten
   set.agreed = agree.sum().item<int64_t>();
   if (exclude_suspected && student_probs.size(0) > 0) {
     // Per class c: how many rows T sends to c that S does not.
-    auto parted = torch::zeros({teacher_probs.size(1)}, torch::kLong);
-    parted.index_add_(0, t.masked_select(~agree), torch::ones({(~agree).sum().item<int64_t>()}, torch::kLong));
+    auto parted = torch::bincount(t.masked_select(~agree), {}, teacher_probs.size(1));
     auto top2 = parted.topk(std::min<int64_t>(2, parted.size(0)));
     set.suspected_class = std::get<1>(top2)[0].item<int64_t>();
     set.parted_top = std::get<0>(top2)[0].item<int64_t>();
@@ -279,6 +278,8 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                                     const Dataset& clean, const MlOptions& ml, const ConsensusOptions& o, Rng& rng,
                                     torch::Device device, const std::string& label) {
   if (clean.size() == 0) fail("ntml: the clean set is empty");
+  // T's log-probabilities serve as its logits: softmax(log p / τ) = softmax(z / τ).
+  auto teacher_log_probs = [&](const torch::Tensor& x) { return predict_probs(teacher, x).clamp_min(1e-30).log(); };
   auto pt = predict_probs(teacher, unlabeled);
   auto set = consensus_rows(predict_probs(student, unlabeled), pt, o.exclude_suspected, o.min_ratio);
   if (set.skipped) {
@@ -292,9 +293,8 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                        label, set.agreed, unlabeled.size(0), set.rows.numel(), set.suspected_class, set.parted_top,
                        set.parted_second));
   if (set.rows.numel() == 0 || o.iterations == 0) return set;
-  // log p is a valid logit vector: softmax(log p / τ) = softmax(z / τ).
   auto teacher_logits = pt.index_select(0, set.rows).clamp_min(1e-30).log();
-  const bool image = is_image(clean.x);
+  const bool shifted = is_image(clean.x) && ml.augment;
   const int64_t bs = std::min(ml.batch_size, clean.size());
   auto opt = make_optimizer(student.parameters(), ml.student_opt.cfg);
   const double t2 = ml.temperature * ml.temperature;
@@ -312,8 +312,9 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   auto without_suspected = [&](const torch::Tensor& z) { return cols.defined() ? z.index_select(1, cols) : z; };
   student.train();
   teacher.eval();
-  // T is frozen here: its logits on the (unshifted) clean rows are computed once.
-  auto clean_teacher_logits = predict_probs(teacher, clean.x).clamp_min(1e-30).log().to(device);
+  // T is frozen here: its logits on the clean rows are computed once (unless shifted).
+  torch::Tensor clean_teacher_logits;
+  if (!shifted) clean_teacher_logits = teacher_log_probs(clean.x).to(device);
   std::vector<torch::Tensor> batches, u_batches;
   size_t next = 0, next_u = 0;
   Progress progress(label, o.iterations, "iterations");
@@ -323,7 +324,6 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     if (next_u >= u_batches.size()) u_batches = epoch_batches(set.rows.numel(), o.batch_size, &rng), next_u = 0;
     auto b = batches[next++];
     auto x = clean.x.index_select(0, b).to(device);
-    const bool shifted = image && ml.augment;
     if (shifted) x = random_shift(x, 2, rng);
     auto y = clean.y.index_select(0, b).to(device);
     auto ub = u_batches[next_u++];

@@ -207,8 +207,6 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   ctx.modality = cell.modality;
   ctx.device = device;
   ctx.seed = seed;
-  // The monitor is evaluation only (a trajectory for the report, never a choice), so a
-  // seeded subset of the test sets keeps it cheap on every epoch.
   // Both are evaluation only (the monitor a per-epoch trajectory for the report, never a
   // choice); a seeded subset of the test sets keeps the per-epoch one cheap.
   const int64_t target = cell.attack.target;
