@@ -177,24 +177,33 @@ TEST(NTML, ConsensusRowsDropTheSuspectedTarget) {
   auto onehot = [](std::vector<int64_t> c) {
     return torch::one_hot(torch::tensor(c), 3).to(torch::kFloat) * 0.8 + 0.2 / 3;
   };
-  auto s = onehot({0, 1, 2, 1, 1, 2}), t = onehot({0, 1, 2, 2, 2, 0});
-  auto set = ntml::consensus_rows(s, t, true);
+  auto s = onehot({0, 1, 2, 1, 1, 2, 0}), t = onehot({0, 1, 2, 2, 2, 0, 1});
+  auto set = ntml::consensus_rows(s, t, true, 2.0, true);
   EXPECT_EQ(set.agreed, 3);
   EXPECT_EQ(set.suspected_class, 2);
   ASSERT_EQ(set.rows.numel(), 2);
   EXPECT_EQ(set.rows[0].item<int64_t>(), 0);
   EXPECT_EQ(set.rows[1].item<int64_t>(), 1);
-  auto all = ntml::consensus_rows(s, t, false);
+  // Without the agreement rule: every row T does not send to class 2 — rows 0 and 1,
+  // row 5 (T says 0, S says 2) and row 6 (T says 1, S says 0).
+  auto any = ntml::consensus_rows(s, t, true, 2.0, false);
+  EXPECT_EQ(any.suspected_class, 2);
+  ASSERT_EQ(any.rows.numel(), 4);
+  EXPECT_EQ(any.rows[0].item<int64_t>(), 0);
+  EXPECT_EQ(any.rows[1].item<int64_t>(), 1);
+  EXPECT_EQ(any.rows[2].item<int64_t>(), 5);
+  EXPECT_EQ(any.rows[3].item<int64_t>(), 6);
+  auto all = ntml::consensus_rows(s, t, false, 2.0, true);
   EXPECT_EQ(all.suspected_class, -1);
   EXPECT_EQ(all.rows.numel(), 3);
   EXPECT_EQ(set.parted_top, 2);
   EXPECT_EQ(set.parted_second, 1);
   EXPECT_FALSE(set.skipped);
   // Class 2 leads 2 to 1: not the 3x a stricter rule asks for, so nothing is used.
-  auto strict = ntml::consensus_rows(s, t, true, 3.0);
+  auto strict = ntml::consensus_rows(s, t, true, 3.0, false);
   EXPECT_TRUE(strict.skipped);
   EXPECT_EQ(strict.rows.numel(), 0);
-  EXPECT_THROW(ntml::consensus_rows(s, t.slice(0, 0, 5), true), Error);
+  EXPECT_THROW(ntml::consensus_rows(s, t.slice(0, 0, 5), true, 2.0, false), Error);
 }
 
 TEST(NTML, FindsTheClassifierHead) {
@@ -214,7 +223,11 @@ TEST(NTML, RejectsBadOptions) {
   EXPECT_THROW(make_defense("ntml", bad, setup), Error);
   Params neg(YAML::Load("{ml_lr: -1}"), "defenses.ntml");
   EXPECT_THROW(make_defense("ntml", neg, setup), Error);
-  Params ok(YAML::Load("{clean_samples: 100, ml_iterations: 10}"), "defenses.ntml");
+  Params teacher(YAML::Load("{consensus_teacher: f1}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", teacher, setup), Error);
+  Params cold(YAML::Load("{consensus_temperature: 0}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", cold, setup), Error);
+  Params ok(YAML::Load("{clean_samples: 100, ml_iterations: 10, consensus_teacher: suspect}"), "defenses.ntml");
   EXPECT_NO_THROW(make_defense("ntml", ok, setup));
   EXPECT_NO_THROW(ok.check_consumed());
 }

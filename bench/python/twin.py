@@ -560,7 +560,7 @@ def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
     st = Stage("consensus")
     iters = o["consensus_iterations"] if "consensus_iterations" in o else (0 if text else 1000)
     w = o.get("consensus_weight", 1.0 if text else 8.0)
-    UB = o.get("consensus_batch_size", 32 if text else 128)
+    UB = o.get("consensus_batch_size", 32 if text else 256)
     pt, ps = predict_probs(teacher, cell["train_x"]), predict_probs(student, cell["train_x"])
     s_top, t_top = ps.argmax(1), pt.argmax(1)
     agree = s_top == t_top

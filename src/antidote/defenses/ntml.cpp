@@ -248,7 +248,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
 }
 
 ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Tensor& teacher_probs,
-                            bool exclude_suspected, double min_ratio) {
+                            bool exclude_suspected, double min_ratio, bool require_agreement) {
   if (student_probs.sizes() != teacher_probs.sizes() || student_probs.dim() != 2)
     fail("ntml consensus: student and teacher probabilities must be [N, K] of the same shape");
   ConsensusSet set;
@@ -268,7 +268,9 @@ ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Ten
       set.rows = torch::empty({0}, torch::kLong);
       return set;
     }
-    agree = agree & t.ne(set.suspected_class);
+    auto outside = t.ne(set.suspected_class);
+    set.rows = (require_agreement ? agree & outside : outside).nonzero().squeeze(1);
+    return set;
   }
   set.rows = agree.nonzero().squeeze(1);
   return set;
@@ -281,7 +283,8 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   // T's log-probabilities serve as its logits: softmax(log p / τ) = softmax(z / τ).
   auto teacher_log_probs = [&](const torch::Tensor& x) { return predict_probs(teacher, x).clamp_min(1e-30).log(); };
   auto pt = predict_probs(teacher, unlabeled);
-  auto set = consensus_rows(predict_probs(student, unlabeled), pt, o.exclude_suspected, o.min_ratio);
+  auto set =
+      consensus_rows(predict_probs(student, unlabeled), pt, o.exclude_suspected, o.min_ratio, o.require_agreement);
   if (set.skipped) {
     log_info(fmt::format("{}: skipped, no class stands out as the target (T-not-S rows: {} for class {}, {} for the "
                          "runner-up; needs {}x)",
@@ -294,10 +297,9 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                        set.parted_second));
   if (set.rows.numel() == 0 || o.iterations == 0) return set;
   auto teacher_logits = pt.index_select(0, set.rows).clamp_min(1e-30).log();
-  const bool shifted = is_image(clean.x) && ml.augment;
+  const bool shifted = is_image(clean.x) && o.augment;
   const int64_t bs = std::min(ml.batch_size, clean.size());
   auto opt = make_optimizer(student.parameters(), ml.student_opt.cfg);
-  const double t2 = ml.temperature * ml.temperature;
   // The KL runs over the other classes only (both distributions renormalised without
   // the suspected one): the consensus rows then teach nothing about that class, not
   // even "not this class" on look-alike rows of the others; what S learns of it comes
@@ -310,6 +312,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     cols = torch::tensor(keep, torch::kLong).to(device);
   }
   auto without_suspected = [&](const torch::Tensor& z) { return cols.defined() ? z.index_select(1, cols) : z; };
+  const bool teacher_was_training = teacher.is_training();
   student.train();
   teacher.eval();
   // T is frozen here: its logits on the clean rows are computed once (unless shifted).
@@ -337,9 +340,9 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     }
     opt->zero_grad();
     auto loss = mutual_losses(student.logits(x), zt, y, ml.temperature, ml.alpha_student, 0.0).student +
-                o.weight * t2 *
+                o.weight * o.temperature * o.temperature *
                     kl_teacher_student(without_suspected(teacher_logits.index_select(0, ub).to(device)),
-                                       without_suspected(student.logits(xu)), ml.temperature);
+                                       without_suspected(student.logits(xu)), o.temperature);
     check_finite(loss, "ntml consensus distillation");
     loss.backward();
     opt->step();
@@ -347,7 +350,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     progress.advance(1, fmt::format("loss {:.4f}", last));
   }
   progress.finish(fmt::format("loss {:.4f}", last));
-  teacher.train();
+  teacher.train(teacher_was_training);
   return set;
 }
 
@@ -362,6 +365,7 @@ struct NtmlOptions {
   ntml::NtOptions nt;
   ntml::MlOptions ml;
   ntml::ConsensusOptions consensus;
+  std::string consensus_teacher = "ml";  // suspect (f_0, frozen) | ml (T after mutual learning)
   bool control = true;
 };
 
@@ -430,7 +434,12 @@ NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
   o.consensus.weight = p.get<double>("consensus_weight", text ? 1.0 : 8.0);
   o.consensus.exclude_suspected = p.get<bool>("consensus_exclude_suspected", o.consensus.exclude_suspected);
   o.consensus.min_ratio = p.get<double>("consensus_min_ratio", o.consensus.min_ratio);
+  o.consensus.temperature = p.get<double>("consensus_temperature", o.consensus.temperature);
+  o.consensus.augment = p.get<bool>("consensus_augment", o.consensus.augment);
+  o.consensus.require_agreement = p.get<bool>("consensus_require_agreement", o.consensus.require_agreement);
+  o.consensus_teacher = read_choice(p, "consensus_teacher", o.consensus_teacher, {"suspect", "ml"});
   if (!(o.consensus.min_ratio >= 1)) fail("{}.consensus_min_ratio must be >= 1", p.context());
+  if (!(o.consensus.temperature > 0)) fail("{}.consensus_temperature must be positive", p.context());
   if (o.consensus.iterations < 0 || o.consensus.batch_size < 1 || o.consensus.weight < 0)
     fail("{}: consensus_iterations and consensus_weight must be >= 0, consensus_batch_size positive", p.context());
 
@@ -513,8 +522,9 @@ class NtmlDefense : public Defense {
     if (o_.consensus.iterations > 0) {
       StageTimer timer("consensus");
       Rng rng(consensus_seed);
-      auto set = ntml::consensus_distillation(*student, *teacher, ctx.train.x, clean, o_.ml, o_.consensus, rng,
-                                              ctx.device);
+      Classifier& consensus_teacher = o_.consensus_teacher == "suspect" ? *f0 : *teacher;
+      auto set = ntml::consensus_distillation(*student, consensus_teacher, ctx.train.x, clean, o_.ml, o_.consensus,
+                                              rng, ctx.device);
       result.stages.push_back(timer.finish());
       result.details["consensus"] = {{"agreed", set.agreed},         {"used", set.rows.numel()},
                                      {"suspected_class", set.suspected_class}, {"parted_top", set.parted_top},
@@ -533,7 +543,8 @@ class NtmlDefense : public Defense {
       ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)");
       if (o_.consensus.iterations > 0) {
         Rng crng(consensus_seed);
-        ntml::consensus_distillation(*c_student, *c_teacher, ctx.train.x, clean, o_.ml, o_.consensus, crng,
+        Classifier& c_consensus_teacher = o_.consensus_teacher == "suspect" ? *f0 : *c_teacher;
+        ntml::consensus_distillation(*c_student, c_consensus_teacher, ctx.train.x, clean, o_.ml, o_.consensus, crng,
                                      ctx.device, "ntml control consensus");
       }
       result.stages.push_back(control_timer.finish());
