@@ -170,9 +170,10 @@ TEST(NTML, MutualStepUpdatesBothNetworks) {
   EXPECT_FALSE(changed(*t, bt));
 }
 
-// Six rows, three classes. Top-1 of S: 0 1 2 1 1 2; of T: 0 1 2 2 2 0.
-// Agreeing rows: 0, 1, 2. T parts from S on rows 3, 4 (T says 2) and 5 (T says 0),
-// so class 2 is the suspected target and row 2 (T says 2) leaves the set too.
+// Seven rows, three classes. Top-1 of S: 0 1 2 1 1 2 0; of T: 0 1 2 2 2 0 1.
+// Agreeing rows: 0, 1, 2. T parts from S on rows 3, 4 (T says 2), 5 (T says 0) and
+// 6 (T says 1), so class 2 leads 2 to 1 and is the suspected target; row 2 (T says 2)
+// leaves the set too.
 TEST(NTML, ConsensusRowsDropTheSuspectedTarget) {
   auto onehot = [](std::vector<int64_t> c) {
     return torch::one_hot(torch::tensor(c), 3).to(torch::kFloat) * 0.8 + 0.2 / 3;

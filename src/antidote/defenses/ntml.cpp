@@ -270,9 +270,9 @@ ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Ten
     }
     auto outside = t.ne(set.suspected_class);
     set.rows = (require_agreement ? agree & outside : outside).nonzero().squeeze(1);
-    return set;
+  } else {
+    set.rows = agree.nonzero().squeeze(1);
   }
-  set.rows = agree.nonzero().squeeze(1);
   return set;
 }
 
@@ -296,7 +296,6 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                        label, set.agreed, unlabeled.size(0), set.rows.numel(), set.suspected_class, set.parted_top,
                        set.parted_second));
   if (set.rows.numel() == 0 || o.iterations == 0) return set;
-  auto teacher_logits = pt.index_select(0, set.rows).clamp_min(1e-30).log();
   const bool shifted = is_image(clean.x) && o.augment;
   const int64_t bs = std::min(ml.batch_size, clean.size());
   auto opt = make_optimizer(student.parameters(), ml.student_opt.cfg);
@@ -312,6 +311,8 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     cols = torch::tensor(keep, torch::kLong).to(device);
   }
   auto without_suspected = [&](const torch::Tensor& z) { return cols.defined() ? z.index_select(1, cols) : z; };
+  // T's logits on the chosen rows, restricted to the kept classes once, on the device.
+  auto teacher_logits = without_suspected(pt.index_select(0, set.rows).clamp_min(1e-30).log().to(device));
   const bool teacher_was_training = teacher.is_training();
   student.train();
   teacher.eval();
@@ -341,7 +342,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     opt->zero_grad();
     auto loss = mutual_losses(student.logits(x), zt, y, ml.temperature, ml.alpha_student, 0.0).student +
                 o.weight * o.temperature * o.temperature *
-                    kl_teacher_student(without_suspected(teacher_logits.index_select(0, ub).to(device)),
+                    kl_teacher_student(teacher_logits.index_select(0, ub.to(device)),
                                        without_suspected(student.logits(xu)), o.temperature);
     check_finite(loss, "ntml consensus distillation");
     loss.backward();
@@ -487,6 +488,10 @@ class NtmlDefense : public Defense {
     auto f0 = suspect->clone_deep();
     f0->to(ctx.device);
     freeze(*f0);
+    // The model S distils in the consensus phase: f_0 itself, or the ML teacher.
+    auto consensus_teacher = [&](Classifier& ml_teacher) -> Classifier& {
+      return o_.consensus_teacher == "suspect" ? *f0 : ml_teacher;
+    };
 
     // ---- Stage 1: non-target label training ---------------------------------
     StageTimer nt_timer("nt");
@@ -522,9 +527,8 @@ class NtmlDefense : public Defense {
     if (o_.consensus.iterations > 0) {
       StageTimer timer("consensus");
       Rng rng(consensus_seed);
-      Classifier& consensus_teacher = o_.consensus_teacher == "suspect" ? *f0 : *teacher;
-      auto set = ntml::consensus_distillation(*student, consensus_teacher, ctx.train.x, clean, o_.ml, o_.consensus,
-                                              rng, ctx.device);
+      auto set = ntml::consensus_distillation(*student, consensus_teacher(*teacher), ctx.train.x, clean, o_.ml,
+                                              o_.consensus, rng, ctx.device);
       result.stages.push_back(timer.finish());
       result.details["consensus"] = {{"agreed", set.agreed},         {"used", set.rows.numel()},
                                      {"suspected_class", set.suspected_class}, {"parted_top", set.parted_top},
@@ -543,9 +547,8 @@ class NtmlDefense : public Defense {
       ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)");
       if (o_.consensus.iterations > 0) {
         Rng crng(consensus_seed);
-        Classifier& c_consensus_teacher = o_.consensus_teacher == "suspect" ? *f0 : *c_teacher;
-        ntml::consensus_distillation(*c_student, c_consensus_teacher, ctx.train.x, clean, o_.ml, o_.consensus, crng,
-                                     ctx.device, "ntml control consensus");
+        ntml::consensus_distillation(*c_student, consensus_teacher(*c_teacher), ctx.train.x, clean, o_.ml,
+                                     o_.consensus, crng, ctx.device, "ntml control consensus");
       }
       result.stages.push_back(control_timer.finish());
       if (monitored) {
