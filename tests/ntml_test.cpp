@@ -228,6 +228,8 @@ TEST(NTML, RejectsBadOptions) {
   EXPECT_THROW(make_defense("ntml", teacher, setup), Error);
   Params cold(YAML::Load("{consensus_temperature: 0}"), "defenses.ntml");
   EXPECT_THROW(make_defense("ntml", cold, setup), Error);
+  Params ema(YAML::Load("{consensus_ema: 1.0}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", ema, setup), Error);
   Params ok(YAML::Load("{clean_samples: 100, ml_iterations: 10, consensus_teacher: suspect}"), "defenses.ntml");
   EXPECT_NO_THROW(make_defense("ntml", ok, setup));
   EXPECT_NO_THROW(ok.check_consumed());

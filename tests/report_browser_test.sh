@@ -37,7 +37,7 @@ for line in sys.stdin:
         names.append(line.split()[0])
 # Short schedules: the page, not the defenses, is under test here.
 short = {"none": "none", "bedkd": "{name: bedkd, flip_per_class: 20, flip_epochs: 2, trust_per_class: 60, akd_epochs: 3}",
-         "ntml": "{name: ntml, nt_epochs: 1, ml_iterations: 150, warmup: 20}",
+         "ntml": "{name: ntml, nt_epochs: 1, ml_iterations: 150, warmup: 20, consensus_iterations: 150}",
          "ft": "{name: ft, epochs: 3}", "fp": "fp", "nad": "{name: nad, teacher_epochs: 2}"}
 picked = [n for n in short if n in names] or ["none", "ft"]
 if "none" not in picked: picked.insert(0, "none")

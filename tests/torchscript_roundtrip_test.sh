@@ -69,7 +69,8 @@ purify() {
 }
 purify bedkd --set recipe=tuned --set flip_per_class=20 --set trust_per_class=30 --set flip_epochs=5 \
   --set akd_epochs=10 --set batch_size=32 --set akd_lr=3e-3
-purify ntml --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=200 --set control=false
+purify ntml --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=200 --set consensus_iterations=200 \
+  --set control=false
 
 # 5. Fine-pruning cannot mask channels inside an imported graph: a clear error.
 if "$ANTIDOTE" defend -q --config cfg.yaml --model suspect.pt --method fp --out fp.pt 2> fp.err; then
@@ -95,7 +96,7 @@ grep -q "predicts 7 classes, the data has 10" seven.err
 #    torch.load under the documented names and predicts what antidote predicts.
 run "$ANTIDOTE" train -q --config cfg.yaml --out builtin.pt
 run "$ANTIDOTE" defend -q --config cfg.yaml --model builtin.pt --method ntml --out builtin_ntml.pt \
-  --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=100 --set control=false
+  --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=100 --set consensus_iterations=100 --set control=false
 for m in builtin builtin_ntml; do
   run "$ANTIDOTE" eval -q --config cfg.yaml --model $m.pt --predictions $m.preds.json
   run "$PY" "$PYDIR/check_state_dict.py" --state-dict $m.pt.state_dict.pt --width 8 --hidden 32 --data data \

@@ -39,6 +39,29 @@ TEST(TrainSchedule, CosineValues) {
   for (int s = 1; s <= 20; ++s) EXPECT_LE(cosine_lr(1.0, s, 20), cosine_lr(1.0, s - 1, 20));
 }
 
+TEST(TrainAverage, ExponentialMovingAverageOfParameters) {
+  // decay 0.5: avg = 1 → .5·1 + .5·3 = 2 → .5·2 + .5·5 = 3.5; the second entry
+  // −2 → .5·(−2) + .5·0 = −1 → .5·(−1) + .5·4 = 1.5.
+  auto p = torch::tensor({1.0f, -2.0f}).requires_grad_(true);
+  WeightAverage avg({p}, 0.5);
+  {
+    torch::NoGradGuard ng;
+    p.copy_(torch::tensor({3.0f, 0.0f}));
+  }
+  avg.update();
+  {
+    torch::NoGradGuard ng;
+    p.copy_(torch::tensor({5.0f, 4.0f}));
+  }
+  avg.update();
+  EXPECT_FLOAT_EQ(p[0].item<float>(), 5.0f);  // untouched until apply()
+  avg.apply();
+  EXPECT_FLOAT_EQ(p[0].item<float>(), 3.5f);
+  EXPECT_FLOAT_EQ(p[1].item<float>(), 1.5f);
+  EXPECT_TRUE(p.requires_grad());
+  EXPECT_NE(error_of([&] { WeightAverage bad({p}, 1.0); }).find("decay"), std::string::npos);
+}
+
 TEST(TrainBatches, InOrderPartition) {
   auto b = epoch_batches(10, 4, nullptr);
   ASSERT_EQ(b.size(), 3u);

@@ -546,7 +546,7 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
     for m in (teacher, student):  # the monitor rows "after ML"
         evaluate(m, cell, target)
         m.train()
-    if o.get("consensus_iterations", 0 if text else 1000) > 0:
+    if o.get("consensus_iterations", 0 if text else 2000) > 0:
         stages.append(consensus(cell, student, teacher, cx, cy, o, text, mk, gen))
         evaluate(student, cell, target)  # the monitor row "after consensus"
         student.train()
@@ -556,9 +556,10 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
 def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
     """Consensus distillation after ML (ntml.cpp): S distils T on the training rows
     where both agree, leaving out the suspected target class (skipped unless that
-    class's T-not-S count is at least twice the runner-up's)."""
+    class's T-not-S count is at least twice the runner-up's); the output is the
+    exponential moving average of S's weights."""
     st = Stage("consensus")
-    iters = o["consensus_iterations"] if "consensus_iterations" in o else (0 if text else 1000)
+    iters = o["consensus_iterations"] if "consensus_iterations" in o else (0 if text else 2000)
     w = o.get("consensus_weight", 1.0 if text else 8.0)
     UB = o.get("consensus_batch_size", 32 if text else 256)
     pt, ps = predict_probs(teacher, cell["train_x"]), predict_probs(student, cell["train_x"])
@@ -573,6 +574,9 @@ def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
     logp = pt[rows].clamp_min(1e-30).log()
     keep = torch.tensor([k for k in range(pt.shape[1]) if k != suspected])
     opt = mk(student)
+    decay = o.get("consensus_ema", 0.995)
+    params = list(student.parameters())
+    average = [p.detach().clone() for p in params] if decay > 0 else None
     teacher.eval()
     student.train()
     B = min(32 if text else 64, len(cy))
@@ -596,7 +600,15 @@ def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
         check_finite(loss, "consensus")
         loss.backward()
         opt.step()
+        if average is not None:
+            with torch.no_grad():
+                torch._foreach_mul_(average, decay)
+                torch._foreach_add_(average, [p.detach() for p in params], alpha=1.0 - decay)
         loss.item()
+    if average is not None:
+        with torch.no_grad():
+            for p, a in zip(params, average):
+                p.copy_(a)
     teacher.train()
     return st.finish()
 

@@ -99,6 +99,7 @@ struct ConsensusOptions {
   double temperature = 1.0;       // τ of the consensus KL (weighted by τ²)
   bool augment = false;           // images: random 2-pixel shifts of the clean batch
   bool require_agreement = true;  // false: also the rows where S disagrees with T
+  double ema = 0.995;             // > 0: the output is an exponential moving average of S's weights
 };
 struct ConsensusSet {
   torch::Tensor rows;            // int64 row indices, ascending; empty when skipped

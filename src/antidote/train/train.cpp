@@ -28,6 +28,22 @@ double cosine_lr(double base, int64_t step, int64_t total) {
   return 0.5 * base * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
 }
 
+WeightAverage::WeightAverage(std::vector<torch::Tensor> params, double decay)
+    : params_(std::move(params)), decay_(decay) {
+  if (!(decay >= 0 && decay < 1)) fail("weight average: decay must lie in [0, 1), got {}", decay);
+  for (const auto& p : params_) average_.push_back(p.detach().clone());
+}
+
+void WeightAverage::update() {
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params_.size(); ++i) average_[i].mul_(decay_).add_(params_[i].detach(), 1.0 - decay_);
+}
+
+void WeightAverage::apply() {
+  torch::NoGradGuard ng;
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].copy_(average_[i]);
+}
+
 std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank, int world) {
   if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
   std::vector<int64_t> order = shuffle ? shuffle->permutation(n) : std::vector<int64_t>();

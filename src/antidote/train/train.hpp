@@ -51,6 +51,21 @@ std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shu
 // Random 2-pixel shifts (zero padding) of an image batch; seeded by `rng`.
 torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng);
 
+// Exponential moving average of a model's parameters (Polyak averaging):
+// avg ← decay·avg + (1 − decay)·p after each optimizer step. The average of the last
+// ~1/(1 − decay) steps is a smoother end point than the last iterate of constant-lr
+// SGD. `apply` copies the average into the parameters.
+class WeightAverage {
+ public:
+  WeightAverage(std::vector<torch::Tensor> params, double decay);
+  void update();
+  void apply();
+
+ private:
+  std::vector<torch::Tensor> params_, average_;
+  double decay_;
+};
+
 // Throws a clear error when a loss is NaN or infinite.
 void check_finite(const torch::Tensor& loss, const std::string& where);
 
