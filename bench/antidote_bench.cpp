@@ -347,6 +347,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  configure_allocator();
   Args a;
   CLI::App app{"antidote speed benchmark (issue 8); pair with bench/python/twin.py"};
   app.add_option("--threads", a.threads, "torch intra-op threads (OpenBLAS runs 1 thread, as configure_threads sets)");

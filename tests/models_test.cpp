@@ -147,6 +147,24 @@ TEST(ModelsShapes, ActivationCounts) {
   EXPECT_EQ(shape(acts[2]), (std::vector<int64_t>{2, 8, 2, 2}));
 }
 
+// The small CNN runs channels-last end to end, also with one input channel: there
+// NCHW strides pass is_contiguous(ChannelsLast), yet a convolution with such a weight
+// hands back an NCHW output, whose max-pool was ~10x slower. The weights must carry
+// explicit channels-last strides, and the outputs then follow.
+TEST(ModelsLayout, CnnIsChannelsLastWithOneInputChannel) {
+  torch::NoGradGuard ng;
+  auto m = build(kCases[0]);
+  m->eval();
+  auto x = image_batch(2, 1, 8);
+  auto acts = m->forward_full(x, true).activations;
+  for (const auto& p : m->named_parameters())
+    if (p.value().dim() == 4) EXPECT_EQ(p.value().suggest_memory_format(), at::MemoryFormat::ChannelsLast) << p.key();
+  for (const auto& a : acts) EXPECT_EQ(a.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
+  // The layout is not a change of values: the same input as NCHW gives the same logits.
+  auto ref = m->forward_full(x.contiguous(), false).logits;
+  EXPECT_TRUE(torch::allclose(m->forward_full(x, false).logits, ref));
+}
+
 TEST(ModelsCopy, CloneDeepEqualOutputsIndependentParameters) {
   for (const auto& c : kCases) {
     SCOPED_TRACE(c.arch);

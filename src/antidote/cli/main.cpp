@@ -274,6 +274,7 @@ int cmd_list() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  configure_allocator();
   CLI::App app{"antidote: remove backdoors from trained classifiers (BeDKD, NT-ML, baselines)"};
   app.set_version_flag("--version", version());
   app.require_subcommand(1);

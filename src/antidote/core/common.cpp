@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -195,6 +196,20 @@ bool set_blas_threads(int threads) {
   auto fn = reinterpret_cast<SetThreads>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
   if (fn) fn(std::max(1, threads));
   return fn != nullptr;
+}
+
+void configure_allocator() {
+#ifdef __GLIBC__
+  // A training step allocates and frees the same activation buffers every step (the
+  // small CNN: 12.8 MB per conv output at batch 128). With glibc's defaults such
+  // buffers go back to the kernel when freed (munmap, or a heap trim) and come back as
+  // fresh zero pages on the next step, so a third of the step went to page faults.
+  // Buffers under 64 MiB now come from the heap, and the heap is not trimmed below
+  // 1 GiB of free space: the CNN trains 1.8x faster (docs/speed.md). Peak memory is
+  // unchanged; the process just keeps what it peaked at.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
 }
 
 std::string version() { return "0.1.0"; }

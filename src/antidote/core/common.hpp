@@ -139,6 +139,9 @@ void make_dirs(const std::string& path);
 int configure_threads(int threads);
 // OpenBLAS's own thread count (false when the BLAS in use is not OpenBLAS).
 bool set_blas_threads(int threads);
+// Keep freed memory in the process for reuse (glibc malloc; a no-op elsewhere). Call
+// once at start-up, before the first tensor.
+void configure_allocator();
 
 std::string version();
 

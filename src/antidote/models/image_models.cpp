@@ -51,15 +51,20 @@ struct SmallCnn : Classifier {
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
 
   // The conv weights in channels-last too: with NCHW weights oneDNN reorders them on
-  // every call (bench: 4.4k -> 6.0k samples/s in the PyTorch twin). Checked on every
-  // forward because loading, cloning and .to(device) hand back contiguous tensors;
-  // set_data keeps the parameter (and an optimizer's reference to it) the same.
+  // every call (bench: 4.4k -> 6.0k samples/s in the PyTorch twin), and the weights
+  // decide the layout of the output. Checked on every forward because loading, cloning
+  // and .to(device) hand back contiguous tensors; set_data keeps the parameter (and an
+  // optimizer's reference to it) the same.
+  // The test is on the strides, not is_contiguous(ChannelsLast): conv1's weight has one
+  // input channel, so its NCHW strides count as channels-last contiguous and
+  // .contiguous(ChannelsLast) returns it unchanged, yet convolution reads them as NCHW
+  // and hands back an NCHW output, whose max-pool is ~10x slower (docs/speed.md).
   void weights_channels_last() {
     for (auto* conv : {&conv1, &conv2}) {
       auto& w = (*conv)->weight;
-      if (w.dim() == 4 && !w.is_contiguous(at::MemoryFormat::ChannelsLast)) {
+      if (w.dim() == 4 && w.suggest_memory_format() != at::MemoryFormat::ChannelsLast) {
         torch::NoGradGuard ng;
-        w.set_data(w.contiguous(at::MemoryFormat::ChannelsLast));
+        w.set_data(torch::empty(w.sizes(), w.options().memory_format(at::MemoryFormat::ChannelsLast)).copy_(w));
       }
     }
   }
