@@ -160,9 +160,18 @@ TEST(ModelsLayout, CnnIsChannelsLastWithOneInputChannel) {
   for (const auto& p : m->named_parameters())
     if (p.value().dim() == 4) EXPECT_EQ(p.value().suggest_memory_format(), at::MemoryFormat::ChannelsLast) << p.key();
   for (const auto& a : acts) EXPECT_EQ(a.suggest_memory_format(), at::MemoryFormat::ChannelsLast);
-  // The layout is not a change of values: the same input as NCHW gives the same logits.
-  auto ref = m->forward_full(x.contiguous(), false).logits;
-  EXPECT_TRUE(torch::allclose(m->forward_full(x, false).logits, ref));
+  // The layout is not a change of values: the same network written with plain NCHW
+  // tensors (conv, pool, ReLU twice, then fc1, ReLU, fc2) gives the same logits.
+  auto P = m->named_parameters();
+  auto nchw = [&](const char* k) { return P[k].contiguous().clone(); };
+  namespace F = torch::nn::functional;
+  auto h = torch::relu(torch::max_pool2d(
+      F::conv2d(x.contiguous(), nchw("conv1.weight"), F::Conv2dFuncOptions().bias(nchw("conv1.bias")).padding(1)), 2));
+  h = torch::relu(torch::max_pool2d(
+      F::conv2d(h, nchw("conv2.weight"), F::Conv2dFuncOptions().bias(nchw("conv2.bias")).padding(1)), 2));
+  h = torch::relu(F::linear(h.flatten(1), nchw("fc1.weight"), nchw("fc1.bias")));
+  auto ref = F::linear(h, nchw("fc2.weight"), nchw("fc2.bias"));
+  EXPECT_TRUE(torch::allclose(m->forward_full(x, false).logits, ref, 1e-5, 1e-6));
 }
 
 TEST(ModelsCopy, CloneDeepEqualOutputsIndependentParameters) {

@@ -203,10 +203,10 @@ void configure_allocator() {
   // A training step allocates and frees the same activation buffers every step (the
   // small CNN: 12.8 MB per conv output at batch 128). With glibc's defaults such
   // buffers go back to the kernel when freed (munmap, or a heap trim) and come back as
-  // fresh zero pages on the next step, so a third of the step went to page faults.
+  // fresh zero pages on the next step: about a fifth of the time went to page faults.
   // Buffers under 64 MiB now come from the heap, and the heap is not trimmed below
-  // 1 GiB of free space: the CNN trains 1.8x faster (docs/speed.md). Peak memory is
-  // unchanged; the process just keeps what it peaked at.
+  // 1 GiB of free space: the CNN's training step runs 1.6x faster (docs/speed.md).
+  // Peak memory is unchanged; the process just keeps what it peaked at.
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
