@@ -289,6 +289,31 @@ TEST(ModelsPrune, MaskZeroesChannels) {
   EXPECT_TRUE(contains(msg, "8")) << msg;
 }
 
+// Fine-pruning runs the part before the mask once and the rest at every step: the two
+// halves must give logits(x) exactly, with and without pruned channels, and the
+// activation-keeping pass must give the same logits too.
+TEST(ModelsPrune, ForwardSplitAtTheMaskIsExact) {
+  torch::NoGradGuard ng;
+  for (const auto& c : kCases) {
+    SCOPED_TRACE(c.arch);
+    auto m = build(c);
+    m->eval();
+    auto x = input_for(c);
+    for (int pruned = 0; pruned < 2; ++pruned) {
+      auto keep = torch::ones({c.prunable});
+      if (pruned) keep[1] = 0;
+      m->set_prune_mask(keep);
+      auto whole = m->logits(x);
+      EXPECT_TRUE(torch::equal(m->logits_after_prune_mask(m->before_prune_mask(x), x), whole));
+      EXPECT_TRUE(torch::allclose(m->forward_full(x, true).logits, whole, 1e-6, 1e-7));
+    }
+    // The part before the mask does not depend on it.
+    auto before = m->before_prune_mask(x);
+    m->set_prune_mask(torch::ones({c.prunable}));
+    EXPECT_TRUE(torch::equal(m->before_prune_mask(x), before));
+  }
+}
+
 TEST(ModelsFit, WrongClassesAndModality) {
   auto cnn = build(kCases[0]);  // 3 classes, 1×8×8
   auto msg = error_of([&] { check_model_fits(*cnn, image_spec(4), "model 'x.pt'"); });

@@ -25,28 +25,35 @@ struct SmallCnn : Classifier {
   }
 
   ModelOutput forward_full(const torch::Tensor& input, bool keep) override {
+    if (!keep) return after_mask(before_prune_mask(input));
+    auto c1 = conv1->forward(channels_last_input(input));
+    auto a1 = torch::relu(c1);
+    auto c2 = conv2->forward(torch::max_pool2d(a1, 2));
+    auto out = after_mask(c2);
+    out.activations = {a1, apply_prune_mask(torch::relu(c2), 1)};
+    return out;
+  }
+  // conv2's output, before the mask. max and ReLU commute (and so does the 0/1 mask):
+  // pooling first runs the ReLU and its backward on 4x fewer elements, same values.
+  torch::Tensor before_prune_mask(const torch::Tensor& input) override {
+    return conv2->forward(torch::relu(torch::max_pool2d(conv1->forward(channels_last_input(input)), 2)));
+  }
+  torch::Tensor logits_after_prune_mask(const torch::Tensor& c2, const torch::Tensor&) override {
+    return after_mask(c2).logits;
+  }
+  // The mask, pool and ReLU, then fc1 (the features) and fc2.
+  ModelOutput after_mask(const torch::Tensor& c2) {
     ModelOutput out;
-    // Channels-last: this LibTorch's NCHW max-pool is several times slower than its
-    // NHWC one, and oneDNN convolutions skip their layout reorders (docs/speed.md).
-    auto x = input.dim() == 4 ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
-    weights_channels_last();
-    auto c1 = conv1->forward(x);
-    torch::Tensor a1, a2, h;
-    if (keep) {
-      a1 = torch::relu(c1);
-      h = torch::max_pool2d(a1, 2);
-      a2 = apply_prune_mask(torch::relu(conv2->forward(h)), 1);
-      h = torch::max_pool2d(a2, 2);
-      out.activations = {a1, a2};
-    } else {
-      // max and ReLU commute (and so does the 0/1 prune mask): pooling first runs the
-      // ReLU and its backward on 4x fewer elements, with the same values.
-      h = torch::relu(torch::max_pool2d(c1, 2));
-      h = torch::relu(torch::max_pool2d(apply_prune_mask(conv2->forward(h), 1), 2));
-    }
+    auto h = torch::relu(torch::max_pool2d(apply_prune_mask(c2, 1), 2));
     out.features = torch::relu(fc1->forward(h.flatten(1)));
     out.logits = fc2->forward(out.features);
     return out;
+  }
+  // Channels-last: this LibTorch's NCHW max-pool is several times slower than its
+  // NHWC one, and oneDNN convolutions skip their layout reorders (docs/speed.md).
+  torch::Tensor channels_last_input(const torch::Tensor& input) {
+    weights_channels_last();
+    return input.dim() == 4 ? input.contiguous(at::MemoryFormat::ChannelsLast) : input;
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
 
@@ -120,19 +127,35 @@ struct PreActResNet18 : Classifier {
   }
 
   ModelOutput forward_full(const torch::Tensor& x, bool keep) override {
-    ModelOutput out;
+    std::vector<torch::Tensor> stages;
+    auto out = after_mask(trunk(x, keep ? &stages : nullptr));
+    if (keep) {
+      stages.back() = apply_prune_mask(stages.back(), 1);
+      out.activations = stages;
+    }
+    return out;
+  }
+  torch::Tensor before_prune_mask(const torch::Tensor& x) override { return trunk(x, nullptr); }
+  torch::Tensor logits_after_prune_mask(const torch::Tensor& h, const torch::Tensor&) override {
+    return after_mask(h).logits;
+  }
+  // conv1 and the four stages; the last stage's output is where the mask acts.
+  // `stages` (if given) receives each stage's output.
+  torch::Tensor trunk(const torch::Tensor& x, std::vector<torch::Tensor>* stages) {
     auto h = conv1->forward(x);
     size_t stage = 0;
     for (size_t i = 0; i < blocks.size(); ++i) {
       h = blocks[i]->forward(h);
       if (static_cast<int>(i) == stage_end[stage]) {
-        if (stage == 3) h = apply_prune_mask(h, 1);
-        if (keep) out.activations.push_back(h);
+        if (stages) stages->push_back(h);
         ++stage;
       }
     }
-    h = torch::relu(bn->forward(h));
-    out.features = torch::adaptive_avg_pool2d(h, {1, 1}).flatten(1);
+    return h;
+  }
+  ModelOutput after_mask(const torch::Tensor& h) {
+    ModelOutput out;
+    out.features = torch::adaptive_avg_pool2d(torch::relu(bn->forward(apply_prune_mask(h, 1))), {1, 1}).flatten(1);
     out.logits = fc->forward(out.features);
     return out;
   }

@@ -56,6 +56,17 @@ void Classifier::set_prune_mask(const torch::Tensor& keep) {
   pruned_ = prune_mask_.min().item<float>() < 1.0f;
 }
 
+torch::Tensor Classifier::before_prune_mask(const torch::Tensor& x) {
+  (void)x;
+  return {};
+}
+
+torch::Tensor Classifier::logits_after_prune_mask(const torch::Tensor& before, const torch::Tensor& x) {
+  (void)before;
+  (void)x;
+  fail("model '{}' does not split its forward pass at the prune mask", spec.arch);
+}
+
 torch::Tensor Classifier::apply_prune_mask(const torch::Tensor& t, int64_t dim) const {
   if (!pruned_) return t;
   std::vector<int64_t> shape(static_cast<size_t>(t.dim()), 1);

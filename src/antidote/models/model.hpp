@@ -54,6 +54,13 @@ class Classifier : public torch::nn::Module {
   virtual int64_t prunable_channels() const = 0;
   void set_prune_mask(const torch::Tensor& keep);  // [C], 1 keeps a channel, 0 zeroes it
   torch::Tensor prune_mask() const { return prune_mask_; }
+  // The forward pass split where the mask acts, so that fine-pruning computes the part
+  // before it once per clean row instead of once per pruning step:
+  // logits_after_prune_mask(before_prune_mask(x), x) is logits(x), op for op (eval
+  // mode). A model without the split (an imported TorchScript graph) returns an
+  // undefined tensor from before_prune_mask.
+  virtual torch::Tensor before_prune_mask(const torch::Tensor& x);
+  virtual torch::Tensor logits_after_prune_mask(const torch::Tensor& before, const torch::Tensor& x);
 
   // An independent copy with the same weights (teacher/student copies in defenses).
   virtual std::shared_ptr<Classifier> clone_deep() const;

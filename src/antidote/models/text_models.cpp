@@ -91,7 +91,21 @@ struct TransformerClassifier : Classifier {
   }
 
   ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
-    ModelOutput out;
+    std::vector<torch::Tensor> states;
+    auto out = after_mask(trunk(ids, keep ? &states : nullptr), ids);
+    if (keep) {
+      states.back() = out.features;  // the last layer's states after the final LayerNorm and the mask
+      out.activations = states;
+    }
+    return out;
+  }
+  torch::Tensor before_prune_mask(const torch::Tensor& ids) override { return trunk(ids, nullptr); }
+  torch::Tensor logits_after_prune_mask(const torch::Tensor& h, const torch::Tensor& ids) override {
+    return after_mask(h, ids).logits;
+  }
+  // Embeddings, the layers and the final LayerNorm; `states` (if given) receives each
+  // layer's output.
+  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* states) {
     auto L = ids.size(1);
     auto positions = torch::arange(L, ids.options());
     auto h = inverted_dropout(tok->forward(ids) + pos->forward(positions).unsqueeze(0), p_drop, is_training());
@@ -99,10 +113,14 @@ struct TransformerClassifier : Classifier {
     auto key_bias = torch::zeros(pad.sizes(), h.options()).masked_fill(pad, -1e9).view({ids.size(0), 1, 1, L});
     for (auto& layer : layers) {
       h = layer->forward(h, key_bias);
-      if (keep) out.activations.push_back(h);
+      if (states) states->push_back(h);
     }
-    h = apply_prune_mask(ln->forward(h), -1);
-    if (keep) out.activations.back() = h;
+    return ln->forward(h);
+  }
+  // The mask, then the pooled head.
+  ModelOutput after_mask(const torch::Tensor& normed, const torch::Tensor& ids) {
+    ModelOutput out;
+    auto h = apply_prune_mask(normed, -1);
     out.features = h;
     // pool: mean (default) averages the non-padding positions ([CLS] included);
     // pool: cls reads the [CLS] state, which learns sentence-level structure (the
@@ -110,7 +128,7 @@ struct TransformerClassifier : Classifier {
     if (pool == "cls") {
       out.logits = head->forward(h.select(1, 0));
     } else {
-      auto tokens = (~pad).to(h.dtype()).unsqueeze(-1);
+      auto tokens = (~ids.eq(Vocab::kPad)).to(h.dtype()).unsqueeze(-1);
       out.logits = head->forward((h * tokens).sum(1) / tokens.sum(1).clamp_min(1.0));
     }
     return out;
@@ -142,16 +160,33 @@ struct TextCnn : Classifier {
   }
 
   ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
-    ModelOutput out;
+    std::vector<torch::Tensor> maps;
+    auto out = after_mask(trunk(ids, keep ? &maps : nullptr));
+    if (keep) {
+      maps.push_back(out.features);
+      out.activations = maps;
+    }
+    return out;
+  }
+  torch::Tensor before_prune_mask(const torch::Tensor& ids) override { return trunk(ids, nullptr); }
+  torch::Tensor logits_after_prune_mask(const torch::Tensor& pooled, const torch::Tensor&) override {
+    return after_mask(pooled).logits;
+  }
+  // Embeddings, the convolutions and the max over time, concatenated; `maps` (if given)
+  // receives each convolution's ReLU output.
+  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* maps) {
     auto e = tok->forward(ids).transpose(1, 2);  // [B, D, L]
     std::vector<torch::Tensor> pooled;
     for (auto& c : convs) {
       auto a = torch::relu(c->forward(e));
-      if (keep) out.activations.push_back(a);
+      if (maps) maps->push_back(a);
       pooled.push_back(std::get<0>(a.max(2)));
     }
-    out.features = apply_prune_mask(torch::cat(pooled, 1), 1);
-    if (keep) out.activations.push_back(out.features);
+    return torch::cat(pooled, 1);
+  }
+  ModelOutput after_mask(const torch::Tensor& pooled) {
+    ModelOutput out;
+    out.features = apply_prune_mask(pooled, 1);
     out.logits = head->forward(drop->forward(out.features));
     return out;
   }
