@@ -71,7 +71,8 @@ torch::Tensor channel_means(Classifier& model, const Dataset& data, Modality mod
 // Clean-set accuracy at each pruning step. The mask acts after everything
 // before_prune_mask computes, so that part runs once per clean row and each step runs
 // only the rest: the same batches and operations as clean_fit, so the same accuracies
-// (a test checks it). A model without the split runs whole at every step.
+// (ModelsPrune.ForwardSplitAtTheMaskIsExact checks that the halves give the logits).
+// A model without the split runs whole at every step.
 class PrunedAccuracy {
  public:
   PrunedAccuracy(Classifier& model, const Dataset& clean, torch::Device device) : model_(model), clean_(clean) {
