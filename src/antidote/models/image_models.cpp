@@ -25,24 +25,26 @@ struct SmallCnn : Classifier {
   }
 
   ModelOutput forward_full(const torch::Tensor& input, bool keep) override {
-    if (!keep) return after_mask(before_prune_mask(input));
-    auto c1 = conv1->forward(channels_last_input(input));
-    auto a1 = torch::relu(c1);
-    auto c2 = conv2->forward(torch::max_pool2d(a1, 2));
-    auto out = after_mask(c2);
-    out.activations = {a1, apply_prune_mask(torch::relu(c2), 1)};
+    std::vector<torch::Tensor> acts;
+    auto c2 = trunk(input, keep ? &acts : nullptr);
+    auto out = after_prune_mask(c2, input);
+    if (keep) {
+      acts.push_back(apply_prune_mask(torch::relu(c2), 1));
+      out.activations = std::move(acts);
+    }
     return out;
   }
-  // conv2's output, before the mask. max and ReLU commute (and so does the 0/1 mask):
-  // pooling first runs the ReLU and its backward on 4x fewer elements, same values.
-  torch::Tensor before_prune_mask(const torch::Tensor& input) override {
-    return conv2->forward(torch::relu(torch::max_pool2d(conv1->forward(channels_last_input(input)), 2)));
-  }
-  torch::Tensor logits_after_prune_mask(const torch::Tensor& c2, const torch::Tensor&) override {
-    return after_mask(c2).logits;
+  // conv2's output, before the mask (`acts` receives conv1's ReLU output). max and ReLU
+  // commute (and so does the 0/1 mask): pooling first runs the ReLU and its backward on
+  // 4x fewer elements, with the same values.
+  torch::Tensor trunk(const torch::Tensor& input, std::vector<torch::Tensor>* acts) override {
+    auto c1 = conv1->forward(channels_last_input(input));
+    if (!acts) return conv2->forward(torch::relu(torch::max_pool2d(c1, 2)));
+    acts->push_back(torch::relu(c1));
+    return conv2->forward(torch::max_pool2d(acts->back(), 2));
   }
   // The mask, pool and ReLU, then fc1 (the features) and fc2.
-  ModelOutput after_mask(const torch::Tensor& c2) {
+  ModelOutput after_prune_mask(const torch::Tensor& c2, const torch::Tensor&) override {
     ModelOutput out;
     auto h = torch::relu(torch::max_pool2d(apply_prune_mask(c2, 1), 2));
     out.features = torch::relu(fc1->forward(h.flatten(1)));
@@ -128,32 +130,29 @@ struct PreActResNet18 : Classifier {
 
   ModelOutput forward_full(const torch::Tensor& x, bool keep) override {
     std::vector<torch::Tensor> stages;
-    auto out = after_mask(trunk(x, keep ? &stages : nullptr));
+    auto h = trunk(x, keep ? &stages : nullptr);
+    auto out = after_prune_mask(h, x);
     if (keep) {
-      stages.back() = apply_prune_mask(stages.back(), 1);
-      out.activations = stages;
+      stages.push_back(apply_prune_mask(h, 1));
+      out.activations = std::move(stages);
     }
     return out;
   }
-  torch::Tensor before_prune_mask(const torch::Tensor& x) override { return trunk(x, nullptr); }
-  torch::Tensor logits_after_prune_mask(const torch::Tensor& h, const torch::Tensor&) override {
-    return after_mask(h).logits;
-  }
   // conv1 and the four stages; the last stage's output is where the mask acts.
-  // `stages` (if given) receives each stage's output.
-  torch::Tensor trunk(const torch::Tensor& x, std::vector<torch::Tensor>* stages) {
+  // `stages` (if given) receives the first three stages' outputs.
+  torch::Tensor trunk(const torch::Tensor& x, std::vector<torch::Tensor>* stages) override {
     auto h = conv1->forward(x);
     size_t stage = 0;
     for (size_t i = 0; i < blocks.size(); ++i) {
       h = blocks[i]->forward(h);
       if (static_cast<int>(i) == stage_end[stage]) {
-        if (stages) stages->push_back(h);
+        if (stages && stage < 3) stages->push_back(h);
         ++stage;
       }
     }
     return h;
   }
-  ModelOutput after_mask(const torch::Tensor& h) {
+  ModelOutput after_prune_mask(const torch::Tensor& h, const torch::Tensor&) override {
     ModelOutput out;
     out.features = torch::adaptive_avg_pool2d(torch::relu(bn->forward(apply_prune_mask(h, 1))), {1, 1}).flatten(1);
     out.logits = fc->forward(out.features);

@@ -56,12 +56,13 @@ void Classifier::set_prune_mask(const torch::Tensor& keep) {
   pruned_ = prune_mask_.min().item<float>() < 1.0f;
 }
 
-torch::Tensor Classifier::before_prune_mask(const torch::Tensor& x) {
+torch::Tensor Classifier::trunk(const torch::Tensor& x, std::vector<torch::Tensor>* activations) {
   (void)x;
+  (void)activations;
   return {};
 }
 
-torch::Tensor Classifier::logits_after_prune_mask(const torch::Tensor& before, const torch::Tensor& x) {
+ModelOutput Classifier::after_prune_mask(const torch::Tensor& before, const torch::Tensor& x) {
   (void)before;
   (void)x;
   fail("model '{}' does not split its forward pass at the prune mask", spec.arch);

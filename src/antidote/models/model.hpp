@@ -59,8 +59,10 @@ class Classifier : public torch::nn::Module {
   // logits_after_prune_mask(before_prune_mask(x), x) is logits(x), op for op (eval
   // mode). A model without the split (an imported TorchScript graph) returns an
   // undefined tensor from before_prune_mask.
-  virtual torch::Tensor before_prune_mask(const torch::Tensor& x);
-  virtual torch::Tensor logits_after_prune_mask(const torch::Tensor& before, const torch::Tensor& x);
+  torch::Tensor before_prune_mask(const torch::Tensor& x) { return trunk(x, nullptr); }
+  torch::Tensor logits_after_prune_mask(const torch::Tensor& before, const torch::Tensor& x) {
+    return after_prune_mask(before, x).logits;
+  }
 
   // An independent copy with the same weights (teacher/student copies in defenses).
   virtual std::shared_ptr<Classifier> clone_deep() const;
@@ -70,6 +72,12 @@ class Classifier : public torch::nn::Module {
   ModelSpec spec;
 
  protected:
+  // The two halves of the split, which each built-in model's forward_full also uses:
+  // everything before the mask (`activations`, if given, receives the blocks' outputs
+  // ahead of it), then the mask and the rest (features and logits). The defaults have
+  // no split: an undefined trunk, and after_prune_mask fails.
+  virtual torch::Tensor trunk(const torch::Tensor& x, std::vector<torch::Tensor>* activations);
+  virtual ModelOutput after_prune_mask(const torch::Tensor& before, const torch::Tensor& x);
   void init_prune_mask(int64_t channels);
   // Multiplies `t` by the mask along `dim` (a no-op while nothing is pruned).
   torch::Tensor apply_prune_mask(const torch::Tensor& t, int64_t dim) const;

@@ -92,20 +92,16 @@ struct TransformerClassifier : Classifier {
 
   ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
     std::vector<torch::Tensor> states;
-    auto out = after_mask(trunk(ids, keep ? &states : nullptr), ids);
+    auto out = after_prune_mask(trunk(ids, keep ? &states : nullptr), ids);
     if (keep) {
       states.back() = out.features;  // the last layer's states after the final LayerNorm and the mask
-      out.activations = states;
+      out.activations = std::move(states);
     }
     return out;
   }
-  torch::Tensor before_prune_mask(const torch::Tensor& ids) override { return trunk(ids, nullptr); }
-  torch::Tensor logits_after_prune_mask(const torch::Tensor& h, const torch::Tensor& ids) override {
-    return after_mask(h, ids).logits;
-  }
   // Embeddings, the layers and the final LayerNorm; `states` (if given) receives each
   // layer's output.
-  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* states) {
+  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* states) override {
     auto L = ids.size(1);
     auto positions = torch::arange(L, ids.options());
     auto h = inverted_dropout(tok->forward(ids) + pos->forward(positions).unsqueeze(0), p_drop, is_training());
@@ -118,7 +114,7 @@ struct TransformerClassifier : Classifier {
     return ln->forward(h);
   }
   // The mask, then the pooled head.
-  ModelOutput after_mask(const torch::Tensor& normed, const torch::Tensor& ids) {
+  ModelOutput after_prune_mask(const torch::Tensor& normed, const torch::Tensor& ids) override {
     ModelOutput out;
     auto h = apply_prune_mask(normed, -1);
     out.features = h;
@@ -161,20 +157,16 @@ struct TextCnn : Classifier {
 
   ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
     std::vector<torch::Tensor> maps;
-    auto out = after_mask(trunk(ids, keep ? &maps : nullptr));
+    auto out = after_prune_mask(trunk(ids, keep ? &maps : nullptr), ids);
     if (keep) {
       maps.push_back(out.features);
-      out.activations = maps;
+      out.activations = std::move(maps);
     }
     return out;
   }
-  torch::Tensor before_prune_mask(const torch::Tensor& ids) override { return trunk(ids, nullptr); }
-  torch::Tensor logits_after_prune_mask(const torch::Tensor& pooled, const torch::Tensor&) override {
-    return after_mask(pooled).logits;
-  }
   // Embeddings, the convolutions and the max over time, concatenated; `maps` (if given)
   // receives each convolution's ReLU output.
-  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* maps) {
+  torch::Tensor trunk(const torch::Tensor& ids, std::vector<torch::Tensor>* maps) override {
     auto e = tok->forward(ids).transpose(1, 2);  // [B, D, L]
     std::vector<torch::Tensor> pooled;
     for (auto& c : convs) {
@@ -184,7 +176,7 @@ struct TextCnn : Classifier {
     }
     return torch::cat(pooled, 1);
   }
-  ModelOutput after_mask(const torch::Tensor& pooled) {
+  ModelOutput after_prune_mask(const torch::Tensor& pooled, const torch::Tensor&) override {
     ModelOutput out;
     out.features = apply_prune_mask(pooled, 1);
     out.logits = head->forward(drop->forward(out.features));
