@@ -115,7 +115,7 @@ threads: 2
 dataset: {{name: sst2, path: {}, train_limit: 1500, test_limit: 400}}
 model: {{arch: transformer, dim: 32, layers: 1, ff: 64}}
 train: {{epochs: 3, batch_size: 32}}
-attacks: [{{name: badnet-word, poison_rate: 0.1, target: 1}}]
+attacks: [{{name: badnet-word, poison_rate: 0.2, target: 1}}]
 defenses: [none]
 )",
                                                  sst2.string())),
@@ -126,7 +126,11 @@ defenses: [none]
   ASSERT_EQ(doc["runs"].size(), 1u);
   const auto& r = doc["runs"][0];
   EXPECT_EQ(r["attack"], "badnet-word");
-  // Rare-word triggers are learned quickly even by a tiny model.
+  // Rare-word triggers are learned quickly even by a tiny model. The cell's seed comes
+  // from its config, whose data path is wherever the checkout is, so the trigger must be
+  // learned for any seed: at 20 % poison, seeds 1-8 gave ASR 0.81-0.97 and CACC
+  // 0.56-0.68; at 10 % the ASR ranged 0.63-0.93 and a fresh clone in another directory
+  // failed this check.
   EXPECT_GT(r["asr"].get<double>(), 0.7);
   EXPECT_GE(r["cacc"].get<double>(), 0.45);
   ASSERT_EQ(doc["examples"].size(), 1u);
