@@ -330,7 +330,10 @@ json run_cell(const CellPlan& plan, const Args& a) {
     if (name == "bedkd") {
       row["sizes"] = {{"flip_rows", d["dmm"]["rows"]},
                       {"trust_rows", d["akd"]["trust_rows"]},
-                      {"punish_rows", d["akd"]["punish_rows"]}};
+                      {"punish_rows", d["akd"]["punish_rows"]},
+                      {"punish_per_epoch", d["akd"]["punish_per_epoch"]},
+                      {"punish_stop", d["akd"]["punish_stop"]},
+                      {"punish_floor", d["akd"]["punish_floor"]}};
     } else if (name == "fp") {
       row["sizes"] = {{"channels", d["channels"]}, {"pruned", d["pruned"]},
                       {"prune_evaluations", static_cast<int64_t>(d["prune_curve"].size()) - 1}};

@@ -253,6 +253,18 @@ ClassifierPtr trained_suspect(const Dataset& data, int64_t k) {
   return model;
 }
 
+// The defense's view of a fixture: `train` as the suspicious set, the fixture's pool
+// as the clean rows.
+DefenseContext context_of(const Fixture& f, const Dataset& train, int64_t k, uint64_t seed) {
+  DefenseContext ctx;
+  ctx.train = train;
+  ctx.clean_data = f.train;
+  ctx.clean = f.pool;
+  ctx.num_classes = k;
+  ctx.seed = seed;
+  return ctx;
+}
+
 }  // namespace
 
 TEST(BeDKD, IdentificationIsIndependentOfRowOrder) {
@@ -273,12 +285,7 @@ TEST(BeDKD, IdentificationIsIndependentOfRowOrder) {
     Params p(YAML::Clone(opts), "bedkd");
     auto def = make_defense("bedkd", p, setup);
     p.check_consumed();
-    DefenseContext ctx;
-    ctx.train = train;
-    ctx.clean_data = f.train;
-    ctx.clean = f.pool;
-    ctx.num_classes = k;
-    ctx.seed = 7;
+    auto ctx = context_of(f, train, k, 7);
     return def->run(suspect, ctx);
   };
   auto base = run(f.train);
@@ -303,6 +310,10 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   b["flip_shift"] = 10;
   Params pb(b, "bedkd");
   EXPECT_THROW(make_defense("bedkd", pb, setup), Error);
+  YAML::Node d;
+  d["punish_per_epoch"] = -1;
+  Params pd(d, "bedkd");
+  EXPECT_THROW(make_defense("bedkd", pd, setup), Error);
   YAML::Node c;
   c["flip_params"] = "nosuchlayer";
   c["flip_epochs"] = 1;
@@ -310,11 +321,7 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   Params pc(c, "bedkd");
   auto def = make_defense("bedkd", pc, DefenseSetup{Modality::Image, "cnn", 3});
   auto f = fixture(120, 120, 3);
-  DefenseContext ctx;
-  ctx.train = f.train;
-  ctx.clean_data = f.train;
-  ctx.clean = f.pool;
-  ctx.num_classes = 3;
+  auto ctx = context_of(f, f.train, 3, 0);
   EXPECT_THROW(def->run(tiny_cnn(3), ctx), Error);
 }
 
@@ -333,12 +340,7 @@ TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {
   auto run = [&] {
     Params p(YAML::Clone(opts), "bedkd");
     auto def = make_defense("bedkd", p, setup);
-    DefenseContext ctx;
-    ctx.train = f.train;
-    ctx.clean_data = f.train;
-    ctx.clean = f.pool;
-    ctx.num_classes = k;
-    ctx.seed = 3;
+    auto ctx = context_of(f, f.train, k, 3);
     ctx.monitor = [&](Classifier&) {
       ++monitor_calls;
       return Evaluation{};
@@ -358,6 +360,42 @@ TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {
   EXPECT_TRUE(torch::equal(a.flagged, b.flagged));
   auto pa = a.model->named_parameters(), pb = b.model->named_parameters();
   for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
+}
+
+// punish_per_epoch: each punish pass visits a fresh draw of exactly that many rows of
+// D_p (without the stopping rule, every drawn row is punished); 0 visits all of D_p.
+TEST(BeDKD, PunishPerEpochDrawsThatManyRows) {
+  set_quiet(true);
+  const int64_t k = 3;
+  auto f = fixture(400, 200, k);
+  auto suspect = trained_suspect(f.train, k);
+  auto run = [&](int64_t per_epoch) {
+    YAML::Node opts;
+    opts["flip_per_class"] = 10;
+    opts["trust_per_class"] = 10;
+    opts["flip_epochs"] = 1;
+    opts["akd_epochs"] = 3;
+    opts["threshold"] = 1.0;  // flag every row, so that D_p is large
+    opts["max_flagged"] = 0;
+    opts["max_kept"] = 0;
+    opts["vote"] = false;
+    opts["consistency"] = false;
+    opts["punish_stop"] = "none";
+    opts["punish_per_epoch"] = per_epoch;
+    Params p(opts, "bedkd");
+    auto def = make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", k});
+    auto ctx = context_of(f, f.train, k, 5);
+    return def->run(suspect, ctx);
+  };
+  auto drawn = run(7);
+  ASSERT_EQ(drawn.flagged.numel(), 400);
+  ASSERT_EQ(drawn.details["trajectory"].size(), 3u);
+  for (const auto& row : drawn.details["trajectory"]) EXPECT_EQ(row["punish_rows"].get<int64_t>(), 7);
+  auto all = run(0);
+  for (const auto& row : all.details["trajectory"]) EXPECT_EQ(row["punish_rows"].get<int64_t>(), 400);
+  // A draw larger than D_p is all of D_p.
+  auto capped = run(1000);
+  for (const auto& row : capped.details["trajectory"]) EXPECT_EQ(row["punish_rows"].get<int64_t>(), 400);
 }
 
 // Small real data: a Fashion-MNIST subset with BadNets, the shipped default recipe

@@ -182,8 +182,9 @@ if A.get("cells"):
             w(f"| {d['defense']} | {pct(d['cacc'])} | {pct(d['asr'])} | {pct(pd.get('cacc'))} | {pct(pd.get('asr'))} |")
         w("")
     w("Stage sizes: BeDKD DMM = flip_per_class 80 × K rows, batch 16, Adam; identify = two `predict_probs` "
-      "passes over the training set (batch 512); AKD = trust_per_class 320 × K rows + ≤ 32 punished rows per "
-      "epoch, batch 16, plus the monitor evaluation. NT-ML: NT = one epoch over the training set (batch 128 "
+      "passes over the training set (batch 512); AKD = trust_per_class 320 × K rows + a punish pass (images: "
+      "128 rows drawn per epoch from ≤ 1024; text: ≤ 32 rows), each batch cut to the rows still above the "
+      "floor, batch 16, plus the monitor evaluation. NT-ML: NT = one epoch over the training set (batch 128 "
       "images / 32 text); ML = `ml_iterations` steps of two models (batch 64 / 32); control off. FT, FP, NAD: "
       "500 clean rows, their default recipes (images: SGD, batch 64, 2-pixel shifts; text: Adam, batch 32).")
     w("")

@@ -446,6 +446,8 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     px, py = cell["train_x"][order], cell["train_y"][order]
     student = trainable(load_copy(arch, spec, state))
     opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    per_epoch = sizes.get("punish_per_epoch", 0)
+    stop, floor = sizes.get("punish_stop", "none"), sizes.get("punish_floor", 0.0)
     for _ in range(akd_epochs):
         for i in range(0, len(ty), 16):
             xb, yb = tx[i:i + 16], ty[i:i + 16]
@@ -457,8 +459,22 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
             loss.backward()
             opt.step()
             loss.item()
-        for i in range(0, len(py), 16):
-            xb, yb = px[i:i + 16], py[i:i + 16]
+        # The C++ run's punish pass: a fresh draw of punish_per_epoch rows (0 = all),
+        # each batch cut to the rows the student still gives more than the floor.
+        draw = torch.arange(len(py))
+        if 0 < per_epoch < len(py):
+            draw = torch.sort(torch.randperm(len(py), generator=gen)[:per_epoch]).values
+        for i in range(0, len(draw), 16):
+            xb, yb = px[draw[i:i + 16]], py[draw[i:i + 16]]
+            if stop == "prob":
+                with torch.no_grad():
+                    student.eval()
+                    p = F.softmax(student.forward_full(xb)[0], 1).gather(1, yb.unsqueeze(1)).squeeze(1)
+                    still = torch.nonzero(p > floor).squeeze(1)
+                    student.train()
+                if len(still) == 0:
+                    continue
+                xb, yb = xb[still], yb[still]
             s_out = student.forward_full(xb)
             with torch.no_grad():
                 t_out = teacher.forward_full(xb)

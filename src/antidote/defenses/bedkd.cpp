@@ -125,6 +125,9 @@ struct Config {
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
+  // 0 = the whole of D_p in every punish pass; N = a fresh seeded draw of N rows of
+  // D_p per epoch, so that no row is punished often enough to be memorised.
+  int64_t punish_per_epoch = 0;
   double akd_lr = 3e-5, akd_temperature = 2.5, punish_weight = 1.0;
   // none | flipped (stop punishing rows the student no longer maps to their label) |
   // prob (stop once the student's probability of the label is at most punish_floor)
@@ -161,15 +164,25 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
   // Distillation: 3e-5 leaves a from-scratch model unchanged; 3e-4 purifies it, and the
   // stopping rule (punish a row only while the student still gives its label more
   // than punish_floor) keeps gradient ascent from wrecking clean accuracy or teaching
-  // "trigger -> not target". Images: the saturated poisoned rows separate cleanly, so
-  // a larger punish set (128) is still pure and makes the unlearning generalise.
+  // "trigger -> not target".
   c.akd_lr = 3e-4;
   c.punish_stop = "prob";
   if (setup.modality == Modality::Text) {
     c.punish_floor = 0.1;
   } else {
     c.punish_floor = 0.05;
-    c.max_kept = 128;
+    // Images: the saturated poisoned rows barely move under the mapping (score ~1e-3
+    // against ~0.07 for clean rows), so a threshold of 0.003 keeps out the clean rows.
+    // A fixed punish set of 128 rows is memorised ("these garments are not the
+    // target") and the trigger drifts back during the trust passes; a fresh draw of
+    // 128 rows per epoch from up to 1024 makes the unlearning generalise. The cap
+    // matters for clean-label attacks: with SIG every poisoned row really is of the
+    // target class, and draws from all of them (~6000) never fall below the floor, so
+    // gradient ascent never stops (docs/bedkd.md, session 6).
+    c.threshold = 0.003;
+    c.max_flagged = 1024;
+    c.max_kept = 1024;
+    c.punish_per_epoch = 128;
   }
   return c;
 }
@@ -386,6 +399,8 @@ struct BeDKD : Defense {
     auto opt = make_optimizer(student->parameters(), OptimizerConfig{c.optimizer, c.akd_lr, 0.0, c.weight_decay});
     torch::manual_seed(rng.fork_seed("akd"));
     Rng akd_shuffle(rng.fork_seed("akd-order"));
+    // Forked only when used, so that the default recipe's random streams stay as they were.
+    Rng punish_draw(c.punish_per_epoch > 0 ? rng.fork_seed("akd-punish-draw") : 0);
     const auto trust_teacher = teacher_outputs(*teacher, trust.x, c.score_batch);
     nlohmann::json trajectory = nlohmann::json::array();
     Progress progress("bedkd akd", c.akd_epochs, "epochs");
@@ -405,8 +420,16 @@ struct BeDKD : Defense {
         trust_seen += idx.size(0);
       }
       if (punish.size() > 0 && c.punish_weight > 0) {
-        for (const auto& idx : epoch_batches(punish.size(), c.punish_batch, nullptr)) {
-          auto ib = idx.to(dev);
+        torch::Tensor drawn;  // this epoch's punish rows (indices into D_p), or all of them
+        if (c.punish_per_epoch > 0 && c.punish_per_epoch < punish.size()) {
+          auto perm = punish_draw.permutation(punish.size());
+          perm.resize(static_cast<size_t>(c.punish_per_epoch));
+          std::sort(perm.begin(), perm.end());
+          drawn = torch::tensor(perm, torch::kLong);
+        }
+        const int64_t n_punish = drawn.defined() ? drawn.numel() : punish.size();
+        for (const auto& idx : epoch_batches(n_punish, c.punish_batch, nullptr)) {
+          auto ib = (drawn.defined() ? drawn.index_select(0, idx) : idx).to(dev);
           auto xb = punish.x.index_select(0, ib);
           auto yb = punish.y.index_select(0, ib);
           if (c.punish_stop != "none") {
@@ -464,7 +487,11 @@ struct BeDKD : Defense {
     }
     progress.finish();
     details["trajectory"] = trajectory;
-    details["akd"] = {{"trust_rows", trust.size()}, {"punish_rows", punish.size()}};
+    details["akd"] = {{"trust_rows", trust.size()},
+                      {"punish_rows", punish.size()},
+                      {"punish_per_epoch", c.punish_per_epoch},
+                      {"punish_stop", c.punish_stop},
+                      {"punish_floor", c.punish_floor}};
     student->eval();
     for (auto& p : student->parameters()) p.set_requires_grad(false);
     result.model = student;
@@ -512,6 +539,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.punish_weight = p.get<double>("punish_weight", c.punish_weight);
   c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
   c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
+  c.punish_per_epoch = p.get<int64_t>("punish_per_epoch", c.punish_per_epoch);
 
   const auto& ctx = p.context();
   if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
@@ -523,6 +551,7 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   if (!(c.flip_lr > 0) || !(c.akd_lr > 0)) fail("{}: learning rates must be positive", ctx);
   if (!(c.flip_temperature > 0) || !(c.akd_temperature > 0)) fail("{}: temperatures must be positive", ctx);
   if (!(c.vote_min_share >= 0 && c.vote_min_share <= 1)) fail("{}: vote_min_share must lie in [0, 1]", ctx);
+  if (c.punish_per_epoch < 0) fail("{}: punish_per_epoch must be >= 0 (0 = all of D_p)", ctx);
   if (c.max_flagged < 0 || c.max_kept < 0) fail("{}: max_flagged and max_kept must be >= 0 (0 = no cap)", ctx);
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
