@@ -215,3 +215,73 @@ TEST(MetricsEvaluate, PredictProbsBatchesAndRestoresMode) {
   auto expected_asr = pred.eq(target).to(torch::kFloat64).mean().item<double>();
   EXPECT_DOUBLE_EQ(e.asr, expected_asr);
 }
+
+// Text rows of different lengths: a Transformer is run on length-sorted batches cut to
+// their longest row, and the probabilities come back in row order, equal to a forward
+// pass over the whole padded matrix. TextCNN reads its padding, so it is never cut.
+TEST(MetricsEvaluate, PredictProbsCutsTrailingPaddingOnlyWhereItIsIgnored) {
+  InputSpec in;
+  in.modality = Modality::Text;
+  in.vocab_size = 30;
+  in.max_len = 12;
+  in.num_classes = 3;
+  // Row lengths (with [CLS]) 1..12 in a scrambled order; the rest is [PAD].
+  const std::vector<int64_t> lengths = {5, 12, 1, 9, 3, 7, 2, 11, 4, 10, 6, 8};
+  auto x = torch::full({12, 12}, Vocab::kPad, torch::kLong);
+  torch::manual_seed(3);
+  for (int64_t i = 0; i < 12; ++i) {
+    x[i][0] = Vocab::kCls;
+    if (lengths[i] > 1) x[i].slice(0, 1, lengths[i]).copy_(torch::randint(3, 30, {lengths[i] - 1}, torch::kLong));
+  }
+  for (const char* arch : {"transformer", "textcnn"}) {
+    torch::manual_seed(0);
+    auto model = make_model(arch, in, YAML::Load(std::string(arch) == "textcnn" ? "{kernels: [2]}" : "{}"));
+    model->eval();
+    torch::Tensor direct;
+    {
+      torch::NoGradGuard ng;
+      direct = torch::softmax(model->logits(x), 1);
+    }
+    auto probs = predict_probs(*model, x, 5);  // batches of 5, 5, 2 over the sorted rows
+    EXPECT_EQ(model->ignores_trailing_padding(), std::string(arch) == "transformer") << arch;
+    EXPECT_TRUE(torch::allclose(probs, direct, 1e-5, 1e-6)) << arch << " max diff "
+                                                          << (probs - direct).abs().max().item<float>();
+  }
+}
+
+namespace {
+
+// Logits that show what a batch looked like: [number of columns, row length, 0].
+struct ShapeProbe : Classifier {
+  ModelOutput forward_full(const torch::Tensor& x, bool) override {
+    auto len = (x.ne(Vocab::kPad).to(torch::kFloat) * torch::arange(1, x.size(1) + 1).unsqueeze(0)).amax(1);
+    ModelOutput o;
+    o.logits = torch::stack({torch::full_like(len, static_cast<double>(x.size(1))), len, torch::zeros_like(len)}, 1);
+    o.features = o.logits;
+    return o;
+  }
+  int64_t prunable_channels() const override { return 0; }
+  bool ignores_trailing_padding() const override { return true; }
+};
+
+}  // namespace
+
+// The cut itself: rows sorted by length (ties in row order), batches of 2, each cut to
+// its longest row; results back in row order.
+TEST(MetricsEvaluate, PredictProbsBatchesRowsOfSimilarLength) {
+  ShapeProbe probe;
+  const std::vector<int64_t> lengths = {4, 1, 3, 1, 2};
+  auto x = torch::full({5, 6}, Vocab::kPad, torch::kLong);
+  for (int64_t i = 0; i < 5; ++i) x[i].slice(0, 0, lengths[i]).fill_(Vocab::kCls);
+  auto logits = predict_probs(probe, x, 2).log();  // softmax then log: logits up to a shift per row
+  auto cols = (logits.select(1, 0) - logits.select(1, 2)).round().to(torch::kLong);
+  auto lens = (logits.select(1, 1) - logits.select(1, 2)).round().to(torch::kLong);
+  // sorted: rows 1 (1), 3 (1) | 4 (2), 2 (3) | 0 (4) -> cut to 1, 3, 4 columns
+  EXPECT_EQ(std::vector<int64_t>(cols.data_ptr<int64_t>(), cols.data_ptr<int64_t>() + 5),
+            (std::vector<int64_t>{4, 1, 3, 1, 3}));
+  EXPECT_EQ(std::vector<int64_t>(lens.data_ptr<int64_t>(), lens.data_ptr<int64_t>() + 5), lengths);
+  // A row of padding only: nothing is cut (its output would depend on the cut).
+  x[1].fill_(Vocab::kPad);
+  auto whole = (predict_probs(probe, x, 2).log().select(1, 0) - predict_probs(probe, x, 2).log().select(1, 2)).round();
+  EXPECT_TRUE(torch::equal(whole.to(torch::kLong), torch::full({5}, 6, torch::kLong)));
+}

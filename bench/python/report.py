@@ -139,6 +139,11 @@ if A.get("eval"):
           f"{100 * r['peak_fraction']:.0f}% | {fmt(p and p['samples_per_s'])} | "
           f"{ratio(1 / r['samples_per_s'], p and 1 / p['samples_per_s'])} |")
     w("")
+    w("The Transformer's rows have random lengths (6 to max_len tokens, the rest [PAD]). Both sides skip "
+      "trailing padding: the twin cuts each batch to its longest row (dynamic padding, as a collator does), "
+      "antidote also sorts the rows by length first, so each batch holds rows of similar length. % peak "
+      "counts the FLOPs of the padded rows, so for the Transformer it overstates the arithmetic done.")
+    w("")
 
 # ---- defenses -----------------------------------------------------------------------------
 if A.get("cells"):

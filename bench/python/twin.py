@@ -248,11 +248,19 @@ def train_supervised(model, x, y, epochs, batch, opt_name, lr, momentum, weight_
     return model
 
 
+def cut_padding(xb):
+    """Token ids cut to the batch's longest row (dynamic padding, as a collator does)."""
+    if xb.dtype != torch.long or xb.dim() != 2:
+        return xb
+    used = (xb != PAD).any(0).nonzero()
+    return xb[:, :int(used[-1]) + 1] if len(used) else xb
+
+
 @torch.no_grad()
 def predict_probs(model, x, batch=512):
     was = model.training
     model.eval()
-    out = [torch.softmax(model(x[i:i + batch]), 1) for i in range(0, x.shape[0], batch)]
+    out = [torch.softmax(model(cut_padding(x[i:i + batch])), 1) for i in range(0, x.shape[0], batch)]
     model.train(was)
     return torch.cat(out)
 

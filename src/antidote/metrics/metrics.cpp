@@ -67,19 +67,52 @@ double auroc(const torch::Tensor& scores, const torch::Tensor& positive) {
   return (rank_sum - npos * (npos + 1) / 2.0) / (static_cast<double>(npos) * nneg);
 }
 
+namespace {
+
+// Rows of token ids ordered by length (1 + the position of the last non-[PAD] id), for
+// a model whose logits ignore trailing padding; undefined when nothing can be cut (no
+// such model, not token ids, every row full) or a row is all padding.
+torch::Tensor length_order(Classifier& model, const torch::Tensor& x, torch::Tensor* lengths) {
+  if (!model.ignores_trailing_padding() || x.dim() != 2 || x.is_floating_point() || x.size(0) == 0) return {};
+  auto positions = torch::arange(1, x.size(1) + 1, torch::kLong).unsqueeze(0);
+  *lengths = (x.ne(Vocab::kPad).to(torch::kLong) * positions).amax(1).to(torch::kCPU);
+  if (lengths->min().item<int64_t>() == 0 || lengths->min().item<int64_t>() == x.size(1)) return {};
+  return std::get<1>(lengths->sort(/*stable=*/true, 0, /*descending=*/false));
+}
+
+}  // namespace
+
 torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size) {
   torch::NoGradGuard ng;
   bool was_training = model.is_training();
   model.eval();
   auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();
+  // Text: SST-2's rows average about 20 of 53 positions. Batches of rows of similar
+  // length, each cut to its longest row, do the same arithmetic on real tokens and
+  // skip most of the padding (the model guarantees the logits do not see it).
+  torch::Tensor lengths;
+  const auto order = length_order(model, x, &lengths);
   std::vector<torch::Tensor> out;
   for (int64_t i = 0; i < x.size(0); i += batch_size) {
-    auto xb = x.slice(0, i, std::min(i + batch_size, x.size(0))).to(dev);
-    out.push_back(torch::softmax(model.forward(xb).logits, 1).to(torch::kCPU));
+    const int64_t end = std::min(i + batch_size, x.size(0));
+    torch::Tensor xb;
+    if (order.defined()) {
+      auto rows = order.slice(0, i, end);
+      xb = x.index_select(0, rows.to(x.device())).slice(1, 0, lengths.index_select(0, rows).max().item<int64_t>());
+    } else {
+      xb = x.slice(0, i, end);
+    }
+    out.push_back(torch::softmax(model.forward(xb.to(dev)).logits, 1).to(torch::kCPU));
   }
   model.train(was_training);
   if (out.empty()) return torch::zeros({0, 0});
-  return torch::cat(out);
+  auto probs = torch::cat(out);
+  if (order.defined()) {
+    auto in_order = torch::empty_like(probs);
+    in_order.index_copy_(0, order, probs);
+    return in_order;
+  }
+  return probs;
 }
 
 Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,

@@ -64,6 +64,12 @@ class Classifier : public torch::nn::Module {
     return after_prune_mask(before, x).logits;
   }
 
+  // True for a text model whose logits do not depend on the [PAD] ids after a row's
+  // last token (attention masks them, pooling skips them): inference may then cut each
+  // batch to its longest row (predict_probs). False where padding is read (TextCNN's
+  // max over time sees it) or unknown (imported TorchScript).
+  virtual bool ignores_trailing_padding() const { return false; }
+
   // An independent copy with the same weights (teacher/student copies in defenses).
   virtual std::shared_ptr<Classifier> clone_deep() const;
   // Save to `path` (weights) + `path.json` (spec); TorchScript models save as TorchScript.

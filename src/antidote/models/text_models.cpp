@@ -130,6 +130,9 @@ struct TransformerClassifier : Classifier {
     return out;
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
+  // Padding keys get -1e9 before the softmax (weight exactly 0), and both poolings skip
+  // padding positions; positions are absolute, so cutting trailing padding changes nothing.
+  bool ignores_trailing_padding() const override { return true; }
 };
 
 // Kim-style CNN: parallel 1-D convolutions, max over time, concatenated features.
