@@ -88,8 +88,8 @@ torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t b
   model.eval();
   auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();
   // Text: SST-2's rows average about 20 of 53 positions. Batches of rows of similar
-  // length, each cut to its longest row, do the same arithmetic on real tokens and
-  // skip most of the padding (the model guarantees the logits do not see it).
+  // length, each cut to its longest row, skip most of the padding; the model guarantees
+  // that its logits do not see padding, so they change only by float rounding.
   torch::Tensor lengths;
   const auto order = length_order(model, x, &lengths);
   std::vector<torch::Tensor> out;

@@ -131,7 +131,8 @@ struct TransformerClassifier : Classifier {
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
   // Padding keys get -1e9 before the softmax (weight exactly 0), and both poolings skip
-  // padding positions; positions are absolute, so cutting trailing padding changes nothing.
+  // padding positions; positions are absolute, so cutting trailing padding changes the
+  // logits only by float rounding (other GEMM shapes).
   bool ignores_trailing_padding() const override { return true; }
 };
 
