@@ -104,21 +104,32 @@ TEST(Pipeline, RerunResumesFinishedCellsWithoutRetraining) {
   for (const auto& [path, t] : stamps) EXPECT_EQ(fs::last_write_time(path), t) << path << " was rewritten";
 }
 
+// Runs the enclosing scope in another working directory.
+struct WorkingDirectory {
+  fs::path previous = fs::current_path();
+  explicit WorkingDirectory(const fs::path& dir) { fs::current_path(dir); }
+  ~WorkingDirectory() { fs::current_path(previous); }
+};
+
 TEST(Pipeline, Sst2BadnetWordRunsOnRealText) {
-  auto sst2 = fs::path(ANTIDOTE_SHARED_DATA) / "text/sst2";
-  if (!fs::exists(sst2)) GTEST_SKIP() << "shared text data not found";
+  auto text = fs::path(ANTIDOTE_SHARED_DATA) / "text";
+  if (!fs::exists(text / "sst2")) GTEST_SKIP() << "shared text data not found";
   set_quiet(true);
-  auto out = temp_dir("sst2");
-  auto cfg = parse_config(YAML::Load(fmt::format(R"(
+  auto out = fs::absolute(temp_dir("sst2"));
+  // The cell's seed is hashed from its config, the data path as written included. A
+  // path relative to the shared text data gives every checkout the same seed; with
+  // the absolute path, a clone elsewhere drew another seed and once failed the ASR
+  // check below (0.675 at 20 % poison).
+  WorkingDirectory cwd(text);
+  auto cfg = parse_config(YAML::Load(R"(
 seed: 1
 threads: 2
-dataset: {{name: sst2, path: {}, train_limit: 1500, test_limit: 400}}
-model: {{arch: transformer, dim: 32, layers: 1, ff: 64}}
-train: {{epochs: 3, batch_size: 32}}
-attacks: [{{name: badnet-word, poison_rate: 0.2, target: 1}}]
+dataset: {name: sst2, path: sst2, train_limit: 1500, test_limit: 400}
+model: {arch: transformer, dim: 32, layers: 1, ff: 64}
+train: {epochs: 3, batch_size: 32}
+attacks: [{name: badnet-word, poison_rate: 0.3, target: 1}]
 defenses: [none]
-)",
-                                                 sst2.string())),
+)"),
                           "test");
   BenchOptions o;
   o.out_dir = out.string();
@@ -126,11 +137,9 @@ defenses: [none]
   ASSERT_EQ(doc["runs"].size(), 1u);
   const auto& r = doc["runs"][0];
   EXPECT_EQ(r["attack"], "badnet-word");
-  // Rare-word triggers are learned quickly even by a tiny model. The cell's seed comes
-  // from its config, whose data path is wherever the checkout is, so the trigger must be
-  // learned for any seed: at 20 % poison, seeds 1-8 gave ASR 0.81-0.97 and CACC
-  // 0.56-0.68; at 10 % the ASR ranged 0.63-0.93 and a fresh clone in another directory
-  // failed this check.
+  // Rare-word triggers are learned quickly even by a tiny model, and the check holds
+  // with a margin for other seeds too: at 30 % poison, seeds 1-24 of this config gave
+  // ASR 0.845-1.0 and CACC 0.525-0.655 (at 20 %: ASR 0.774-0.98).
   EXPECT_GT(r["asr"].get<double>(), 0.7);
   EXPECT_GE(r["cacc"].get<double>(), 0.45);
   ASSERT_EQ(doc["examples"].size(), 1u);
