@@ -70,9 +70,10 @@ torch::Tensor channel_means(Classifier& model, const Dataset& data, Modality mod
 
 // Clean-set accuracy at each pruning step. The mask acts after everything
 // before_prune_mask computes, so that part runs once per clean row and each step runs
-// only the rest: the same batches and operations as clean_fit, so the same accuracies
+// only the rest, over the same fixed batches of 256 rows, so every step (and acc0)
+// sees the same logits as a whole forward pass would
 // (ModelsPrune.ForwardSplitAtTheMaskIsExact checks that the halves give the logits).
-// A model without the split runs whole at every step.
+// A model without the split runs whole at every step (clean_fit).
 class PrunedAccuracy {
  public:
   PrunedAccuracy(Classifier& model, const Dataset& clean, torch::Device device) : model_(model), clean_(clean) {
