@@ -2,8 +2,12 @@
 // filters, the punish step, order invariance, and a small end-to-end run.
 #include <gtest/gtest.h>
 
+#include <fmt/format.h>
+
 #include <algorithm>
+#include <iostream>
 #include <set>
+#include <vector>
 
 #include "antidote/defenses/bedkd.hpp"
 #include "antidote/defenses/defense.hpp"
@@ -47,8 +51,13 @@ TEST(BeDKD, KdLossHandWorked) {
   EXPECT_NEAR(terms.mse.item<double>(), 0.75, 1e-7);
   EXPECT_NEAR(terms.total.item<double>(), 0.7256172, 1e-6);
   EXPECT_NEAR(bedkd::kd_loss(s, t, y, 2.0).item<double>(), 0.7256172, 1e-6);
-  // alpha = 1 leaves CE alone.
+  // alpha = 1 leaves CE alone, and the distillation terms are not computed.
   EXPECT_NEAR(bedkd::kd_loss(s, t, y, 2.0, {1.0, 1.0, 1.0}).item<double>(), 0.5032044, 1e-6);
+  auto ce_only = bedkd::kd_terms(s, t, y, 2.0, {1.0, 1.0, 1.0});
+  EXPECT_EQ(ce_only.kl.item<double>(), 0.0);
+  EXPECT_EQ(ce_only.mse.item<double>(), 0.0);
+  // w_mse = 0: L = 0.3·CE + 0.7·KL = 0.1509613 + 0.0496558 = 0.2006172.
+  EXPECT_NEAR(bedkd::kd_loss(s, t, y, 2.0, {0.3, 1.0, 0.0}).item<double>(), 0.2006172, 1e-6);
 }
 
 TEST(BeDKD, KdLossMasksPaddingOnlyWhenAsked) {
@@ -133,6 +142,56 @@ TEST(BeDKD, SelectThresholdCapAndConsistency) {
   o.max_kept = 3;
   sel = bedkd::select_suspects(scores, pred, label, o);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9}, torch::kLong)));
+}
+
+// vote_by: lowest_mean picks the label whose max_kept lowest rows have the lowest mean
+// score, where a count picks the label with the most rows.
+TEST(BeDKD, VoteByLowestMeanPicksTheLabelWithTheLowestBottom) {
+  // Rows 0-6 carry label 0 with scores .05 .05 .06 .06 .07 .07 .08; rows 7-9 label 1 with
+  // .01 .02 .03, and rows 10-12 label 1 with .9. Every prediction equals its label.
+  auto scores = torch::tensor({0.05, 0.05, 0.06, 0.06, 0.07, 0.07, 0.08, 0.01, 0.02, 0.03, 0.9, 0.9, 0.9},
+                              torch::kDouble);
+  auto label = torch::tensor({0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, torch::kLong);
+  bedkd::SelectOptions o;
+  o.threshold = 0;
+  o.max_flagged = 0;
+  o.vote = true;
+  o.max_kept = 3;
+  // Count: 7 rows of label 0 against 6 of label 1.
+  auto sel = bedkd::select_suspects(scores, label, label, o);
+  EXPECT_EQ(sel.voted_label, 0);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({0, 1, 2}, torch::kLong)));
+  // Lowest three: label 0 (.05 + .05 + .06) / 3 = .0533, label 1 (.01 + .02 + .03) / 3 = .02.
+  o.vote_by = "lowest_mean";
+  sel = bedkd::select_suspects(scores, label, label, o);
+  EXPECT_EQ(sel.voted_label, 1);
+  EXPECT_EQ(sel.voted, 6);
+  EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({7, 8, 9}, torch::kLong)));
+  // The share guard belongs to the count: label 1 holds 6 of 13 rows, yet it is kept.
+  o.vote_min_share = 0.9;
+  EXPECT_EQ(bedkd::select_suspects(scores, label, label, o).kept, 3);
+  // Without a cap every row counts: label 0 averages .44 / 7 = .0629, label 1
+  // (.06 + 2.7) / 6 = .46, so label 0 wins.
+  o.max_kept = 0;
+  sel = bedkd::select_suspects(scores, label, label, o);
+  EXPECT_EQ(sel.voted_label, 0);
+  EXPECT_EQ(sel.kept, 7);
+}
+
+// Ranks scaled to [0, 1]: for .3 .1 .3 .2 the order is .1 (0), .2 (1), then the tied .3s
+// share (2 + 3) / 2 = 2.5; divided by n - 1 = 3.
+TEST(BeDKD, FractionalRanksShareTiesAndIgnoreRowOrder) {
+  auto r = bedkd::fractional_ranks(torch::tensor({0.3, 0.1, 0.3, 0.2}, torch::kDouble));
+  EXPECT_TRUE(torch::allclose(r, torch::tensor({2.5 / 3, 0.0, 2.5 / 3, 1.0 / 3}, torch::kDouble)));
+  EXPECT_EQ(bedkd::fractional_ranks(torch::tensor({0.7})).item<double>(), 0.0);
+  torch::manual_seed(4);
+  auto s = (torch::rand({200}, torch::kDouble) * 10).floor();  // many ties
+  Rng rng(2);
+  auto perm = torch::tensor(rng.permutation(200), torch::kLong);
+  EXPECT_TRUE(torch::equal(bedkd::fractional_ranks(s.index_select(0, perm)),
+                           bedkd::fractional_ranks(s).index_select(0, perm)));
+  // Whatever the ties, the ranks average (n - 1) / 2 before scaling: 0.5.
+  EXPECT_NEAR(bedkd::fractional_ranks(s).mean().item<double>(), 0.5, 1e-12);
 }
 
 TEST(BeDKD, SelectIsIndependentOfRowOrder) {
@@ -314,6 +373,14 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   d["punish_per_epoch"] = -1;
   Params pd(d, "bedkd");
   EXPECT_THROW(make_defense("bedkd", pd, setup), Error);
+  for (auto [key, value] : {std::pair<const char*, const char*>{"score_over", "first"},
+                             {"vote_by", "median"},
+                             {"flip_stop_accuracy", "1.5"}}) {
+    YAML::Node e;
+    e[key] = value;
+    Params pe(e, "bedkd");
+    EXPECT_THROW(make_defense("bedkd", pe, setup), Error) << key;
+  }
   YAML::Node c;
   c["flip_params"] = "nosuchlayer";
   c["flip_epochs"] = 1;
@@ -362,6 +429,49 @@ TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {
   for (const auto& kv : pa) EXPECT_TRUE(torch::equal(kv.value(), pb[kv.key()])) << kv.key();
 }
 
+// The text recipe's DMM options: scores averaged as ranks over the mapping's epochs
+// (every epoch's ranks average 0.5, so their mean does too), and a mapping that stops at
+// the first epoch where it reaches flip_stop_accuracy.
+TEST(BeDKD, ScoreOverEpochsAndFlipStop) {
+  set_quiet(true);
+  const int64_t k = 3;
+  auto f = fixture(300, 150, k);
+  auto suspect = trained_suspect(f.train, k);
+  auto run = [&](const char* score_over, int64_t epochs, double stop) {
+    YAML::Node opts;
+    opts["flip_per_class"] = 10;
+    opts["trust_per_class"] = 10;
+    opts["flip_alpha"] = 1.0;  // cross-entropy alone and a fast rate: the flip is learned
+    opts["flip_lr"] = 0.01;
+    opts["flip_epochs"] = epochs;
+    opts["akd_epochs"] = 0;
+    opts["score_over"] = score_over;
+    opts["flip_stop_accuracy"] = stop;
+    Params p(opts, "bedkd");
+    auto def = make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", k});
+    auto ctx = context_of(f, f.train, k, 6);
+    return def->run(suspect, ctx);
+  };
+  auto ranked = run("epochs", 4, 0);
+  EXPECT_EQ(ranked.details["dmm"]["epochs"].get<int64_t>(), 4);
+  EXPECT_NEAR(ranked.scores.to(torch::kDouble).mean().item<double>(), 0.5, 1e-6);
+  EXPECT_GE(ranked.scores.min().item<double>(), 0.0);
+  EXPECT_LE(ranked.scores.max().item<double>(), 1.0);
+  EXPECT_EQ(ranked.details["identify"]["score_over"], "epochs");
+  // The mapping follows the same path whatever its length, so the flip accuracy after
+  // E epochs is that of a run of E epochs; the stop must come at the first E that
+  // reaches the target.
+  std::vector<double> reached;
+  for (int64_t e = 1; e <= 4; ++e) reached.push_back(run("last", e, 0).details["dmm"]["flip_accuracy"].get<double>());
+  const double target = *std::max_element(reached.begin(), reached.end());
+  ASSERT_GT(target, 0.0);
+  const int64_t first = std::find_if(reached.begin(), reached.end(), [&](double a) { return a >= target; }) -
+                        reached.begin() + 1;
+  auto stopped = run("last", 4, target);
+  EXPECT_EQ(stopped.details["dmm"]["epochs"].get<int64_t>(), first);
+  EXPECT_EQ(stopped.details["dmm"]["flip_accuracy"].get<double>(), target);
+}
+
 // punish_per_epoch: each punish pass visits a fresh draw of exactly that many rows of
 // D_p (without the stopping rule, every drawn row is punished); 0 visits all of D_p.
 TEST(BeDKD, PunishPerEpochDrawsThatManyRows) {
@@ -398,6 +508,36 @@ TEST(BeDKD, PunishPerEpochDrawsThatManyRows) {
   for (const auto& row : capped.details["trajectory"]) EXPECT_EQ(row["punish_rows"].get<int64_t>(), 400);
 }
 
+namespace {
+
+// The suspect trained on a poisoned cell, and BeDKD run on it with `options`: the
+// evaluations before and after, and the detection of the punish set.
+struct IntegrationRun {
+  Evaluation before, after;
+  Detection detection;
+};
+IntegrationRun suspect_then_bedkd(const DatasetConfig& d, const AttackConfig& a, uint64_t cell_seed,
+                                  const std::string& arch, const YAML::Node& arch_options, const TrainOptions& t,
+                                  const YAML::Node& options) {
+  set_quiet(true);
+  configure_threads(1);
+  auto raw = load_dataset(d, 0);
+  auto cell = prepare_cell(raw, d, a, cell_seed);
+  auto suspect = train_model(cell, arch, arch_options, t, 1, torch::kCPU, "suspect");
+  IntegrationRun run;
+  run.before = evaluate(*suspect, cell.test_clean, cell.test_triggered, a.target);
+  Params p(YAML::Clone(options), "bedkd");
+  auto def = make_defense("bedkd", p, DefenseSetup{cell.modality, arch, raw.num_classes});
+  p.check_consumed();
+  auto ctx = make_defense_context(cell, torch::kCPU, 0, 512);
+  auto r = def->run(suspect, ctx);
+  run.detection = detection(r.flagged, cell.train.poisoned);
+  run.after = evaluate(*r.model, cell.test_clean, cell.test_triggered, a.target);
+  return run;
+}
+
+}  // namespace
+
 // Small real data: a Fashion-MNIST subset with BadNets, the shipped default recipe
 // with shortened schedules. ASR must fall and clean accuracy must hold.
 TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
@@ -407,33 +547,55 @@ TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
   d.train_limit = 4000;
   d.test_limit = 1000;
   if (!file_exists(d.path)) GTEST_SKIP() << "Fashion-MNIST not installed at " << d.path;
-  set_quiet(true);
-  configure_threads(1);
-  auto raw = load_dataset(d, 0);
   AttackConfig a;
   a.name = "badnets";
   a.poison_rate = 0.1;
   a.target = 0;
-  auto cell = prepare_cell(raw, d, a, 0);
   TrainOptions t;
   t.epochs = 4;
   t.batch_size = 64;
   t.optimizer = OptimizerConfig{"sgd", 0.05, 0.9, 5e-4};
-  auto suspect = train_model(cell, "cnn", YAML::Node(), t, 1, torch::kCPU, "suspect");
-  auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, a.target);
-  ASSERT_GT(before.asr, 0.8) << "the suspect did not learn the backdoor";
-
   YAML::Node opts;
   opts["trust_per_class"] = 120;
   opts["akd_epochs"] = 20;
-  Params p(opts, "bedkd");
-  auto def = make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", raw.num_classes});
-  p.check_consumed();
-  auto ctx = make_defense_context(cell, torch::kCPU, 0, 512);
-  auto r = def->run(suspect, ctx);
-  auto det = detection(r.flagged, cell.train.poisoned);
-  auto after = evaluate(*r.model, cell.test_clean, cell.test_triggered, a.target);
-  EXPECT_GE(det.precision, 0.9);
-  EXPECT_LT(after.asr, 0.5 * before.asr);
-  EXPECT_GT(after.cacc, before.cacc - 0.05);
+  auto run = suspect_then_bedkd(d, a, 0, "cnn", YAML::Node(), t, opts);
+  ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
+  EXPECT_GE(run.detection.precision, 0.9);
+  EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
+  EXPECT_GT(run.after.cacc, run.before.cacc - 0.05);
+}
+
+// Small real text: 3000 SST-2 rows with BadNet-word at 10 %, the default Transformer
+// ([CLS] pooling, 4 epochs), and the shipped text recipe with 20 distillation epochs.
+// Measured with cell seeds 3 / 4 / 5 (5 is used): ASR 0.995 -> 0.178 / 0.188 / 0.193,
+// CACC change -0.050 / -0.020 / +0.005, precision of the 64 kept rows 0.875 / 0.578 /
+// 0.734. The checks leave room for that spread: precision at least 5x the poison
+// rate, ASR halved, CACC within 5 points.
+TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
+  DatasetConfig d;
+  d.name = "sst2";
+  d.path = std::string(ANTIDOTE_SHARED_DATA) + "/text/sst2";
+  d.train_limit = 3000;
+  d.test_limit = 400;
+  if (!file_exists(d.path + "/train.tsv")) GTEST_SKIP() << "shared text data not found at " << d.path;
+  AttackConfig a;
+  a.name = "badnet-word";
+  a.poison_rate = 0.1;
+  a.target = 1;
+  TrainOptions t;
+  t.epochs = 4;
+  t.batch_size = 32;
+  t.optimizer = OptimizerConfig{"adam", 1e-3, 0.0, 0.0};
+  YAML::Node arch;
+  arch["pool"] = "cls";
+  YAML::Node opts;
+  opts["akd_epochs"] = 20;
+  auto run = suspect_then_bedkd(d, a, 5, "transformer", arch, t, opts);
+  ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
+  std::cerr << fmt::format("sst2 bedkd: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} kept)\n",
+                           run.before.cacc, run.before.asr, run.after.cacc, run.after.asr,
+                           run.detection.precision, run.detection.flagged);
+  EXPECT_GE(run.detection.precision, 0.5);
+  EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
+  EXPECT_GT(run.after.cacc, run.before.cacc - 0.05);
 }

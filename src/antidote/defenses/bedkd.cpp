@@ -10,6 +10,7 @@
 #include "antidote/defenses/bedkd.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <map>
 #include <numeric>
 
@@ -22,17 +23,25 @@ namespace antidote::bedkd {
 KdTerms kd_terms(const ModelOutput& student, const ModelOutput& teacher, const torch::Tensor& labels,
                  double temperature, const KdWeights& w, const torch::Tensor& feature_mask) {
   KdTerms t;
+  const double distill = 1.0 - w.alpha;
   t.ce = torch::cross_entropy_loss(student.logits, labels);
-  t.kl = kl_teacher_student(teacher.logits, student.logits, temperature);
-  auto diff2 = (student.features - teacher.features).pow(2);
-  if (feature_mask.defined() && diff2.dim() == 3) {
-    auto m = feature_mask.to(diff2.dtype()).unsqueeze(-1);  // [B, L, 1]
-    auto denom = (m.sum() * diff2.size(2)).clamp_min(1.0);
-    t.mse = (diff2 * m).sum() / denom;
+  // A term with weight 0 is not computed (the text DMM runs on cross-entropy alone, and
+  // the feature MSE over every token state is its costliest part).
+  auto zero = torch::zeros({}, student.logits.options());
+  t.kl = distill * w.kl != 0 ? kl_teacher_student(teacher.logits, student.logits, temperature) : zero;
+  if (distill * w.mse != 0) {
+    auto diff2 = (student.features - teacher.features).pow(2);
+    if (feature_mask.defined() && diff2.dim() == 3) {
+      auto m = feature_mask.to(diff2.dtype()).unsqueeze(-1);  // [B, L, 1]
+      auto denom = (m.sum() * diff2.size(2)).clamp_min(1.0);
+      t.mse = (diff2 * m).sum() / denom;
+    } else {
+      t.mse = diff2.mean();
+    }
   } else {
-    t.mse = diff2.mean();
+    t.mse = zero;
   }
-  t.total = w.alpha * t.ce + (1.0 - w.alpha) * (w.kl * t.kl + w.mse * t.mse);
+  t.total = w.alpha * t.ce + distill * (w.kl * t.kl + w.mse * t.mse);
   return t;
 }
 
@@ -45,6 +54,25 @@ torch::Tensor flip_labels(const torch::Tensor& labels, int64_t num_classes, int6
 
 torch::Tensor direction_scores(const torch::Tensor& probs_suspect, const torch::Tensor& probs_mapped) {
   return (probs_suspect - probs_mapped).abs().mean(1);
+}
+
+torch::Tensor fractional_ranks(const torch::Tensor& scores) {
+  auto s = scores.to(torch::kCPU, torch::kDouble).contiguous();
+  const int64_t n = s.numel();
+  auto order = std::get<1>(s.sort(/*stable=*/true, 0, false)).contiguous();
+  auto sa = s.accessor<double, 1>();
+  auto oa = order.accessor<int64_t, 1>();
+  auto ranks = torch::zeros({n}, torch::kDouble);
+  auto ra = ranks.accessor<double, 1>();
+  const double scale = n > 1 ? 1.0 / static_cast<double>(n - 1) : 0.0;
+  for (int64_t i = 0; i < n;) {
+    int64_t j = i;
+    while (j + 1 < n && sa[oa[j + 1]] == sa[oa[i]]) ++j;
+    const double mean_rank = 0.5 * static_cast<double>(i + j) * scale;
+    for (int64_t k = i; k <= j; ++k) ra[oa[k]] = mean_rank;
+    i = j + 1;
+  }
+  return ranks;
 }
 
 Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& suspect_pred, const torch::Tensor& labels,
@@ -81,14 +109,25 @@ Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& susp
   }
   out.consistent = static_cast<int64_t>(rows.size());
   if (opt.vote && !rows.empty()) {
+    // `rows` is sorted by (score, id), so each label's rows come lowest first.
     std::map<int64_t, int64_t> count;
-    for (auto r : rows) ++count[la[r]];
+    std::map<int64_t, double> lowest_sum;
+    for (auto r : rows) {
+      auto& k = count[la[r]];
+      if (opt.max_kept <= 0 || k < opt.max_kept) lowest_sum[la[r]] += sa[r];
+      ++k;
+    }
     int64_t best = -1, best_n = 0;
-    for (const auto& [label, k] : count)  // ties go to the smaller label
-      if (k > best_n) best = label, best_n = k;
+    double best_mean = 0;
+    for (const auto& [label, k] : count) {  // ties go to the smaller label
+      const double mean = lowest_sum[label] / static_cast<double>(opt.max_kept > 0 ? std::min(k, opt.max_kept) : k);
+      const bool better = opt.vote_by == "lowest_mean" ? (best < 0 || mean < best_mean) : k > best_n;
+      if (better) best = label, best_n = k, best_mean = mean;
+    }
     out.voted_label = best;
     std::vector<int64_t> keep;
-    if (static_cast<double>(best_n) >= opt.vote_min_share * static_cast<double>(rows.size()))
+    if (opt.vote_by == "lowest_mean" ||
+        static_cast<double>(best_n) >= opt.vote_min_share * static_cast<double>(rows.size()))
       for (auto r : rows)
         if (la[r] == best) keep.push_back(r);
     rows.swap(keep);
@@ -112,16 +151,24 @@ struct Config {
   // stage 1: directional mapping
   int64_t flip_per_class = 80, flip_shift = 1, flip_epochs = 20, flip_batch = 16;
   double flip_lr = 3e-5, flip_temperature = 1.5;
-  double flip_alpha = 0.3, flip_kl_weight = 1.0, flip_mse_weight = 1.0;
+  // flip_alpha < 0: the same as alpha (the reference uses one loss for both stages)
+  double flip_alpha = -1, flip_kl_weight = 1.0, flip_mse_weight = 1.0;
   std::string flip_params = "all";
   bool reshuffle = false;
   bool flip_with_trust = false;  // also flip the trust rows (the whole clean budget; not in the reference)
+  // Stop the mapping after the first epoch at which it gives at least this share of
+  // the flip rows their flipped label (0 = run all flip_epochs).
+  double flip_stop_accuracy = 0.0;
   // stage 2: identification
   std::string score = "prob";  // prob: mean |Δp| (reference); target: |Δ p of the suspect's top class|
+  // last: score the mapping after its last epoch (reference); epochs: each row's mean
+  // rank (0 = least moved, 1 = most) over the scores after every epoch of the mapping
+  std::string score_over = "last";
   double threshold = 0.1;
   int64_t max_flagged = 128, max_kept = 32;
   bool consistency = true, vote = false;
   double vote_min_share = 0.0;
+  std::string vote_by = "count";
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
@@ -152,14 +199,24 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
   c.vote = true;
   c.vote_min_share = 0.5;
   if (setup.modality == Modality::Text) {
-    // The mapping may change only the token embeddings: a trigger token (or a trigger
-    // structure built from words the clean rows do not carry) keeps its embedding, so
-    // triggered rows keep their prediction while clean rows move. Flipping the whole
-    // clean budget covers more of the vocabulary; a short, fast schedule is enough.
-    c.flip_params = "tok";
-    c.flip_lr = 1e-3;
-    c.flip_epochs = 5;
+    // The mapping is trained with cross-entropy alone on the whole clean budget, at the
+    // reference's slow rate, for 10 epochs, and every row is ranked by how far it moved
+    // after each epoch. Clean rows give way as the flip spreads; rows held by a trigger
+    // resist for longer, so their mean rank is the lowest. The label whose lowest rows
+    // sit lowest is the target (a count among the lowest rows can be won by a class the
+    // mapping flips late). docs/bedkd.md, session 7, has the measurements.
+    c.flip_alpha = 1.0;
+    c.flip_epochs = 10;
     c.flip_with_trust = true;
+    c.score_over = "epochs";
+    c.threshold = 0;
+    c.max_flagged = 0;
+    c.vote_by = "lowest_mean";
+    // The punish pass draws 16 of the 64 lowest rows afresh each epoch: a fixed set of
+    // 32 is unlearned within a few epochs, after which the trust passes bring the
+    // trigger back (SST-2 badnet-word: ASR 19 % at epoch 6, 31 % at epoch 50).
+    c.max_kept = 64;
+    c.punish_per_epoch = 16;
   }
   // Distillation: 3e-5 leaves a from-scratch model unchanged; 3e-4 purifies it, and the
   // stopping rule (punish a row only while the student still gives its label more
@@ -324,9 +381,33 @@ struct BeDKD : Defense {
     torch::manual_seed(rng.fork_seed("dmm"));
     Rng flip_shuffle(rng.fork_seed("dmm-order"));
     const auto flip_teacher = teacher_outputs(*teacher, flip.x, c.score_batch);
+    // The suspect's probabilities on the training rows, and the running sum of the
+    // per-epoch scores when the score is averaged over the mapping's epochs. Time spent
+    // scoring the training rows is identification, wherever it happens: it moves from
+    // the dmm stage's seconds to the identify stage's.
+    double scoring_seconds = 0;
+    auto timed = [&](auto&& f) {
+      auto t0 = std::chrono::steady_clock::now();
+      auto out = f();
+      scoring_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return out;
+    };
+    auto pb = timed([&] { return predict_probs(*teacher, ctx.train.x, c.score_batch); });
+    const bool per_epoch_scores = c.score_over == "epochs";
+    torch::Tensor score_sum;
+    int64_t scored_epochs = 0;
+    auto score_now = [&](Classifier& m) {
+      auto pd = predict_probs(m, ctx.train.x, c.score_batch);
+      if (c.score == "target") {
+        auto top = pb.argmax(1, true);
+        return (pb.gather(1, top) - pd.gather(1, top)).abs().squeeze(1);
+      }
+      return direction_scores(pb, pd);
+    };
     {
       Progress progress("bedkd dmm", c.flip_epochs * flip.size(), "samples");
-      double last = 0;
+      double last = 0, flip_acc = 0;
+      int64_t epochs_run = 0;
       for (int64_t epoch = 0; epoch < c.flip_epochs; ++epoch) {
         double sum = 0;
         int64_t seen = 0;
@@ -345,41 +426,51 @@ struct BeDKD : Defense {
           progress.advance(idx.size(0));
         }
         last = seen ? sum / seen : 0;
+        ++epochs_run;
+        if (per_epoch_scores) {  // predict_probs evaluates in eval mode and restores train mode
+          auto s = timed([&] { return fractional_ranks(score_now(*mapped)); });
+          score_sum = score_sum.defined() ? score_sum + s : s;
+          ++scored_epochs;
+        }
+        if (c.flip_stop_accuracy > 0) {
+          flip_acc = accuracy(predict_probs(*mapped, flip.x, c.score_batch), flipped.to(torch::kCPU));
+          if (flip_acc >= c.flip_stop_accuracy) break;
+        }
       }
-      auto probs = predict_probs(*mapped, flip.x, c.score_batch);
-      double flip_acc = accuracy(probs, flipped.to(torch::kCPU));
-      progress.finish(fmt::format("loss {:.4f} flipped {:.1f}%", last, 100 * flip_acc));
-      details["dmm"] = {{"rows", flip.size()}, {"final_loss", last}, {"flip_accuracy", flip_acc}};
+      flip_acc = accuracy(predict_probs(*mapped, flip.x, c.score_batch), flipped.to(torch::kCPU));
+      progress.finish(fmt::format("loss {:.4f} flipped {:.1f}% after {} epochs", last, 100 * flip_acc, epochs_run));
+      details["dmm"] = {{"rows", flip.size()},     {"final_loss", last}, {"flip_accuracy", flip_acc},
+                        {"epochs", epochs_run},     {"lr", c.flip_lr},    {"alpha", c.flip_alpha},
+                        {"params", c.flip_params}};
     }
     mapped->eval();
-    result.stages.push_back(t_dmm.finish());
+    auto dmm_cost = t_dmm.finish();
+    dmm_cost.seconds -= scoring_seconds;
+    result.stages.push_back(dmm_cost);
 
     // ---- Stage 2: identification --------------------------------------------------
     StageTimer t_id("identify");
-    auto pb = predict_probs(*teacher, ctx.train.x, c.score_batch);
-    auto pd = predict_probs(*mapped, ctx.train.x, c.score_batch);
+    // With score_over: epochs the ranks were summed during the mapping (an empty
+    // mapping, flip_epochs 0, scores the unchanged copy: all zeros).
+    torch::Tensor scores = scored_epochs > 0 ? score_sum / static_cast<double>(scored_epochs) : score_now(*mapped);
     mapped.reset();
-    torch::Tensor scores;
-    if (c.score == "prob") {
-      scores = direction_scores(pb, pd);
-    } else if (c.score == "target") {
-      auto top = pb.argmax(1, true);
-      scores = (pb.gather(1, top) - pd.gather(1, top)).abs().squeeze(1);
-    } else {
-      fail("bedkd: unknown score '{}' (known: prob, target)", c.score);
-    }
     auto pred_b = pb.argmax(1);
-    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.vote, c.vote_min_share, c.max_kept});
+    auto sel = select_suspects(scores, pred_b, ctx.train.y, {c.threshold, c.max_flagged, c.consistency, c.vote, c.vote_min_share, c.vote_by, c.max_kept});
     result.flagged = sel.rows;
     result.scores = scores.to(torch::kFloat);
     details["identify"] = {{"rows", ctx.train.size()},   {"below_threshold", sel.below_threshold},
                            {"after_cap", sel.after_cap}, {"consistent", sel.consistent},
                            {"voted", sel.voted},         {"voted_label", sel.voted_label},
-                           {"kept", sel.kept},           {"threshold", c.threshold}};
-    log_info(fmt::format("bedkd identify: {} rows, {} below {}, {} after cap, {} consistent, {} voted, {} kept",
-                         ctx.train.size(), sel.below_threshold, c.threshold, sel.after_cap, sel.consistent,
-                         sel.voted, sel.kept));
-    result.stages.push_back(t_id.finish());
+                           {"kept", sel.kept},           {"threshold", c.threshold},
+                           {"score_over", c.score_over}, {"vote_by", c.vote_by}};
+    log_info(fmt::format("bedkd identify: {} rows, {}, {} after cap, {} consistent, {} voted (label {}), {} kept",
+                         ctx.train.size(),
+                         c.threshold > 0 ? fmt::format("{} below {}", sel.below_threshold, c.threshold)
+                                         : std::string("no threshold"),
+                         sel.after_cap, sel.consistent, sel.voted, sel.voted_label, sel.kept));
+    auto id_cost = t_id.finish();
+    id_cost.seconds += scoring_seconds;
+    result.stages.push_back(id_cost);
 
     // ---- Stage 3: adversarial knowledge distillation ------------------------------
     StageTimer t_akd("akd");
@@ -516,19 +607,22 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   c.flip_batch = p.get<int64_t>("flip_batch", c.flip_batch);
   c.flip_lr = p.get<double>("flip_lr", c.flip_lr);
   c.flip_temperature = p.get<double>("flip_temperature", c.flip_temperature);
-  c.flip_alpha = p.get<double>("flip_alpha", c.alpha);
+  c.flip_alpha = p.get<double>("flip_alpha", c.flip_alpha >= 0 ? c.flip_alpha : c.alpha);
   c.flip_kl_weight = p.get<double>("flip_kl_weight", c.kl_weight);
   c.flip_mse_weight = p.get<double>("flip_mse_weight", c.mse_weight);
   c.flip_params = p.get<std::string>("flip_params", c.flip_params);
   c.reshuffle = p.get<bool>("reshuffle", c.reshuffle);
   c.flip_with_trust = p.get<bool>("flip_with_trust", c.flip_with_trust);
   c.score = p.get<std::string>("score", c.score);
+  c.score_over = p.get<std::string>("score_over", c.score_over);
+  c.flip_stop_accuracy = p.get<double>("flip_stop_accuracy", c.flip_stop_accuracy);
   c.threshold = p.get<double>("threshold", c.threshold);
   c.max_flagged = p.get<int64_t>("max_flagged", c.max_flagged);
   c.max_kept = p.get<int64_t>("max_kept", c.max_kept);
   c.consistency = p.get<bool>("consistency", c.consistency);
   c.vote = p.get<bool>("vote", c.vote);
   c.vote_min_share = p.get<double>("vote_min_share", c.vote_min_share);
+  c.vote_by = p.get<std::string>("vote_by", c.vote_by);
   c.score_batch = p.get<int64_t>("score_batch", c.score_batch);
   c.trust_per_class = p.get<int64_t>("trust_per_class", c.trust_per_class);
   c.akd_epochs = p.get<int64_t>("akd_epochs", c.akd_epochs);
@@ -551,12 +645,18 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   if (!(c.flip_lr > 0) || !(c.akd_lr > 0)) fail("{}: learning rates must be positive", ctx);
   if (!(c.flip_temperature > 0) || !(c.akd_temperature > 0)) fail("{}: temperatures must be positive", ctx);
   if (!(c.vote_min_share >= 0 && c.vote_min_share <= 1)) fail("{}: vote_min_share must lie in [0, 1]", ctx);
+  if (c.vote_by != "count" && c.vote_by != "lowest_mean")
+    fail("{}: vote_by must be count or lowest_mean, got '{}'", ctx, c.vote_by);
   if (c.punish_per_epoch < 0) fail("{}: punish_per_epoch must be >= 0 (0 = all of D_p)", ctx);
   if (c.max_flagged < 0 || c.max_kept < 0) fail("{}: max_flagged and max_kept must be >= 0 (0 = no cap)", ctx);
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
   if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
   if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
+  if (c.score_over != "last" && c.score_over != "epochs")
+    fail("{}: score_over must be last or epochs, got '{}'", ctx, c.score_over);
+  if (!(c.flip_stop_accuracy >= 0 && c.flip_stop_accuracy <= 1))
+    fail("{}: flip_stop_accuracy must lie in [0, 1] (0 = off)", ctx);
   if (setup.num_classes > 0 && (c.flip_shift % setup.num_classes) == 0)
     fail("{}: flip_shift {} maps every label onto itself with {} classes", ctx, c.flip_shift, setup.num_classes);
   return std::make_shared<BeDKD>(c);

@@ -14,7 +14,8 @@ namespace antidote::bedkd {
 // L_KD(x, y; T) = α·CE(z_S, y) + (1 − α)·[ w_kl·KL(softmax(z_T/T) ‖ softmax(z_S/T)) + w_mse·MSE(h_S, h_T) ]
 // KL: batch mean, no T² factor. MSE: mean over all elements, or, when `feature_mask`
 // is given ([B, L] for token states [B, L, H], 1 = real token), the mean over the
-// unmasked positions. The reference weights are w_kl = w_mse = 1.
+// unmasked positions. The reference weights are w_kl = w_mse = 1. A term whose weight
+// is 0 (α = 1, or w_kl / w_mse = 0) is not computed and is reported as 0.
 struct KdWeights {
   double alpha = 0.3;
   double kl = 1.0;
@@ -36,6 +37,11 @@ torch::Tensor flip_labels(const torch::Tensor& labels, int64_t num_classes, int6
 // s = mean_k |p_B,k − p_D,k| per row (lower = the mapping did not move = suspect).
 torch::Tensor direction_scores(const torch::Tensor& probs_suspect, const torch::Tensor& probs_mapped);
 
+// Each row's rank among all rows, scaled to [0, 1] (0 = lowest score); tied scores
+// share the mean of their ranks, so the result does not depend on the row order.
+// A single row gets 0.
+torch::Tensor fractional_ranks(const torch::Tensor& scores);
+
 // Stage 2's filters on per-row scores: threshold, cap to the lowest scores, agreement
 // of the suspect's prediction with the training label, final cap. Ordering is by
 // (score, row index), so the result does not depend on the order of the rows beyond ties.
@@ -49,6 +55,12 @@ struct SelectOptions {
   // With the vote: when the majority label holds less than this share of the rows,
   // no label stands out as a target and nothing is kept (0 = always keep the majority).
   double vote_min_share = 0.0;
+  // How the vote picks the label. count: the most common label among the survivors.
+  // lowest_mean: the label whose `max_kept` lowest-scoring survivors (all of them
+  // without a cap) have the lowest mean score; a backdoor's rows sit at the very
+  // bottom of their class, while a class the mapping moved late fills the ranks just
+  // above them and can win a count. vote_min_share applies to `count` only.
+  std::string vote_by = "count";
   int64_t max_kept = 32;     // at most this many survive (0 = no cap)
 };
 struct Selection {
