@@ -333,7 +333,11 @@ json run_cell(const CellPlan& plan, const Args& a) {
                       {"punish_rows", d["akd"]["punish_rows"]},
                       {"punish_per_epoch", d["akd"]["punish_per_epoch"]},
                       {"punish_stop", d["akd"]["punish_stop"]},
-                      {"punish_floor", d["akd"]["punish_floor"]}};
+                      {"punish_floor", d["akd"]["punish_floor"]},
+                      {"flip_epochs_run", d["dmm"]["epochs"]},
+                      {"flip_lr", d["dmm"]["lr"]},
+                      {"flip_alpha", d["dmm"]["alpha"]},
+                      {"score_over", d["identify"]["score_over"]}};
     } else if (name == "fp") {
       row["sizes"] = {{"channels", d["channels"]}, {"pruned", d["pruned"]},
                       {"prune_evaluations", static_cast<int64_t>(d["prune_curve"].size()) - 1}};

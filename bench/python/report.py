@@ -186,9 +186,11 @@ if A.get("cells"):
             pct = lambda v: "–" if v is None else f"{100 * v:.1f}%"  # noqa: E731
             w(f"| {d['defense']} | {pct(d['cacc'])} | {pct(d['asr'])} | {pct(pd.get('cacc'))} | {pct(pd.get('asr'))} |")
         w("")
-    w("Stage sizes: BeDKD DMM = flip_per_class 80 × K rows, batch 16, Adam; identify = two `predict_probs` "
-      "passes over the training set (batch 512); AKD = trust_per_class 320 × K rows + a punish pass (images: "
-      "128 rows drawn per epoch from ≤ 1024; text: ≤ 32 rows), each batch cut to the rows still above the "
+    w("Stage sizes: BeDKD DMM = batch 16, Adam; images: flip_per_class 80 × K rows, α = 0.3; text: the whole "
+      "clean budget (80 + 320) × K rows, cross-entropy alone; identify = `predict_probs` passes over the "
+      "training set (batch 512): images two, text one per DMM epoch, ranked (that time counts here, not in "
+      "the DMM); AKD = trust_per_class 320 × K rows + a punish pass (images: 128 rows drawn per epoch from "
+      "≤ 1024; text: 16 drawn from ≤ 64), each batch cut to the rows still above the "
       "floor, batch 16, plus the monitor evaluation. NT-ML: NT = one epoch over the training set (batch 128 "
       "images / 32 text); ML = `ml_iterations` steps of two models (batch 64 / 32); control off. FT, FP, NAD: "
       "500 clean rows, their default recipes (images: SGD, batch 64, 2-pixel shifts; text: Adam, batch 32).")

@@ -418,33 +418,63 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     rows = rows[torch.randperm(len(rows), generator=gen)]
     fx, fy = cell["clean_x"][rows], (cell["clean_y"][rows] + 1) % K
     mapped = trainable(load_copy(arch, spec, state))
-    opt = torch.optim.Adam(mapped.parameters(), lr=1e-3)
+    # The C++ run's mapping: its learning rate, loss weight and epoch count; with
+    # score_over "epochs" the training rows are ranked after every epoch.
+    flip_lr, flip_alpha = sizes.get("flip_lr", 1e-3), sizes.get("flip_alpha", 0.3)
+    flip_epochs = sizes.get("flip_epochs_run", flip_epochs)
+    per_epoch_ranks = sizes.get("score_over", "last") == "epochs"
+    scoring = 0.0  # seconds spent scoring training rows: counted as identification, as in C++
+    t0 = now()
+    pb = predict_probs(teacher, cell["train_x"]) if per_epoch_ranks else None
+    scoring += now() - t0
+    rank_sum = torch.zeros(len(cell["train_y"]))
+    opt = torch.optim.Adam(mapped.parameters(), lr=flip_lr)
     for _ in range(flip_epochs):
         for i in range(0, len(fy), 16):
             xb, yb = fx[i:i + 16], fy[i:i + 16]
-            with torch.no_grad():
-                t_out = teacher.forward_full(xb)
-            loss = kd(mapped.forward_full(xb), t_out, yb, 1.5)
+            if flip_alpha >= 1:  # cross-entropy alone: no teacher pass
+                loss = F.cross_entropy(mapped(xb), yb)
+            else:
+                with torch.no_grad():
+                    t_out = teacher.forward_full(xb)
+                loss = kd(mapped.forward_full(xb), t_out, yb, 1.5, flip_alpha)
             check_finite(loss, "dmm")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss.item()
+        if per_epoch_ranks:
+            t0 = now()
+            moved = (pb - predict_probs(mapped, cell["train_x"])).abs().mean(1)
+            rank_sum[torch.argsort(moved, stable=True)] += torch.arange(len(moved), dtype=torch.float)
+            mapped.train()
+            scoring += now() - t0
     flip_acc = accuracy(predict_probs(mapped, fx), fy)
     stages.append(st.finish())
+    stages[-1]["seconds"] -= scoring
 
     st = Stage("identify")
-    pb = predict_probs(teacher, cell["train_x"])
-    pd = predict_probs(mapped, cell["train_x"])
+    train_y = cell["train_y"]
+    if per_epoch_ranks:
+        # Mean ranks; the vote picks the label whose 32 lowest consistent rows sit lowest.
+        scores = rank_sum / max(flip_epochs, 1)
+        order = torch.argsort(scores, stable=True)
+        order = order[pb[order].argmax(1) == train_y[order]]
+        best = min(train_y.unique().tolist(), key=lambda c: scores[order[train_y[order] == c][:32]].mean().item())
+        order = order[train_y[order] == best][:32]
+    else:
+        pb = predict_probs(teacher, cell["train_x"])
+        pd = predict_probs(mapped, cell["train_x"])
+        scores = (pb - pd).abs().mean(1)
+        order = torch.argsort(scores, stable=True)
+        order = order[scores[order] < 0.1][:128]
+        order = order[pb[order].argmax(1) == train_y[order]][:32]
     del mapped
-    scores = (pb - pd).abs().mean(1)
-    order = torch.argsort(scores, stable=True)
-    order = order[scores[order] < 0.1][:128]
-    order = order[pb[order].argmax(1) == cell["train_y"][order]][:32]
     if len(order) < sizes["punish_rows"]:  # the same number of punished rows as the C++ run
         order = torch.argsort(scores, stable=True)[:sizes["punish_rows"]]
     order = order[:sizes["punish_rows"]]
     stages.append(st.finish())
+    stages[-1]["seconds"] += scoring
 
     st = Stage("akd")
     rows = balanced_clean(cell, 0, gen, offset_per_class=o.get("flip_per_class", 80),
