@@ -57,22 +57,8 @@ torch::Tensor direction_scores(const torch::Tensor& probs_suspect, const torch::
 }
 
 torch::Tensor fractional_ranks(const torch::Tensor& scores) {
-  auto s = scores.to(torch::kCPU, torch::kDouble).contiguous();
-  const int64_t n = s.numel();
-  auto order = std::get<1>(s.sort(/*stable=*/true, 0, false)).contiguous();
-  auto sa = s.accessor<double, 1>();
-  auto oa = order.accessor<int64_t, 1>();
-  auto ranks = torch::zeros({n}, torch::kDouble);
-  auto ra = ranks.accessor<double, 1>();
-  const double scale = n > 1 ? 1.0 / static_cast<double>(n - 1) : 0.0;
-  for (int64_t i = 0; i < n;) {
-    int64_t j = i;
-    while (j + 1 < n && sa[oa[j + 1]] == sa[oa[i]]) ++j;
-    const double mean_rank = 0.5 * static_cast<double>(i + j) * scale;
-    for (int64_t k = i; k <= j; ++k) ra[oa[k]] = mean_rank;
-    i = j + 1;
-  }
-  return ranks;
+  const int64_t n = scores.numel();
+  return n > 1 ? mid_ranks(scores) / static_cast<double>(n - 1) : torch::zeros({n}, torch::kFloat64);
 }
 
 Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& suspect_pred, const torch::Tensor& labels,
@@ -437,7 +423,9 @@ struct BeDKD : Defense {
           if (flip_acc >= c.flip_stop_accuracy) break;
         }
       }
-      flip_acc = accuracy(predict_probs(*mapped, flip.x, c.score_batch), flipped.to(torch::kCPU));
+      // With the stop rule on, the last epoch already measured the mapping as it is now.
+      if (!(c.flip_stop_accuracy > 0) || epochs_run == 0)
+        flip_acc = accuracy(predict_probs(*mapped, flip.x, c.score_batch), flipped.to(torch::kCPU));
       progress.finish(fmt::format("loss {:.4f} flipped {:.1f}% after {} epochs", last, 100 * flip_acc, epochs_run));
       details["dmm"] = {{"rows", flip.size()},     {"final_loss", last}, {"flip_accuracy", flip_acc},
                         {"epochs", epochs_run},     {"lr", c.flip_lr},    {"alpha", c.flip_alpha},

@@ -42,28 +42,31 @@ Detection detection(const torch::Tensor& flagged_rows, const torch::Tensor& pois
   return d;
 }
 
-double auroc(const torch::Tensor& scores, const torch::Tensor& positive) {
-  auto s = scores.to(torch::kCPU, torch::kFloat64).contiguous();
-  auto p = positive.to(torch::kCPU, torch::kBool).contiguous();
-  int64_t n = s.numel();
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[i] = i;
+torch::Tensor mid_ranks(const torch::Tensor& scores) {
+  auto s = scores.to(torch::kCPU, torch::kFloat64).contiguous().view(-1);
+  const int64_t n = s.numel();
+  auto order = std::get<1>(s.sort(/*stable=*/true, 0, /*descending=*/false)).contiguous();
   auto sa = s.accessor<double, 1>();
-  auto pa = p.accessor<bool, 1>();
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return sa[a] < sa[b]; });
-  // Mann–Whitney U with mid-ranks for ties.
-  double rank_sum = 0;
-  int64_t npos = 0;
+  auto oa = order.accessor<int64_t, 1>();
+  auto ranks = torch::empty({n}, torch::kFloat64);
+  auto ra = ranks.accessor<double, 1>();
   for (int64_t i = 0; i < n;) {
-    int64_t j = i;
-    while (j < n && sa[order[j]] == sa[order[i]]) ++j;
-    double mid = (i + j + 1) / 2.0;  // ranks are 1-based: (i+1 + j) / 2
-    for (int64_t k = i; k < j; ++k)
-      if (pa[order[k]]) rank_sum += mid, ++npos;
-    i = j;
+    int64_t j = i;  // [i, j] is a run of equal values
+    while (j + 1 < n && sa[oa[j + 1]] == sa[oa[i]]) ++j;
+    const double mid = 0.5 * static_cast<double>(i + j);
+    for (int64_t k = i; k <= j; ++k) ra[oa[k]] = mid;
+    i = j + 1;
   }
-  int64_t nneg = n - npos;
+  return ranks;
+}
+
+double auroc(const torch::Tensor& scores, const torch::Tensor& positive) {
+  // Mann–Whitney U with mid-ranks for ties (1-based ranks: mid_ranks + 1).
+  auto p = positive.to(torch::kCPU, torch::kBool).contiguous().view(-1);
+  const int64_t npos = p.sum().item<int64_t>();
+  const int64_t nneg = p.numel() - npos;
   if (npos == 0 || nneg == 0) return 0.5;
+  const double rank_sum = (mid_ranks(scores) + 1).masked_select(p).sum().item<double>();
   return (rank_sum - npos * (npos + 1) / 2.0) / (static_cast<double>(npos) * nneg);
 }
 

@@ -31,6 +31,10 @@ struct Detection {
 };
 Detection detection(const torch::Tensor& flagged_rows, const torch::Tensor& poisoned_mask);
 
+// Each value's 0-based rank in ascending order (float64, on the CPU); tied values share
+// the mean of their ranks, so the result does not depend on the order of the values.
+torch::Tensor mid_ranks(const torch::Tensor& scores);
+
 // Area under the ROC curve of `scores` separating positives (higher = more positive);
 // ties count one half.
 double auroc(const torch::Tensor& scores, const torch::Tensor& positive);
