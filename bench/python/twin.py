@@ -456,12 +456,14 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     st = Stage("identify")
     train_y = cell["train_y"]
     if per_epoch_ranks:
-        # Mean ranks; the vote picks the label whose 32 lowest consistent rows sit lowest.
+        # Mean ranks; the vote picks the label whose lowest consistent rows (as many as the
+        # C++ run kept) sit lowest.
+        kept = sizes["punish_rows"]
         scores = rank_sum / max(flip_epochs, 1)
         order = torch.argsort(scores, stable=True)
         order = order[pb[order].argmax(1) == train_y[order]]
-        best = min(train_y.unique().tolist(), key=lambda c: scores[order[train_y[order] == c][:32]].mean().item())
-        order = order[train_y[order] == best][:32]
+        best = min(train_y.unique().tolist(), key=lambda c: scores[order[train_y[order] == c][:kept]].mean().item())
+        order = order[train_y[order] == best][:kept]
     else:
         pb = predict_probs(teacher, cell["train_x"])
         pd = predict_probs(mapped, cell["train_x"])
