@@ -110,6 +110,14 @@ TEST(MetricsDetection, PrecisionRecallF1) {
   EXPECT_EQ(misses.f1, 0.0);
 }
 
+// Ascending 0-based ranks: 1 (0), 2 (1), then the two 3s share (2 + 3) / 2 = 2.5.
+TEST(MetricsMidRanks, TiesShareTheMeanRank) {
+  EXPECT_TRUE(torch::equal(mid_ranks(torch::tensor({3.0, 1.0, 3.0, 2.0})),
+                           torch::tensor({2.5, 0.0, 2.5, 1.0}, torch::kFloat64)));
+  EXPECT_TRUE(torch::equal(mid_ranks(torch::tensor({7.0, 7.0, 7.0})), torch::tensor({1.0, 1.0, 1.0}, torch::kFloat64)));
+  EXPECT_EQ(mid_ranks(torch::zeros({0})).numel(), 0);
+}
+
 TEST(MetricsAuroc, RanksAndTies) {
   // Positives {.35, .8}, negatives {.1, .4}: pairs (.35>.1) (.35<.4) (.8>.1) (.8>.4) -> 3/4.
   EXPECT_NEAR(auroc(torch::tensor({0.1, 0.4, 0.35, 0.8}), torch::tensor({false, false, true, true})), 0.75, 1e-12);

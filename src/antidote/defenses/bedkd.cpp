@@ -58,7 +58,8 @@ torch::Tensor direction_scores(const torch::Tensor& probs_suspect, const torch::
 
 torch::Tensor fractional_ranks(const torch::Tensor& scores) {
   const int64_t n = scores.numel();
-  return n > 1 ? mid_ranks(scores) / static_cast<double>(n - 1) : torch::zeros({n}, torch::kFloat64);
+  // Times the reciprocal, as the measured runs computed it (bit for bit).
+  return n > 1 ? mid_ranks(scores) * (1.0 / static_cast<double>(n - 1)) : torch::zeros({n}, torch::kFloat64);
 }
 
 Selection select_suspects(const torch::Tensor& scores, const torch::Tensor& suspect_pred, const torch::Tensor& labels,
