@@ -155,6 +155,15 @@ TEST_F(BaselineAttention, TextMapsSumOverHiddenAndMaskPadding) {
   EXPECT_NEAR(am[0][0].item<float>(), 0.4472136f, 1e-5);
   EXPECT_NEAR(am[0][1].item<float>(), 0.8944272f, 1e-5);
   EXPECT_EQ(am[0][2].item<float>(), 0.0f);
+  // NAD's distillation cuts a text batch to its longest row and scales the loss by
+  // L_cut / L: the padding position adds 0 to the mean, so the scaled loss is the
+  // uncut one. Teacher (1, 0), (0, 0), (3, 3): maps (1, 0, 0) -> AT over 3 positions =
+  //   ((0.4472136 − 1)² + 0.8944272²) / 3 = 1.1055728 / 3 = 0.3685243.
+  auto t3 = torch::tensor({1.0f, 0.0f, 0.0f, 0.0f, 3.0f, 3.0f}).view({1, 3, 2});
+  auto full = attention_loss(a, t3, 2.0, ch, mask);
+  EXPECT_NEAR(full.item<float>(), 0.3685243f, 1e-5);
+  auto cut = attention_loss(a.slice(1, 0, 2), t3.slice(1, 0, 2), 2.0, ch, mask.slice(1, 0, 2)) * (2.0 / 3.0);
+  EXPECT_NEAR(cut.item<float>(), full.item<float>(), 1e-6);
   // TextCNN convolutions are channel-first [B, F, L'].
   EXPECT_EQ(attention_channel_dim(a, Modality::Text, "textcnn"), 1);
 

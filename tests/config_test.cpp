@@ -101,6 +101,8 @@ TEST(ConfigDefaults, TrainResolvePerModality) {
   EXPECT_EQ(txt.optimizer.name, "adam");
   EXPECT_DOUBLE_EQ(txt.optimizer.lr, 1e-3);
   EXPECT_DOUBLE_EQ(txt.optimizer.weight_decay, 0.0);
+  EXPECT_TRUE(txt.group_by_length);
+  EXPECT_FALSE(parse("train: {group_by_length: false}").train.resolve(Modality::Text).group_by_length);
 
   auto o = parse("train: {epochs: 2, batch_size: 16, lr: 0.1, optimizer: adam, schedule: constant, augment: true}")
                .train.resolve(Modality::Image);
@@ -168,6 +170,8 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   EXPECT_TRUE(contains(msg, "model")) << msg;
   msg = parse_error("device: tpu");
   EXPECT_TRUE(contains(msg, "tpu")) << msg;
+  msg = parse_error("train: {group_by_length: sometimes}");
+  EXPECT_TRUE(contains(msg, "train.group_by_length")) << msg;
   msg = parse_error("train: {schedule: linear}");
   EXPECT_TRUE(contains(msg, "linear")) << msg;
   msg = parse_error("train: {batch_size: 0}");

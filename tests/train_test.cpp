@@ -6,6 +6,7 @@
 #include <cmath>
 #include <set>
 
+#include "antidote/data/data.hpp"
 #include "antidote/train/train.hpp"
 
 using namespace antidote;
@@ -198,6 +199,22 @@ double loss_of(Classifier& m, const Dataset& d) {
   return l;
 }
 
+// Token-id rows [CLS] w w ... [PAD] with the given lengths ([CLS] included).
+torch::Tensor token_rows(const std::vector<int64_t>& lengths, int64_t width) {
+  auto x = torch::zeros({static_cast<int64_t>(lengths.size()), width}, torch::kLong);
+  for (size_t i = 0; i < lengths.size(); ++i)
+    for (int64_t j = 0; j < lengths[i]; ++j) x[static_cast<int64_t>(i)][j] = j == 0 ? Vocab::kCls : 5 + j;
+  return x;
+}
+ClassifierPtr tiny_text_model(const std::string& arch, int64_t width) {
+  InputSpec in;
+  in.modality = Modality::Text;
+  in.vocab_size = 20;
+  in.max_len = width;
+  in.num_classes = 2;
+  return make_model(arch, in, YAML::Load(arch == "transformer" ? "{dim: 8, heads: 2, layers: 1, ff: 8}" : "{}"));
+}
+
 struct CountingSync : GradientSync {
   int calls = 0, world = 1, my_rank = 0;
   void sync(const std::vector<torch::Tensor>&) override { ++calls; }
@@ -205,6 +222,98 @@ struct CountingSync : GradientSync {
   int world_size() const override { return world; }
 };
 }  // namespace
+
+TEST(TrainBatches, GroupsTokenRowsByLengthAndCutsPadding) {
+  // Lengths 3 5 2 5 4 1 3 2, batch 2, file order: one window (2 x 16 rows) holds all 8
+  // rows, sorted longest first, equal lengths in row order: 1 3 | 4 0 | 6 2 | 7 5, and
+  // each batch is cut to its longest row: widths 5, 4, 3, 2 of 6.
+  auto model = tiny_text_model("transformer", 6);
+  auto x = token_rows({3, 5, 2, 5, 4, 1, 3, 2}, 6);
+  TrainBatches batches(*model, x, 2);
+  ASSERT_TRUE(batches.grouped());
+  auto b = batches.epoch(nullptr);
+  ASSERT_EQ(b.size(), 4u);
+  const std::vector<std::vector<int64_t>> expected{{1, 3}, {4, 0}, {6, 2}, {7, 5}};
+  const std::vector<int64_t> widths{5, 4, 3, 2};
+  for (size_t i = 0; i < b.size(); ++i) {
+    EXPECT_EQ(to_vec(b[i]), expected[i]) << i;
+    auto rows = batches.rows(b[i]);
+    EXPECT_EQ(rows.size(1), widths[i]) << i;
+    EXPECT_TRUE(torch::equal(rows, x.index_select(0, b[i]).slice(1, 0, widths[i]))) << i;
+  }
+  // The cut positions were padding: the logits match the uncut rows'.
+  torch::NoGradGuard ng;
+  model->eval();
+  auto cut = model->logits(batches.rows(b[1]));
+  auto uncut = model->logits(x.index_select(0, b[1]));
+  EXPECT_TRUE(torch::allclose(cut, uncut, 1e-5, 1e-6));
+}
+
+TEST(TrainBatches, ShuffledGroupsPartitionTheEpochAndRepeatWithTheSeed) {
+  // 300 rows of random lengths, batch 8 (windows of 128 rows): every row once per epoch,
+  // on one worker or split over 3; the same seed gives the same batches; batches are
+  // shorter than plain epoch_batches' (the point of grouping).
+  const int64_t n = 300, width = 40;
+  std::vector<int64_t> lengths;
+  Rng lr(3);
+  for (int64_t i = 0; i < n; ++i) lengths.push_back(2 + lr.below(width - 1));
+  auto x = token_rows(lengths, width);
+  auto model = tiny_text_model("transformer", width);
+  TrainBatches batches(*model, x, 8);
+  for (int world : {1, 3}) {
+    std::multiset<int64_t> seen;
+    for (int rank = 0; rank < world; ++rank) {
+      Rng rng(42);
+      for (const auto& b : batches.epoch(&rng, rank, world)) {
+        EXPECT_LE(b.numel(), 8);
+        for (auto i : to_vec(b)) seen.insert(i);
+      }
+    }
+    ASSERT_EQ(seen.size(), static_cast<size_t>(n)) << world;
+    for (int64_t i = 0; i < n; ++i) EXPECT_EQ(seen.count(i), 1u) << i;
+  }
+  Rng a(7), b(7), c(7);
+  auto ba = batches.epoch(&a), bb = batches.epoch(&b);
+  ASSERT_EQ(ba.size(), bb.size());
+  for (size_t i = 0; i < ba.size(); ++i) EXPECT_EQ(to_vec(ba[i]), to_vec(bb[i]));
+  auto width_sum = [&](const std::vector<torch::Tensor>& bs) {
+    int64_t s = 0;
+    for (const auto& t : bs) s += batches.width(t);
+    return s;
+  };
+  const int64_t plain = width_sum(epoch_batches(n, 8, &c));
+  EXPECT_LT(width_sum(ba), plain * 2 / 3) << "grouped " << width_sum(ba) << " plain " << plain;
+}
+
+TEST(TrainBatches, OtherInputsKeepEpochBatches) {
+  // Images, TextCNN (its max over time reads padding), cut = false and group = false
+  // all draw exactly epoch_batches' batches; only group = false still cuts the rows.
+  auto x = token_rows({3, 5, 2, 5, 4, 1, 3, 2}, 6);
+  auto same_as_plain = [&](const TrainBatches& tb, const torch::Tensor& rows_of) {
+    Rng r1(9), r2(9);
+    auto got = tb.epoch(&r1), want = epoch_batches(rows_of.size(0), 3, &r2);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(to_vec(got[i]), to_vec(want[i]));
+  };
+  auto transformer = tiny_text_model("transformer", 6);
+  auto textcnn = tiny_text_model("textcnn", 6);
+  TrainBatches no_cut(*transformer, x, 3, /*cut=*/false), no_group(*transformer, x, 3, true, /*group=*/false),
+      cnn_text(*textcnn, x, 3);
+  same_as_plain(no_cut, x);
+  same_as_plain(no_group, x);
+  same_as_plain(cnn_text, x);
+  EXPECT_FALSE(no_cut.grouped());
+  EXPECT_FALSE(cnn_text.grouped());
+  auto first = torch::tensor({0, 2}, torch::kLong);
+  EXPECT_EQ(no_cut.rows(first).size(1), 6);
+  EXPECT_EQ(cnn_text.rows(first).size(1), 6);
+  EXPECT_EQ(no_group.rows(first).size(1), 3);
+  auto images = torch::rand({7, 1, 4, 4});
+  auto cnn = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  TrainBatches image_batches(*cnn, images, 3);
+  same_as_plain(image_batches, images);
+  EXPECT_TRUE(torch::equal(image_batches.rows(first), images.index_select(0, first)));
+}
 
 TEST(TrainSupervised, LowersLossOnSeparableData) {
   set_quiet(true);

@@ -138,14 +138,15 @@ class Nad : public Defense {
     int64_t total = options_.epochs * steps_per_epoch, step = 0;
     bool images = clean.x.dim() == 4;
     nlohmann::json log = nlohmann::json::array();
+    const TrainBatches batches(student, clean.x, options_.batch_size);
     student.train();
     for (int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
       Progress progress(fmt::format("nad distill epoch {}/{}", epoch + 1, options_.epochs), clean.size());
       double ce_sum = 0, at_sum = 0;
       int64_t seen = 0;
-      for (const auto& idx : epoch_batches(clean.size(), options_.batch_size, &rng)) {
+      for (const auto& idx : batches.epoch(&rng)) {
         if (options_.schedule == "cosine") set_learning_rate(*opt, cosine_lr(options_.optimizer.lr, step, total));
-        auto x = clean.x.index_select(0, idx);
+        auto x = batches.rows(idx);
         if (options_.augment && images) x = random_shift(x, 2, rng);
         x = x.to(dev);
         auto y = clean.y.index_select(0, idx).to(dev);
@@ -158,6 +159,11 @@ class Nad : public Defense {
         auto s_out = student.forward_full(x, true);
         auto ce = torch::cross_entropy_loss(s_out.logits, y);
         auto at = distillation_term(s_out.activations, t_out.activations, x);
+        // The attention loss is a mean over positions, and padding positions add 0 to it
+        // (masked in both maps): a batch cut to its longest row is scaled back to the
+        // mean over the full width, the loss an uncut batch gives.
+        if (x.dim() == 2 && x.size(1) < clean.x.size(1))
+          at = at * (static_cast<double>(x.size(1)) / static_cast<double>(clean.x.size(1)));
         auto loss = ce + at;
         check_finite(loss, "nad distill");
         loss.backward();

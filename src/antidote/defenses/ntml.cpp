@@ -155,12 +155,13 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
   const int64_t total = per_epoch * o.epochs;
   int64_t step = 0;
   Progress progress(label, n * o.epochs);
+  const TrainBatches batches(student, train.x, o.batch_size);
   double last = 0;
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     double sum = 0;
     int64_t count = 0;
-    for (const auto& b : epoch_batches(n, o.batch_size, &rng)) {
-      auto x = train.x.index_select(0, b).to(device);
+    for (const auto& b : batches.epoch(&rng)) {
+      auto x = batches.rows(b).to(device);
       if (image && o.augment) x = random_shift(x, 2, rng);
       auto target = q.index_select(0, b).to(device);
       set_learning_rate(*opt, lr_at(o.opt, o.opt.cfg.lr, step++, total));
@@ -188,8 +189,9 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   const int64_t bs = std::min(o.batch_size, n);
   student.train();
   teacher.train();
+  const TrainBatches clean_batches(student, clean.x, bs);
   auto batch_of = [&](const torch::Tensor& b) {
-    auto x = clean.x.index_select(0, b).to(device);
+    auto x = clean_batches.rows(b).to(device);
     if (image && o.augment) x = random_shift(x, 2, rng);
     return std::make_pair(x, clean.y.index_select(0, b).to(device));
   };
@@ -213,7 +215,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       pc.lr = o.probe_lr;
       auto popt = make_optimizer(head, pc);
       for (int64_t e = 0; e < o.probe_epochs; ++e)
-        for (const auto& b : epoch_batches(n, bs, &rng)) {
+        for (const auto& b : clean_batches.epoch(&rng)) {
           auto [x, y] = batch_of(b);
           popt->zero_grad();
           auto loss = torch::cross_entropy_loss(student.logits(x), y);
@@ -235,7 +237,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   std::pair<double, double> l{0, 0};
   for (int64_t it = 0; it < o.iterations; ++it) {
     if (next >= batches.size()) {
-      batches = epoch_batches(n, bs, &rng);
+      batches = clean_batches.epoch(&rng);
       next = 0;
     }
     auto [x, y] = batch_of(batches[next++]);

@@ -72,14 +72,14 @@ double auroc(const torch::Tensor& scores, const torch::Tensor& positive) {
 
 namespace {
 
-// Rows of token ids ordered by length (1 + the position of the last non-[PAD] id), for
-// a model whose logits ignore trailing padding; undefined when nothing can be cut (no
-// such model, not token ids, every row full) or a row is all padding.
+// Rows of token ids ordered by length, for a model whose logits ignore trailing
+// padding; undefined when nothing can be cut (no such model, not token ids, every row
+// full) or a row is all padding.
 torch::Tensor length_order(Classifier& model, const torch::Tensor& x, torch::Tensor* lengths) {
-  if (!model.ignores_trailing_padding() || x.dim() != 2 || x.is_floating_point() || x.size(0) == 0) return {};
-  auto positions = torch::arange(1, x.size(1) + 1, torch::kLong).unsqueeze(0);
-  *lengths = (x.ne(Vocab::kPad).to(torch::kLong) * positions).amax(1).to(torch::kCPU);
-  if (lengths->min().item<int64_t>() == 0 || lengths->min().item<int64_t>() == x.size(1)) return {};
+  if (x.size(0) == 0) return {};
+  *lengths = model.cuttable_lengths(x);
+  if (!lengths->defined() || lengths->min().item<int64_t>() == 0 || lengths->min().item<int64_t>() == x.size(1))
+    return {};
   return std::get<1>(lengths->sort(/*stable=*/true, 0, /*descending=*/false));
 }
 

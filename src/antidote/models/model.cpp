@@ -76,6 +76,12 @@ torch::Tensor Classifier::apply_prune_mask(const torch::Tensor& t, int64_t dim) 
   return t * prune_mask_.view(shape);
 }
 
+torch::Tensor Classifier::cuttable_lengths(const torch::Tensor& x) const {
+  if (!ignores_trailing_padding() || x.dim() != 2 || x.is_floating_point()) return {};
+  auto positions = torch::arange(1, x.size(1) + 1, torch::TensorOptions(torch::kLong).device(x.device())).unsqueeze(0);
+  return (x.ne(Vocab::kPad).to(torch::kLong) * positions).amax(1).to(torch::kCPU);
+}
+
 ClassifierPtr make_model(const std::string& arch, const InputSpec& input, const YAML::Node& options,
                          const std::string& context) {
   Params params(options ? YAML::Clone(options) : YAML::Node(), context);

@@ -69,6 +69,10 @@ class Classifier : public torch::nn::Module {
   // batch to its longest row (predict_probs). False where padding is read (TextCNN's
   // max over time sees it) or unknown (imported TorchScript).
   virtual bool ignores_trailing_padding() const { return false; }
+  // Per-row lengths of token-id rows (1 + the position of the last non-[PAD] id), on
+  // the CPU, when this model ignores trailing padding and `x` is token ids; undefined
+  // otherwise (images, TextCNN, imported graphs), where every position must be kept.
+  torch::Tensor cuttable_lengths(const torch::Tensor& x) const;
 
   // An independent copy with the same weights (teacher/student copies in defenses).
   virtual std::shared_ptr<Classifier> clone_deep() const;

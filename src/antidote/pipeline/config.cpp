@@ -73,7 +73,8 @@ TrainOptions TrainConfig::resolve(Modality m) const {
     o.optimizer = {"adam", 1e-3, 0.9, 0.0};
   }
   const std::string ctx = "train";
-  check_keys(node, {"epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "augment"},
+  check_keys(node, {"epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "augment",
+                    "group_by_length"},
              ctx);
   o.epochs = read<int64_t>(node, "epochs", o.epochs, ctx);
   o.batch_size = read<int64_t>(node, "batch_size", o.batch_size, ctx);
@@ -83,6 +84,7 @@ TrainOptions TrainConfig::resolve(Modality m) const {
   o.optimizer.weight_decay = read<double>(node, "weight_decay", o.optimizer.weight_decay, ctx);
   o.schedule = read<std::string>(node, "schedule", o.schedule, ctx);
   o.augment = read<bool>(node, "augment", o.augment, ctx);
+  o.group_by_length = read<bool>(node, "group_by_length", o.group_by_length, ctx);
   if (o.epochs < 0) fail("train.epochs must be >= 0, got {}", o.epochs);
   if (o.batch_size < 1) fail("train.batch_size must be positive, got {}", o.batch_size);
   if (o.schedule != "cosine" && o.schedule != "constant")

@@ -1,5 +1,6 @@
 #include "antidote/train/train.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace antidote {
@@ -62,6 +63,50 @@ std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shu
   return batches;
 }
 
+TrainBatches::TrainBatches(const Classifier& model, torch::Tensor x, int64_t batch_size, bool cut, bool group)
+    : x_(std::move(x)), lengths_(cut ? model.cuttable_lengths(x_) : torch::Tensor()), batch_size_(batch_size),
+      group_(group) {
+  if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
+}
+
+std::vector<torch::Tensor> TrainBatches::epoch(Rng* shuffle, int rank, int world) const {
+  const int64_t n = x_.size(0);
+  if (!grouped()) return epoch_batches(n, batch_size_, shuffle, rank, world);
+  std::vector<int64_t> order = shuffle ? shuffle->permutation(n) : std::vector<int64_t>();
+  if (!shuffle) {
+    order.resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) order[i] = i;
+  }
+  const int64_t* len = lengths_.data_ptr<int64_t>();
+  // A step is one batch per worker; the windows and the step order are the same on
+  // every worker (same seed), and each worker takes every world-th row of a step.
+  const int64_t step_rows = batch_size_ * world, window = step_rows * kGroupWindow;
+  for (int64_t w = 0; w < n; w += window)
+    std::stable_sort(order.begin() + w, order.begin() + std::min(n, w + window),
+                     [len](int64_t a, int64_t b) { return len[a] > len[b]; });
+  const int64_t steps = (n + step_rows - 1) / step_rows;
+  std::vector<int64_t> step_order = shuffle ? shuffle->permutation(steps) : std::vector<int64_t>();
+  if (!shuffle)
+    for (int64_t i = 0; i < steps; ++i) step_order.push_back(i);
+  std::vector<torch::Tensor> batches;
+  for (int64_t s : step_order) {
+    std::vector<int64_t> mine;
+    for (int64_t i = s * step_rows + rank; i < std::min(n, (s + 1) * step_rows); i += world) mine.push_back(order[i]);
+    if (!mine.empty()) batches.push_back(torch::tensor(mine, torch::kLong));
+  }
+  return batches;
+}
+
+int64_t TrainBatches::width(const torch::Tensor& idx) const {
+  if (!cut() || idx.numel() == 0) return x_.dim() > 1 ? x_.size(1) : 1;
+  return std::max<int64_t>(1, lengths_.index_select(0, idx.to(torch::kCPU)).max().item<int64_t>());
+}
+
+torch::Tensor TrainBatches::rows(const torch::Tensor& idx) const {
+  auto xb = x_.index_select(0, idx.to(x_.device()));
+  return cut() ? xb.slice(1, 0, width(idx)) : xb;
+}
+
 torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng) {
   auto B = images.size(0), H = images.size(2), W = images.size(3);
   auto padded = torch::constant_pad_nd(images, {pad, pad, pad, pad}, 0);
@@ -88,14 +133,15 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
   int64_t steps_per_epoch = (data.size() / sync->world_size() + o.batch_size - 1) / o.batch_size;
   int64_t total = o.epochs * steps_per_epoch, step = 0;
   bool images = data.x.dim() == 4;
+  const TrainBatches batches(model, data.x, o.batch_size, /*cut=*/true, o.group_by_length);
   model.train();
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     Progress progress(fmt::format("{} epoch {}/{}", o.label, epoch + 1, o.epochs), data.size());
     double loss_sum = 0;
     int64_t seen = 0, correct = 0;
-    for (const auto& idx : epoch_batches(data.size(), o.batch_size, &rng, sync->rank(), sync->world_size())) {
+    for (const auto& idx : batches.epoch(&rng, sync->rank(), sync->world_size())) {
       if (o.schedule == "cosine") set_learning_rate(*opt, cosine_lr(o.optimizer.lr, step, total));
-      auto x = data.x.index_select(0, idx);
+      auto x = batches.rows(idx);
       if (o.augment && images) x = random_shift(x, 2, rng);
       x = x.to(dev);
       auto y = data.y.index_select(0, idx).to(dev);

@@ -34,6 +34,7 @@ struct TrainOptions {
   OptimizerConfig optimizer;
   std::string schedule = "cosine";  // cosine | constant
   bool augment = false;             // images: random shift by up to 2 pixels (padding 2, crop)
+  bool group_by_length = true;      // text: batches of rows of similar length (TrainBatches)
   std::string label = "train";
 };
 
@@ -47,6 +48,36 @@ struct GradientSync {
 
 // Index batches of one epoch: a seeded permutation (or in order), strided by rank.
 std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank = 0, int world = 1);
+
+// The batches of a training loop over the rows of `x`. For token ids of a model that
+// ignores trailing padding (Classifier::cuttable_lengths), rows of similar length share
+// a batch and each batch is cut to its longest row: SST-2's rows fill about 20 of 53
+// positions, and a batch of random rows is as long as its longest. The grouping keeps
+// the epoch random: a seeded permutation is cut into windows of kGroupWindow batches,
+// each window is sorted by length (stable, so equal lengths keep their random order)
+// and split into batches, and the order of the batches is shuffled. Other inputs get
+// epoch_batches unchanged.
+class TrainBatches {
+ public:
+  static constexpr int64_t kGroupWindow = 16;
+  // cut = false keeps every position (and the plain epoch_batches): for a loss that
+  // reads the padding positions' states. group = false draws epoch_batches and only
+  // cuts each batch (the batches of an uncut run, up to float rounding).
+  TrainBatches(const Classifier& model, torch::Tensor x, int64_t batch_size, bool cut = true, bool group = true);
+  // One epoch's index batches (CPU); `shuffle` null keeps the file order within windows.
+  std::vector<torch::Tensor> epoch(Rng* shuffle, int rank = 0, int world = 1) const;
+  // x[idx], cut to the longest of those rows when the model allows it.
+  torch::Tensor rows(const torch::Tensor& idx) const;
+  // The width rows(idx) has: the longest length among idx, or x's width.
+  int64_t width(const torch::Tensor& idx) const;
+  bool grouped() const { return group_ && cut(); }
+  bool cut() const { return lengths_.defined(); }
+
+ private:
+  torch::Tensor x_, lengths_;
+  int64_t batch_size_;
+  bool group_;
+};
 
 // Random 2-pixel shifts (zero padding) of an image batch; seeded by `rng`.
 torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng);
