@@ -126,6 +126,12 @@ if A.get("train"):
             w("")
             w(f"PyTorch {p['model']} variants (samples/s): {v}.")
     w("")
+    w("The Transformer's rows have random lengths (6 to max_len tokens, the rest [PAD]). The twin cuts each "
+      "batch to its longest row (dynamic padding, as a collator does; with 32 rows of uniform lengths that "
+      "is nearly max_len). antidote's `train_supervised` groups rows of similar length into a batch and cuts "
+      "it (`TrainBatches`, `train.group_by_length`, on by default). % peak counts the FLOPs of the full "
+      "max_len rows, so for the Transformer it overstates the arithmetic done.")
+    w("")
 
 # ---- evaluation ---------------------------------------------------------------------------
 if A.get("eval"):
@@ -193,7 +199,10 @@ if A.get("cells"):
       "≤ 1024; text: 16 drawn from ≤ 64), each batch cut to the rows still above the "
       "floor, batch 16, plus the monitor evaluation. NT-ML: NT = one epoch over the training set (batch 128 "
       "images / 32 text); ML = `ml_iterations` steps of two models (batch 64 / 32); control off. FT, FP, NAD: "
-      "500 clean rows, their default recipes (images: SGD, batch 64, 2-pixel shifts; text: Adam, batch 32).")
+      "500 clean rows, their default recipes (images: SGD, batch 64, 2-pixel shifts; text: Adam, batch 32). "
+      "Text training batches: antidote groups rows of similar length and cuts each batch to its longest row; "
+      "the twin cuts each batch of random rows to its longest row. BeDKD's text AKD takes its feature MSE "
+      "over real tokens (`mask_padding`, on in the text recipe) on both sides.")
     w("")
 
 # ---- BLAS ---------------------------------------------------------------------------------

@@ -232,7 +232,7 @@ def train_supervised(model, x, y, epochs, batch, opt_name, lr, momentum, weight_
             idx = perm[i:i + batch]
             if schedule == "cosine":
                 set_lr(opt, cosine_lr(lr, step, total))
-            xb = x[idx]
+            xb = cut_padding(x[idx])  # text: dynamic padding, as a collator does
             if augment and images:
                 xb = random_shift(xb, 2, gen)
             yb = y[idx]
@@ -407,10 +407,14 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     stages = []
     teacher = freeze(load_copy(arch, spec, state))
 
-    def kd(s_out, t_out, y, T, alpha=0.3):
+    def kd(s_out, t_out, y, T, alpha=0.3, x=None):
         ce = F.cross_entropy(s_out[0], y)
         kl = kl_teacher_student(t_out[0], s_out[0], T)
-        mse = (s_out[1] - t_out[1]).pow(2).mean()
+        if text and x is not None:  # the text recipe's mask_padding: the MSE over real tokens
+            m = (x != PAD).to(s_out[1].dtype).unsqueeze(-1)
+            mse = ((s_out[1] - t_out[1]).pow(2) * m).sum() / (m.sum() * s_out[1].shape[2]).clamp_min(1.0)
+        else:
+            mse = (s_out[1] - t_out[1]).pow(2).mean()
         return alpha * ce + (1 - alpha) * (kl + mse)
 
     st = Stage("dmm")
@@ -432,8 +436,8 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     for _ in range(flip_epochs):
         for i in range(0, len(fy), 16):
             xb, yb = fx[i:i + 16], fy[i:i + 16]
-            if flip_alpha >= 1:  # cross-entropy alone: no teacher pass
-                loss = F.cross_entropy(mapped(xb), yb)
+            if flip_alpha >= 1:  # cross-entropy alone: no teacher pass, and padding can be cut
+                loss = F.cross_entropy(mapped(cut_padding(xb)), yb)
             else:
                 with torch.no_grad():
                     t_out = teacher.forward_full(xb)
@@ -490,10 +494,10 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     stop, floor = sizes.get("punish_stop", "none"), sizes.get("punish_floor", 0.0)
     for _ in range(akd_epochs):
         for i in range(0, len(ty), 16):
-            xb, yb = tx[i:i + 16], ty[i:i + 16]
+            xb, yb = cut_padding(tx[i:i + 16]), ty[i:i + 16]  # text: masked MSE, so padding can go
             with torch.no_grad():
                 t_out = teacher.forward_full(xb)
-            loss = kd(student.forward_full(xb), t_out, yb, 2.5)
+            loss = kd(student.forward_full(xb), t_out, yb, 2.5, x=xb)
             check_finite(loss, "akd trust")
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -505,7 +509,7 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
         if 0 < per_epoch < len(py):
             draw = torch.sort(torch.randperm(len(py), generator=gen)[:per_epoch]).values
         for i in range(0, len(draw), 16):
-            xb, yb = px[draw[i:i + 16]], py[draw[i:i + 16]]
+            xb, yb = cut_padding(px[draw[i:i + 16]]), py[draw[i:i + 16]]
             if stop == "prob":
                 with torch.no_grad():
                     student.eval()
@@ -518,7 +522,7 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
             s_out = student.forward_full(xb)
             with torch.no_grad():
                 t_out = teacher.forward_full(xb)
-            loss = kd(s_out, t_out, yb, 2.5)
+            loss = kd(s_out, t_out, yb, 2.5, x=xb)
             check_finite(loss, "akd punish")
             opt.zero_grad(set_to_none=True)
             (-1.0 * loss).backward()
@@ -559,7 +563,7 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
             set_lr(opt, cosine_lr(base_lr, step, total))
             step += 1
             opt.zero_grad(set_to_none=True)
-            loss = -(q[b] * torch.log_softmax(student(cell["train_x"][b]), 1)).sum(1).mean()
+            loss = -(q[b] * torch.log_softmax(student(cut_padding(cell["train_x"][b])), 1)).sum(1).mean()
             check_finite(loss, "nt")
             loss.backward()
             opt.step()
@@ -583,7 +587,7 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
             batches, nxt = [perm[i:i + B] for i in range(0, len(cy), B)], 0
         b = batches[nxt]
         nxt += 1
-        x, y = cx[b], cy[b]
+        x, y = cut_padding(cx[b]), cy[b]
         alpha_t = 0.0 if it < 100 else 0.5
         opt_s.zero_grad(set_to_none=True)
         opt_t.zero_grad(set_to_none=True)
@@ -771,7 +775,7 @@ def run_nad(cell, arch, spec, state, row, target, gen):
             idx = perm[i:i + B]
             set_lr(opt, cosine_lr(opts["lr"], step, total))
             step += 1
-            x = cx[idx]
+            x = cut_padding(cx[idx])
             if opts["augment"]:
                 x = random_shift(x, 2, gen)
             y = cy[idx]
@@ -783,6 +787,8 @@ def run_nad(cell, arch, spec, state, row, target, gen):
             mask = (x != PAD) if text else None
             at = sum(b * (attention_map(s, ch, mask) - attention_map(t, ch, mask)).pow(2).mean()
                      for b, s, t in zip(betas, s_acts, t_acts))
+            if text:  # the mean over the full width, as an uncut batch gives (padding adds 0)
+                at = at * (x.shape[1] / cx.shape[1])
             loss = ce + at
             check_finite(loss, "nad")
             loss.backward()
