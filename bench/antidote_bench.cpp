@@ -337,7 +337,8 @@ json run_cell(const CellPlan& plan, const Args& a) {
                       {"flip_epochs_run", d["dmm"]["epochs"]},
                       {"flip_lr", d["dmm"]["lr"]},
                       {"flip_alpha", d["dmm"]["alpha"]},
-                      {"score_over", d["identify"]["score_over"]}};
+                      {"score_over", d["identify"]["score_over"]},
+                      {"mask_padding", d["akd"]["mask_padding"]}};
     } else if (name == "fp") {
       row["sizes"] = {{"channels", d["channels"]}, {"pruned", d["pruned"]},
                       {"prune_evaluations", static_cast<int64_t>(d["prune_curve"].size()) - 1}};

@@ -407,10 +407,12 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     stages = []
     teacher = freeze(load_copy(arch, spec, state))
 
+    mask_padding = text and sizes.get("mask_padding", False)  # as the C++ run reports it
+
     def kd(s_out, t_out, y, T, alpha=0.3, x=None):
         ce = F.cross_entropy(s_out[0], y)
         kl = kl_teacher_student(t_out[0], s_out[0], T)
-        if text and x is not None:  # the text recipe's mask_padding: the MSE over real tokens
+        if mask_padding and x is not None:  # the MSE over real tokens
             m = (x != PAD).to(s_out[1].dtype).unsqueeze(-1)
             mse = ((s_out[1] - t_out[1]).pow(2) * m).sum() / (m.sum() * s_out[1].shape[2]).clamp_min(1.0)
         else:
@@ -494,7 +496,9 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     stop, floor = sizes.get("punish_stop", "none"), sizes.get("punish_floor", 0.0)
     for _ in range(akd_epochs):
         for i in range(0, len(ty), 16):
-            xb, yb = cut_padding(tx[i:i + 16]), ty[i:i + 16]  # text: masked MSE, so padding can go
+            xb, yb = tx[i:i + 16], ty[i:i + 16]
+            if mask_padding:  # the MSE ignores padding, so batches can be cut (as in C++)
+                xb = cut_padding(xb)
             with torch.no_grad():
                 t_out = teacher.forward_full(xb)
             loss = kd(student.forward_full(xb), t_out, yb, 2.5, x=xb)
@@ -509,7 +513,9 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
         if 0 < per_epoch < len(py):
             draw = torch.sort(torch.randperm(len(py), generator=gen)[:per_epoch]).values
         for i in range(0, len(draw), 16):
-            xb, yb = cut_padding(px[draw[i:i + 16]]), py[draw[i:i + 16]]
+            xb, yb = px[draw[i:i + 16]], py[draw[i:i + 16]]
+            if mask_padding:
+                xb = cut_padding(xb)
             if stop == "prob":
                 with torch.no_grad():
                     student.eval()

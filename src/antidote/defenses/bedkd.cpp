@@ -307,6 +307,13 @@ torch::Tensor padding_mask(const Config& c, const torch::Tensor& x) {
   return x.ne(Vocab::kPad);
 }
 
+// Whether L_KD with these weights reads the padding positions' token states: only a
+// feature MSE that is computed (kd_terms skips a zero weight) and not masked. Batches
+// for any other loss may be cut to their longest row (TrainBatches).
+bool reads_padding_states(const Config& c, const KdWeights& w) {
+  return !c.mask_padding && (1.0 - w.alpha) * w.mse != 0;
+}
+
 // The frozen teacher's outputs on every row of `x`, computed once in batches. The DMM
 // and the trust pass visit the same rows every epoch and f_B is frozen in eval mode, so
 // its outputs never change; caching them saves a third of the forward work
@@ -332,7 +339,7 @@ ModelOutput cached_batch(const ModelOutput& all, const torch::Tensor& idx, int64
   out.logits = all.logits.index_select(0, idx);
   out.features = all.features.index_select(0, idx);
   // Token states of a batch cut to its longest row (TrainBatches, which cuts only where
-  // the loss leaves the padding states out: masked or no feature MSE).
+  // the loss leaves the padding states out: reads_padding_states).
   if (out.features.dim() == 3 && width < out.features.size(1)) out.features = out.features.slice(1, 0, width);
   return out;
 }
@@ -376,8 +383,7 @@ struct BeDKD : Defense {
     torch::manual_seed(rng.fork_seed("dmm"));
     Rng flip_shuffle(rng.fork_seed("dmm-order"));
     const auto flip_teacher = teacher_outputs(*teacher, flip.x, c.score_batch);
-    const TrainBatches flip_batches(*mapped, flip.x, c.flip_batch,
-                                    c.mask_padding || (1.0 - c.flip_alpha) * c.flip_mse_weight == 0);
+    const TrainBatches flip_batches(*mapped, flip.x, c.flip_batch, !reads_padding_states(c, flip_w));
     // The suspect's probabilities on the training rows, and the running sum of the
     // per-epoch scores when the score is averaged over the mapping's epochs. Time spent
     // scoring the training rows is identification, wherever it happens: it moves from
@@ -492,9 +498,7 @@ struct BeDKD : Defense {
     // Forked only when used, so that the default recipe's random streams stay as they were.
     Rng punish_draw(c.punish_per_epoch > 0 ? rng.fork_seed("akd-punish-draw") : 0);
     const auto trust_teacher = teacher_outputs(*teacher, trust.x, c.score_batch);
-    // Batches are cut to their longest row unless the loss reads the padding positions'
-    // states (a feature MSE without mask_padding).
-    const bool akd_cut = c.mask_padding || (1.0 - c.alpha) * c.mse_weight == 0;
+    const bool akd_cut = !reads_padding_states(c, akd_w);
     const TrainBatches trust_batches(*student, trust.x, c.batch_size, akd_cut),
         punish_batches(*student, punish.x, c.punish_batch, akd_cut);
     nlohmann::json trajectory = nlohmann::json::array();
@@ -586,7 +590,8 @@ struct BeDKD : Defense {
                       {"punish_rows", punish.size()},
                       {"punish_per_epoch", c.punish_per_epoch},
                       {"punish_stop", c.punish_stop},
-                      {"punish_floor", c.punish_floor}};
+                      {"punish_floor", c.punish_floor},
+                      {"mask_padding", c.mask_padding}};
     student->eval();
     for (auto& p : student->parameters()) p.set_requires_grad(false);
     result.model = student;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 namespace antidote {
 
@@ -45,13 +46,19 @@ void WeightAverage::apply() {
   for (size_t i = 0; i < params_.size(); ++i) params_[i].copy_(average_[i]);
 }
 
+namespace {
+// 0..n-1, as a seeded permutation or in order.
+std::vector<int64_t> order_of(int64_t n, Rng* shuffle) {
+  if (shuffle) return shuffle->permutation(n);
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), int64_t{0});
+  return order;
+}
+}  // namespace
+
 std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank, int world) {
   if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
-  std::vector<int64_t> order = shuffle ? shuffle->permutation(n) : std::vector<int64_t>();
-  if (!shuffle) {
-    order.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
-  }
+  const std::vector<int64_t> order = order_of(n, shuffle);
   // Each worker takes every world-th row, so the workers' batches partition the epoch.
   std::vector<int64_t> mine;
   for (int64_t i = rank; i < n; i += world) mine.push_back(order[i]);
@@ -72,11 +79,7 @@ TrainBatches::TrainBatches(const Classifier& model, torch::Tensor x, int64_t bat
 std::vector<torch::Tensor> TrainBatches::epoch(Rng* shuffle, int rank, int world) const {
   const int64_t n = x_.size(0);
   if (!grouped()) return epoch_batches(n, batch_size_, shuffle, rank, world);
-  std::vector<int64_t> order = shuffle ? shuffle->permutation(n) : std::vector<int64_t>();
-  if (!shuffle) {
-    order.resize(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) order[i] = i;
-  }
+  std::vector<int64_t> order = order_of(n, shuffle);
   const int64_t* len = lengths_.data_ptr<int64_t>();
   // A step is one batch per worker; the windows and the step order are the same on
   // every worker (same seed), and each worker takes every world-th row of a step.
@@ -85,11 +88,8 @@ std::vector<torch::Tensor> TrainBatches::epoch(Rng* shuffle, int rank, int world
     std::stable_sort(order.begin() + w, order.begin() + std::min(n, w + window),
                      [len](int64_t a, int64_t b) { return len[a] > len[b]; });
   const int64_t steps = (n + step_rows - 1) / step_rows;
-  std::vector<int64_t> step_order = shuffle ? shuffle->permutation(steps) : std::vector<int64_t>();
-  if (!shuffle)
-    for (int64_t i = 0; i < steps; ++i) step_order.push_back(i);
   std::vector<torch::Tensor> batches;
-  for (int64_t s : step_order) {
+  for (int64_t s : order_of(steps, shuffle)) {
     std::vector<int64_t> mine;
     for (int64_t i = s * step_rows + rank; i < std::min(n, (s + 1) * step_rows); i += world) mine.push_back(order[i]);
     if (!mine.empty()) batches.push_back(torch::tensor(mine, torch::kLong));
