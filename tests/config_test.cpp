@@ -103,6 +103,11 @@ TEST(ConfigDefaults, TrainResolvePerModality) {
   EXPECT_DOUBLE_EQ(txt.optimizer.weight_decay, 0.0);
   EXPECT_TRUE(txt.group_by_length);
   EXPECT_FALSE(parse("train: {group_by_length: false}").train.resolve(Modality::Text).group_by_length);
+  EXPECT_DOUBLE_EQ(txt.warmup_epochs, 0.0);
+  EXPECT_DOUBLE_EQ(txt.clip_norm, 0.0);
+  auto wc = parse("train: {warmup_epochs: 1.5, clip_norm: 1}").train.resolve(Modality::Text);
+  EXPECT_DOUBLE_EQ(wc.warmup_epochs, 1.5);
+  EXPECT_DOUBLE_EQ(wc.clip_norm, 1.0);
 
   auto o = parse("train: {epochs: 2, batch_size: 16, lr: 0.1, optimizer: adam, schedule: constant, augment: true}")
                .train.resolve(Modality::Image);
@@ -172,6 +177,10 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   EXPECT_TRUE(contains(msg, "tpu")) << msg;
   msg = parse_error("train: {group_by_length: sometimes}");
   EXPECT_TRUE(contains(msg, "train.group_by_length")) << msg;
+  msg = parse_error("train: {warmup_epochs: 7}");  // more than the 6 epochs
+  EXPECT_TRUE(contains(msg, "train.warmup_epochs")) << msg;
+  msg = parse_error("train: {clip_norm: -1}");
+  EXPECT_TRUE(contains(msg, "train.clip_norm")) << msg;
   msg = parse_error("train: {schedule: linear}");
   EXPECT_TRUE(contains(msg, "linear")) << msg;
   msg = parse_error("train: {batch_size: 0}");

@@ -104,6 +104,30 @@ TEST(Pipeline, RerunResumesFinishedCellsWithoutRetraining) {
   for (const auto& [path, t] : stamps) EXPECT_EQ(fs::last_write_time(path), t) << path << " was rewritten";
 }
 
+// A bench run without the ASR floor, then with it: the finished cell is reused, not
+// redone, and its row gets the floor (which depends on the dataset, seed and attack only).
+TEST(Pipeline, RerunWithTheFloorFillsItIntoFinishedCells) {
+  if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  set_quiet(true);
+  auto out = temp_dir("floor");
+  auto cfg = small_fmnist("badnets", 1);
+  cfg.asr_floor = false;
+  BenchOptions o;
+  o.out_dir = out.string();
+  auto first = run_bench(cfg, o);
+  ASSERT_EQ(first["runs"].size(), 1u);
+  EXPECT_TRUE(first["runs"][0]["asr_floor"].is_null());
+  std::map<std::string, fs::file_time_type> cells;
+  for (const auto& e : fs::directory_iterator(out / "cells")) cells[e.path().string()] = fs::last_write_time(e.path());
+  cfg.asr_floor = true;
+  auto second = run_bench(cfg, o);
+  ASSERT_EQ(second["runs"].size(), 1u);
+  ASSERT_TRUE(second["runs"][0]["asr_floor"].is_number());
+  EXPECT_LT(second["runs"][0]["asr_floor"].get<double>(), 0.30);
+  for (auto k : {"cacc", "asr", "seconds"}) EXPECT_EQ(first["runs"][0][k], second["runs"][0][k]) << k;
+  for (const auto& [path, t] : cells) EXPECT_EQ(fs::last_write_time(path), t) << path << " was rewritten";
+}
+
 // Runs the enclosing scope in another working directory.
 struct WorkingDirectory {
   fs::path previous = fs::current_path();

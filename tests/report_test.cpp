@@ -311,3 +311,29 @@ TEST(Report, PartialDocumentsRender) {
     EXPECT_EQ(html.find("<script"), std::string::npos);
   }
 }
+
+// results.md's seed summary. Worked by hand: CACC 75, 77, 79 % → mean 77.0, deviations
+// ±2 and 0, sample variance (4 + 0 + 4) / 2 = 4, sd 2.0; ASR 10, 0, 20 → 10.0 ± 10.0;
+// DER (0.9 + 0.95 + 1.0) / 3 = 0.950; detection precision over the two seeds that report
+// it, 100 and 50 → 75.0 ± 35.4 (√(2·25²/1) = 35.36).
+TEST(Report, SeedSummaryMeansAndSampleDeviation) {
+  json doc{{"runs", json::array()}};
+  const double cacc[] = {0.75, 0.77, 0.79}, asr[] = {0.1, 0.0, 0.2}, der[] = {0.9, 0.95, 1.0};
+  for (int s = 0; s < 3; ++s) {
+    auto r = run_row("bedkd", cacc[s], asr[s], 0.05);
+    r["seed"] = s;
+    r["der"] = der[s];
+    r["detection"] = s == 2 ? json(nullptr) : json{{"precision", s == 0 ? 1.0 : 0.5}, {"recall", 0.1}, {"f1", 0.2}, {"flagged", 64}};
+    doc["runs"].push_back(r);
+  }
+  doc["runs"].push_back(run_row("none", 0.9, 1.0, 0.05));  // one seed: a mean without a deviation
+  auto md = antidote::seed_summary_markdown(doc);
+  EXPECT_NE(md.find("| fmnist | cnn | badnets | 10.0 | 0 | bedkd | 3 | 77.0 ± 2.0 | 10.0 ± 10.0 | 5.0 ± 0.0 | 90.0 ± 10.0 | 0.950 | 75.0 ± 35.4 |"),
+            std::string::npos) << md;
+  EXPECT_NE(md.find("| fmnist | cnn | badnets | 10.0 | 0 | none | 1 | 90.0 | 100.0 | 5.0 | 0.0 | 0.500 | – |"), std::string::npos)
+      << md;
+  EXPECT_NE(antidote::results_markdown(doc).find("Mean ± standard deviation over seeds"), std::string::npos);
+  // Every row with a single seed: no summary.
+  json single{{"runs", json::array({run_row("none", 0.9, 1.0, 0.05), run_row("ft", 0.9, 0.5, 0.05)})}};
+  EXPECT_EQ(antidote::seed_summary_markdown(single), "");
+}

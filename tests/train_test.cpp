@@ -40,6 +40,19 @@ TEST(TrainSchedule, CosineValues) {
   for (int s = 1; s <= 20; ++s) EXPECT_LE(cosine_lr(1.0, s, 20), cosine_lr(1.0, s - 1, 20));
 }
 
+TEST(TrainSchedule, LinearWarmupThenTheSchedule) {
+  // Warm-up over 4 of 12 steps: base·(step + 1)/4, then cosine over the other 8.
+  EXPECT_NEAR(scheduled_lr(0.2, "cosine", 0, 12, 4), 0.05, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.2, "cosine", 2, 12, 4), 0.15, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.2, "cosine", 3, 12, 4), 0.2, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.2, "cosine", 4, 12, 4), 0.2, 1e-15);   // cosine step 0 of 8
+  EXPECT_NEAR(scheduled_lr(0.2, "cosine", 8, 12, 4), 0.1, 1e-15);   // step 4 of 8: cos π/2
+  EXPECT_NEAR(scheduled_lr(0.2, "constant", 1, 12, 4), 0.1, 1e-15);
+  EXPECT_NEAR(scheduled_lr(0.2, "constant", 9, 12, 4), 0.2, 1e-15);
+  // No warm-up: the schedule as it was.
+  for (int s = 0; s <= 12; ++s) EXPECT_EQ(scheduled_lr(0.2, "cosine", s, 12, 0), cosine_lr(0.2, s, 12));
+}
+
 TEST(TrainAverage, ExponentialMovingAverageOfParameters) {
   // decay 0.5: avg = 1 → .5·1 + .5·3 = 2 → .5·2 + .5·5 = 3.5; the second entry
   // −2 → .5·(−2) + .5·0 = −1 → .5·(−1) + .5·4 = 1.5.
@@ -370,6 +383,41 @@ TEST(TrainSupervised, SameSeedSameWeights) {
   train_supervised(*b, separable(), o, rb);
   auto pa = a->named_parameters(), pb = b->named_parameters();
   for (const auto& item : pa) EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+}
+
+// Plain SGD (no momentum, no decay) over one batch per epoch moves the parameters by
+// lr·g; with the gradient's norm clipped to c (it is far larger here) the step's norm is
+// exactly lr·c. A warm-up of 2 epochs (2 steps) halves the first step's rate.
+TEST(TrainSupervised, ClipNormAndWarmupBoundTheStep) {
+  set_quiet(true);
+  torch::manual_seed(5);
+  auto model = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  auto flat = [&] {
+    std::vector<torch::Tensor> v;
+    for (const auto& p : model->parameters()) v.push_back(p.detach().flatten().clone());
+    return torch::cat(v);
+  };
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;  // the whole set: one step per epoch
+  o.optimizer = {"sgd", 0.5, 0.0, 0.0};
+  o.schedule = "constant";
+  o.clip_norm = 1e-3;
+  o.warmup_epochs = 2;
+  std::vector<torch::Tensor> after{flat()};
+  Rng rng(0);
+  train_supervised(*model, separable(), o, rng, [&](int64_t) { after.push_back(flat()); });
+  ASSERT_EQ(after.size(), 3u);
+  EXPECT_NEAR((after[1] - after[0]).norm().item<double>(), 0.25 * 1e-3, 1e-8);  // lr/2 · c
+  EXPECT_NEAR((after[2] - after[1]).norm().item<double>(), 0.5 * 1e-3, 1e-8);   // lr · c
+  // Without clipping the same first step is much longer.
+  torch::manual_seed(5);
+  model = make_model("cnn", tiny_image_spec(), YAML::Load("{width: 2, hidden: 4}"));
+  o.clip_norm = 0;
+  after = {flat()};
+  Rng rng2(0);
+  train_supervised(*model, separable(), o, rng2, [&](int64_t) { after.push_back(flat()); });
+  EXPECT_GT((after[1] - after[0]).norm().item<double>(), 10 * 0.25 * 1e-3);
 }
 
 TEST(TrainSupervised, NanLossIsAClearError) {

@@ -1,5 +1,6 @@
 #include "antidote/pipeline/config.hpp"
 
+#include <cmath>
 #include <set>
 
 namespace antidote {
@@ -74,7 +75,7 @@ TrainOptions TrainConfig::resolve(Modality m) const {
   }
   const std::string ctx = "train";
   check_keys(node, {"epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "augment",
-                    "group_by_length"},
+                    "group_by_length", "warmup_epochs", "clip_norm"},
              ctx);
   o.epochs = read<int64_t>(node, "epochs", o.epochs, ctx);
   o.batch_size = read<int64_t>(node, "batch_size", o.batch_size, ctx);
@@ -85,6 +86,12 @@ TrainOptions TrainConfig::resolve(Modality m) const {
   o.schedule = read<std::string>(node, "schedule", o.schedule, ctx);
   o.augment = read<bool>(node, "augment", o.augment, ctx);
   o.group_by_length = read<bool>(node, "group_by_length", o.group_by_length, ctx);
+  o.warmup_epochs = read<double>(node, "warmup_epochs", o.warmup_epochs, ctx);
+  o.clip_norm = read<double>(node, "clip_norm", o.clip_norm, ctx);
+  if (!(o.warmup_epochs >= 0 && o.warmup_epochs <= static_cast<double>(o.epochs)))
+    fail("train.warmup_epochs must lie in [0, epochs = {}], got {}", o.epochs, o.warmup_epochs);
+  if (!(o.clip_norm >= 0) || !std::isfinite(o.clip_norm))
+    fail("train.clip_norm must be >= 0 (0 = no clipping), got {}", o.clip_norm);
   if (o.epochs < 0) fail("train.epochs must be >= 0, got {}", o.epochs);
   if (o.batch_size < 1) fail("train.batch_size must be positive, got {}", o.batch_size);
   if (o.schedule != "cosine" && o.schedule != "constant")

@@ -429,7 +429,11 @@ json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
           auto cell_path = fmt::format("{}/cells/{}.json", options.out_dir, key_of(dk));
           if (!options.fresh && file_exists(cell_path)) {
             try {
-              doc["runs"].push_back(json::parse(read_file(cell_path)));
+              auto row = json::parse(read_file(cell_path));
+              // A cell finished by a run without the floor gets this run's: the floor
+              // depends on the dataset, seed and attack, not on the defense.
+              if (floor >= 0 && (!row.contains("asr_floor") || row["asr_floor"].is_null())) row["asr_floor"] = floor;
+              doc["runs"].push_back(std::move(row));
               log_info(fmt::format("[{} × {} × {}] finished earlier: {}", dcfg.name, acfg.name, def.name, cell_path));
               continue;
             } catch (const json::exception&) {

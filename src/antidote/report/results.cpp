@@ -2,6 +2,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
 #include "antidote/core/common.hpp"
 
 namespace antidote {
@@ -31,6 +35,22 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+double mean_of(const std::vector<double>& v) {
+  double sum = 0;
+  for (double x : v) sum += x;
+  return sum / static_cast<double>(v.size());
+}
+
+// "76.2 ± 0.9" over the numbers present (sample standard deviation, n − 1); "–" if none.
+std::string mean_sd_percent(const std::vector<double>& v) {
+  if (v.empty()) return "–";
+  const double mean = mean_of(v);
+  if (v.size() == 1) return fmt::format("{:.1f}", 100 * mean);
+  double ss = 0;
+  for (double x : v) ss += (x - mean) * (x - mean);
+  return fmt::format("{:.1f} ± {:.1f}", 100 * mean, 100 * std::sqrt(ss / static_cast<double>(v.size() - 1)));
+}
+
 std::string num(const json& v) {
   if (v.is_null()) return "";
   if (v.is_number_float()) return fmt::format("{:.6f}", v.get<double>());
@@ -57,6 +77,51 @@ std::string results_csv(const json& doc) {
   return out;
 }
 
+std::string seed_summary_markdown(const json& doc) {
+  if (!doc.contains("runs")) return "";
+  // Rows that differ only in their seed, in the order they first appear.
+  struct Group {
+    std::string key;
+    const json* first;
+    std::vector<double> cacc, asr, floor, ra, der, precision;
+    int64_t seeds = 0;
+  };
+  std::vector<Group> groups;
+  auto push = [](std::vector<double>& v, const json& x) {
+    if (x.is_number()) v.push_back(x.get<double>());
+  };
+  for (const auto& r : doc["runs"]) {
+    auto key = json::array({r.value("dataset", ""), r.value("model", ""), r.value("attack", ""), r.value("poison_rate", 0.0),
+                            r.value("target", 0), r.value("defense", ""), r.value("clean_samples", 0)})
+                   .dump();
+    auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.key == key; });
+    if (it == groups.end()) it = groups.insert(groups.end(), Group{key, &r, {}, {}, {}, {}, {}, {}, 0});
+    ++it->seeds;
+    push(it->cacc, r["cacc"]);
+    push(it->asr, r["asr"]);
+    push(it->floor, r["asr_floor"]);
+    push(it->ra, r["ra"]);
+    push(it->der, r["der"]);
+    if (r.contains("detection") && r["detection"].is_object()) push(it->precision, r["detection"]["precision"]);
+  }
+  bool several = std::any_of(groups.begin(), groups.end(), [](const Group& g) { return g.seeds > 1; });
+  if (!several) return "";
+  std::string out =
+      "\n### Mean ± standard deviation over seeds\n\n"
+      "| dataset | model | attack | rate | target | defense | seeds | CACC % | ASR % | ASR floor % | RA % | DER | "
+      "detection precision % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  for (const auto& g : groups) {
+    const json& r = *g.first;
+    // DER lies in [0, 1] and prints as a fraction, as in the table above.
+    const std::string der = g.der.empty() ? "–" : fmt::format("{:.3f}", mean_of(g.der));
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.value("dataset", ""),
+                       r.value("model", ""), r.value("attack", ""), percent(r["poison_rate"]), r.value("target", 0),
+                       r.value("defense", ""), g.seeds, mean_sd_percent(g.cacc), mean_sd_percent(g.asr),
+                       mean_sd_percent(g.floor), mean_sd_percent(g.ra), der, mean_sd_percent(g.precision));
+  }
+  return out;
+}
+
 std::string results_markdown(const json& doc) {
   std::string out = fmt::format("# antidote results\n\nantidote {} · threads {} · device {}\n\n",
                                 doc.value("version", "?"), doc.value("threads", 0), doc.value("device", "cpu"));
@@ -75,6 +140,7 @@ std::string results_markdown(const json& doc) {
                        percent(r["cacc"]), percent(r["asr"]), percent(r["asr_floor"]), percent(r["ra"]),
                        percent(r["pcc"]), fixed3(r["der"]), det, r.value("seconds", 0.0));
   }
+  out += seed_summary_markdown(doc);
   // Stage tables (NT-ML and any defense that reports one).
   for (const auto& r : doc["runs"]) {
     if (!r.contains("details") || !r["details"].contains("stages")) continue;

@@ -11,6 +11,10 @@ namespace antidote {
 void write_results(const std::string& out_dir, const nlohmann::json& doc);
 std::string results_csv(const nlohmann::json& doc);
 std::string results_markdown(const nlohmann::json& doc);
+// The mean ± sample standard deviation of CACC, ASR, ASR floor, RA, DER and detection
+// precision over rows that differ only in their seed; "" when every row has one seed.
+// results_markdown includes it.
+std::string seed_summary_markdown(const nlohmann::json& doc);
 // One self-contained page (inline SVG and CSS, no scripts or fetched resources).
 std::string render_html_report(const nlohmann::json& doc);
 // "12.3" for 0.123; "–" for null.

@@ -30,6 +30,11 @@ double cosine_lr(double base, int64_t step, int64_t total) {
   return 0.5 * base * (1.0 + std::cos(M_PI * static_cast<double>(step) / static_cast<double>(total)));
 }
 
+double scheduled_lr(double base, const std::string& schedule, int64_t step, int64_t total, int64_t warmup) {
+  if (step < warmup) return base * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  return schedule == "cosine" ? cosine_lr(base, step - warmup, total - warmup) : base;
+}
+
 WeightAverage::WeightAverage(std::vector<torch::Tensor> params, double decay)
     : params_(std::move(params)), decay_(decay) {
   if (!(decay >= 0 && decay < 1)) fail("weight average: decay must lie in [0, 1), got {}", decay);
@@ -132,6 +137,7 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
   auto opt = make_optimizer(model.parameters(), o.optimizer);
   int64_t steps_per_epoch = (data.size() / sync->world_size() + o.batch_size - 1) / o.batch_size;
   int64_t total = o.epochs * steps_per_epoch, step = 0;
+  const auto warmup = std::min(total, static_cast<int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)));
   bool images = data.x.dim() == 4;
   const TrainBatches batches(model, data.x, o.batch_size, /*cut=*/true, o.group_by_length);
   model.train();
@@ -140,7 +146,7 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
     double loss_sum = 0;
     int64_t seen = 0, correct = 0;
     for (const auto& idx : batches.epoch(&rng, sync->rank(), sync->world_size())) {
-      if (o.schedule == "cosine") set_learning_rate(*opt, cosine_lr(o.optimizer.lr, step, total));
+      set_learning_rate(*opt, scheduled_lr(o.optimizer.lr, o.schedule, step, total, warmup));
       auto x = batches.rows(idx);
       if (o.augment && images) x = random_shift(x, 2, rng);
       x = x.to(dev);
@@ -151,6 +157,8 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
       check_finite(loss, o.label);
       loss.backward();
       sync->sync(model.parameters());
+      // After the sync, so that every worker clips the same averaged gradient.
+      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), o.clip_norm);
       opt->step();
       ++step;
       loss_sum += loss.item<double>() * idx.size(0);

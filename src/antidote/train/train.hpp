@@ -27,12 +27,18 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch:
 void set_learning_rate(torch::optim::Optimizer& opt, double lr);
 // Cosine annealing from lr to 0 over `total` steps (step counted from 0).
 double cosine_lr(double base, int64_t step, int64_t total);
+// The rate of step `step` of `total`: a linear warm-up over the first `warmup` steps
+// (base·(step+1)/warmup), then the schedule (cosine from base to 0 over the remaining
+// steps, or constant).
+double scheduled_lr(double base, const std::string& schedule, int64_t step, int64_t total, int64_t warmup);
 
 struct TrainOptions {
   int64_t epochs = 5;
   int64_t batch_size = 128;
   OptimizerConfig optimizer;
   std::string schedule = "cosine";  // cosine | constant
+  double warmup_epochs = 0;         // linear warm-up of the rate over this many epochs (0 = none)
+  double clip_norm = 0;             // clip the gradients' global L2 norm to this (0 = no clipping)
   bool augment = false;             // images: random shift by up to 2 pixels (padding 2, crop)
   bool group_by_length = true;      // text: batches of rows of similar length (TrainBatches)
   std::string label = "train";
