@@ -337,3 +337,31 @@ TEST(Report, SeedSummaryMeansAndSampleDeviation) {
   json single{{"runs", json::array({run_row("none", 0.9, 1.0, 0.05), run_row("ft", 0.9, 0.5, 0.05)})}};
   EXPECT_EQ(antidote::seed_summary_markdown(single), "");
 }
+
+// report.html's "over seeds" section: present only with several seeds; it counts the seeds
+// on which each defense removed the backdoor by the results table's verdict. Two seeds of
+// badnets: ft removes it on seed 0 (ASR 0.02 ≤ 0.05, CACC drop 0.5) and fails on seed 1
+// (ASR 0.60), so "1 of 2"; ft's CACC 0.905 and 0.895 → 90.0 ± 0.7 (sd = 0.01/√2·100).
+TEST(Report, OverSeedsSectionCountsRemovals) {
+  json doc{{"runs", json::array()}};
+  for (int s = 0; s < 2; ++s) {
+    auto none = run_row("none", 0.91 - 0.01 * s, 1.0, 0.01);
+    auto ft = run_row("ft", 0.905 - 0.01 * s, s == 0 ? 0.02 : 0.60, 0.01);
+    none["seed"] = ft["seed"] = s;
+    doc["runs"].push_back(none);
+    doc["runs"].push_back(ft);
+  }
+  auto html = antidote::render_html_report(doc);
+  ASSERT_NE(html.find("<section id=\"seeds\""), std::string::npos);
+  EXPECT_NE(html.find("href=\"#seeds\""), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"l\">ft</td><td>2</td><td>90.0 ± 0.7</td><td>31.0 ± 41.0</td><td>1 of 2</td>"),
+            std::string::npos)
+      << html.substr(html.find("<section id=\"seeds\""), 1500);
+  EXPECT_NE(html.find("<td class=\"l\">none</td><td>2</td><td>90.5 ± 0.7</td><td>100.0 ± 0.0</td><td>–</td>"),
+            std::string::npos);
+  // One seed: no section, no link.
+  json one{{"runs", json::array({run_row("none", 0.9, 1.0, 0.01), run_row("ft", 0.9, 0.02, 0.01)})}};
+  auto single = antidote::render_html_report(one);
+  EXPECT_EQ(single.find("id=\"seeds\""), std::string::npos);
+  EXPECT_EQ(single.find("href=\"#seeds\""), std::string::npos);
+}

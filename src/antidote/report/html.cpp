@@ -635,6 +635,56 @@ std::string results_section(const std::vector<Cell>& cells) {
   return h;
 }
 
+// With several seeds: each defense's mean ± sd over the seeds of a cell, and on how many
+// seeds it removed the backdoor (the verdict of the results table).
+std::string seeds_section(const std::vector<Cell>& cells) {
+  struct Line {
+    std::string defense;
+    std::vector<double> cacc, asr;
+    int removed = 0, judged = 0, seeds = 0;
+  };
+  struct Group {
+    const Cell* first;
+    int seeds = 0;
+    std::vector<Line> lines;
+  };
+  std::vector<std::pair<std::string, Group>> groups;
+  for (const auto& c : cells) {
+    std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {key, Group{&c, 0, {}}});
+    ++g->second.seeds;
+    for (const json* r : c.rows) {
+      auto def = text(*r, "defense");
+      auto& lines = g->second.lines;
+      auto l = std::find_if(lines.begin(), lines.end(), [&](const Line& x) { return x.defense == def; });
+      if (l == lines.end()) l = lines.insert(lines.end(), Line{def, {}, {}, 0, 0, 0});
+      ++l->seeds;
+      if (has_num(*r, "cacc")) l->cacc.push_back(num(*r, "cacc"));
+      if (has_num(*r, "asr")) l->asr.push_back(num(*r, "asr"));
+      auto v = judge(*r, c.none).verdict;
+      if (v == "success" || v == "fail") ++l->judged;
+      if (v == "success") ++l->removed;
+    }
+  }
+  if (std::none_of(groups.begin(), groups.end(), [](const auto& kv) { return kv.second.seeds > 1; })) return "";
+  std::string h =
+      "<section id=\"seeds\"><h2>Over seeds</h2><p class=\"legendline\">Mean ± sample standard deviation over the "
+      "seeds of each cell, and on how many of them the defense removed the backdoor (the verdict of the results "
+      "table).</p><div class=\"scroll\"><table class=\"results\"><thead><tr><th class=\"l\">dataset</th><th "
+      "class=\"l\">attack</th><th class=\"l\">defense</th><th>seeds</th><th>CACC %</th><th>ASR %</th><th>removed "
+      "the backdoor</th></tr></thead><tbody>";
+  for (const auto& [key, g] : groups)
+    for (const auto& l : g.lines)
+      h += fmt::format(
+          "<tr data-defense=\"{def}\"><td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td class=\"l\">{def}</td>"
+          "<td>{n}</td><td>{cacc}</td><td>{asr}</td><td>{removed}</td></tr>",
+          fmt::arg("def", esc(l.defense)), fmt::arg("ds", esc(g.first->dataset)), fmt::arg("atk", esc(g.first->attack)),
+          fmt::arg("n", l.seeds), fmt::arg("cacc", mean_sd_percent(l.cacc)), fmt::arg("asr", mean_sd_percent(l.asr)),
+          fmt::arg("removed", l.judged ? fmt::format("{} of {}", l.removed, l.judged) : std::string("–")));
+  return h + "</tbody></table></div></section>";
+}
+
 std::string summary_section(const std::vector<Cell>& cells) {
   std::string h = "<section id=\"summary\"><h2>In brief</h2><ul>";
   if (cells.empty()) h += "<li>No finished runs yet.</li>";
@@ -923,6 +973,7 @@ std::string provenance_section(const json& doc) {
 std::string render_html_report(const json& doc) {
   const json& runs = doc.contains("runs") ? doc["runs"] : json::array();
   auto cells = group_cells(runs);
+  const auto seeds = seeds_section(cells);  // "" unless some cell has several seeds
   size_t nruns = runs.is_array() ? runs.size() : 0;
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
@@ -933,11 +984,14 @@ std::string render_html_report(const json& doc) {
       "<header><h1>antidote report</h1><p>{} run(s) in {} cell(s) · antidote {} · threads {} · device {}</p></header>",
       nruns, cells.size(), esc(text(doc, "version", "?")), esc(text(doc, "threads", "?")),
       esc(text(doc, "device", "cpu")));
-  h += "<nav><a href=\"#summary\">in brief</a><a href=\"#results\">results</a><a href=\"#charts\">charts</a>"
+  h += "<nav><a href=\"#summary\">in brief</a><a href=\"#results\">results</a>";
+  if (!seeds.empty()) h += "<a href=\"#seeds\">over seeds</a>";
+  h += "<a href=\"#charts\">charts</a>"
        "<a href=\"#bedkd\">BeDKD</a><a href=\"#ntml\">NT-ML</a><a href=\"#examples\">attacks</a>"
        "<a href=\"#cost\">cost</a><a href=\"#provenance\">config</a></nav><main>";
   h += summary_section(cells);
   h += results_section(cells);
+  h += seeds;
   h += charts_section(cells);
   h += bedkd_section(cells);
   h += other_trajectories_section(cells);

@@ -35,13 +35,21 @@ std::string csv_field(const std::string& s) {
   return q + "\"";
 }
 
+std::string num(const json& v) {
+  if (v.is_null()) return "";
+  if (v.is_number_float()) return fmt::format("{:.6f}", v.get<double>());
+  if (v.is_number()) return v.dump();
+  if (v.is_string()) return v.get<std::string>();
+  return v.dump();
+}
+
 double mean_of(const std::vector<double>& v) {
   double sum = 0;
   for (double x : v) sum += x;
   return sum / static_cast<double>(v.size());
 }
+}  // namespace
 
-// "76.2 ± 0.9" over the numbers present (sample standard deviation, n − 1); "–" if none.
 std::string mean_sd_percent(const std::vector<double>& v) {
   if (v.empty()) return "–";
   const double mean = mean_of(v);
@@ -50,15 +58,6 @@ std::string mean_sd_percent(const std::vector<double>& v) {
   for (double x : v) ss += (x - mean) * (x - mean);
   return fmt::format("{:.1f} ± {:.1f}", 100 * mean, 100 * std::sqrt(ss / static_cast<double>(v.size() - 1)));
 }
-
-std::string num(const json& v) {
-  if (v.is_null()) return "";
-  if (v.is_number_float()) return fmt::format("{:.6f}", v.get<double>());
-  if (v.is_number()) return v.dump();
-  if (v.is_string()) return v.get<std::string>();
-  return v.dump();
-}
-}  // namespace
 
 std::string results_csv(const json& doc) {
   std::string out =

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <string>
+#include <vector>
 
 namespace antidote {
 
@@ -17,6 +18,9 @@ std::string results_markdown(const nlohmann::json& doc);
 std::string seed_summary_markdown(const nlohmann::json& doc);
 // One self-contained page (inline SVG and CSS, no scripts or fetched resources).
 std::string render_html_report(const nlohmann::json& doc);
+// "76.2 ± 0.9": the mean and the sample standard deviation (n − 1) of fractions, in
+// percent; one value prints alone; "–" for none.
+std::string mean_sd_percent(const std::vector<double>& fractions);
 // "12.3" for 0.123; "–" for null.
 std::string percent(const nlohmann::json& fraction);
 
