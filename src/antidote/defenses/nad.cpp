@@ -145,7 +145,7 @@ class Nad : public Defense {
       double ce_sum = 0, at_sum = 0;
       int64_t seen = 0;
       for (const auto& idx : batches.epoch(&rng)) {
-        if (options_.schedule == "cosine") set_learning_rate(*opt, cosine_lr(options_.optimizer.lr, step, total));
+        set_learning_rate(*opt, scheduled_lr(options_.optimizer.lr, options_.schedule, step, total));
         auto x = batches.rows(idx);
         if (options_.augment && images) x = random_shift(x, 2, rng);
         x = x.to(dev);

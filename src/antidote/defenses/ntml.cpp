@@ -139,9 +139,6 @@ void reinitialize(Classifier& model) {
 
 namespace {
 bool is_image(const torch::Tensor& x) { return x.dim() == 4 && x.is_floating_point(); }
-double lr_at(const StageOptimizer& o, double base, int64_t step, int64_t total) {
-  return o.schedule == "cosine" ? cosine_lr(base, step, total) : base;
-}
 }  // namespace
 
 double non_target_training(Classifier& student, Classifier& frozen, const Dataset& train, const NtOptions& o,
@@ -164,7 +161,7 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
       auto x = batches.rows(b).to(device);
       if (image && o.augment) x = random_shift(x, 2, rng);
       auto target = q.index_select(0, b).to(device);
-      set_learning_rate(*opt, lr_at(o.opt, o.opt.cfg.lr, step++, total));
+      set_learning_rate(*opt, scheduled_lr(o.opt.cfg.lr, o.opt.schedule, step++, total));
       opt->zero_grad();
       auto loss = soft_cross_entropy(student.logits(x), target);
       check_finite(loss, "ntml non-target label training");
@@ -241,8 +238,8 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       next = 0;
     }
     auto [x, y] = batch_of(batches[next++]);
-    set_learning_rate(*opt_s, lr_at(o.student_opt, o.student_opt.cfg.lr, it, o.iterations));
-    set_learning_rate(*opt_t, lr_at(o.student_opt, o.teacher_lr, it, o.iterations));
+    set_learning_rate(*opt_s, scheduled_lr(o.student_opt.cfg.lr, o.student_opt.schedule, it, o.iterations));
+    set_learning_rate(*opt_t, scheduled_lr(o.teacher_lr, o.student_opt.schedule, it, o.iterations));
     const double alpha_t = it < o.warmup ? 0.0 : o.alpha_teacher;
     l = mutual_step(student, teacher, opt_s.get(), opt_t.get(), x, y, o.temperature, o.alpha_student, alpha_t);
     progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));

@@ -29,8 +29,9 @@ void set_learning_rate(torch::optim::Optimizer& opt, double lr);
 double cosine_lr(double base, int64_t step, int64_t total);
 // The rate of step `step` of `total`: a linear warm-up over the first `warmup` steps
 // (base·(step+1)/warmup), then the schedule (cosine from base to 0 over the remaining
-// steps, or constant).
-double scheduled_lr(double base, const std::string& schedule, int64_t step, int64_t total, int64_t warmup);
+// steps, or constant). Every training loop (supervised training, FT, NAD, NT-ML) sets
+// its rate with it.
+double scheduled_lr(double base, const std::string& schedule, int64_t step, int64_t total, int64_t warmup = 0);
 
 struct TrainOptions {
   int64_t epochs = 5;
