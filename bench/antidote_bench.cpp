@@ -327,7 +327,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
       row["stages"].push_back({{"name", s.name}, {"seconds", s.seconds}, {"peak_rss_mb", s.peak_rss_mb}});
     // Sizes the twins replicate.
     const auto& d = result.details;
-    if (name == "bedkd") {
+    if (name == "bedkd" && d.contains("dmm")) {
       row["sizes"] = {{"flip_rows", d["dmm"]["rows"]},
                       {"trust_rows", d["akd"]["trust_rows"]},
                       {"punish_rows", d["akd"]["punish_rows"]},

@@ -9,7 +9,7 @@
 #include <set>
 #include <vector>
 
-#include "antidote/defenses/bedkd.hpp"
+#include "antidote/defenses/bedkd/bedkd.hpp"
 #include "antidote/defenses/defense.hpp"
 #include "antidote/pipeline/experiment.hpp"
 #include "antidote/train/train.hpp"
@@ -105,48 +105,48 @@ TEST(BeDKD, SelectThresholdCapAndConsistency) {
   auto label = torch::tensor({0, 1, 1, 1, 1, 1, 1, 1, 0, 1}, torch::kLong);
   // s < 0.1: rows 1, 2, 3, 4, 6, 8, 9 (row 7 sits on the threshold: not flagged).
   // Sorted by (score, row): 2 (.01), 4 (.02), 9 (.02), 6 (.03), 8 (.04), 1 (.05), 3 (.09).
-  bedkd::SelectOptions o;
+  SelectOptions o;
   o.threshold = 0.1;
   o.max_flagged = 5;  // -> 2, 4, 9, 6, 8
   o.max_kept = 32;
-  auto sel = bedkd::select_suspects(scores, pred, label, o);
+  auto sel = select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.below_threshold, 7);
   EXPECT_EQ(sel.after_cap, 5);
   EXPECT_EQ(sel.consistent, 3);  // 4 and 8 disagree with their labels
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9, 6}, torch::kLong)));
   o.max_kept = 2;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.kept, 2);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9}, torch::kLong)));
   // No cap before the consistency filter: 2, 9, 6, 1, 3 survive, lowest two kept.
   o.max_flagged = 0;
   o.max_kept = 0;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 9, 6, 1, 3}, torch::kLong)));
   // The all-to-one vote: among 2, 9, 6, 1, 3 (labels 1, 1, 1, 1, 1) label 1 wins; with
   // consistency off, 2, 4, 9, 6, 8, 1, 3 carry labels 1, 1, 1, 1, 0, 1, 1: row 8 goes.
   o.vote = true;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.voted_label, 1);
   EXPECT_EQ(sel.voted, 5);
   o.consistency = false;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.voted, 6);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9, 6, 1, 3}, torch::kLong)));
   // A vote that is not clear keeps nothing: label 1 holds 6 of 7 rows here, so a
   // required share of 0.9 empties the set and 0.8 does not.
   o.vote_min_share = 0.9;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_EQ(sel.kept, 0);
   EXPECT_EQ(sel.voted_label, 1);
   o.vote_min_share = 0.8;
-  EXPECT_EQ(bedkd::select_suspects(scores, pred, label, o).kept, 6);
+  EXPECT_EQ(select_suspects(scores, pred, label, o).kept, 6);
   o.vote = false;
   o.vote_min_share = 0;
   // Consistency off.
   o.consistency = false;
   o.max_kept = 3;
-  sel = bedkd::select_suspects(scores, pred, label, o);
+  sel = select_suspects(scores, pred, label, o);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({2, 4, 9}, torch::kLong)));
 }
 
@@ -158,28 +158,28 @@ TEST(BeDKD, VoteByLowestMeanPicksTheLabelWithTheLowestBottom) {
   auto scores = torch::tensor({0.05, 0.05, 0.06, 0.06, 0.07, 0.07, 0.08, 0.01, 0.02, 0.03, 0.9, 0.9, 0.9},
                               torch::kDouble);
   auto label = torch::tensor({0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1}, torch::kLong);
-  bedkd::SelectOptions o;
+  SelectOptions o;
   o.threshold = 0;
   o.max_flagged = 0;
   o.vote = true;
   o.max_kept = 3;
   // Count: 7 rows of label 0 against 6 of label 1.
-  auto sel = bedkd::select_suspects(scores, label, label, o);
+  auto sel = select_suspects(scores, label, label, o);
   EXPECT_EQ(sel.voted_label, 0);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({0, 1, 2}, torch::kLong)));
   // Lowest three: label 0 (.05 + .05 + .06) / 3 = .0533, label 1 (.01 + .02 + .03) / 3 = .02.
   o.vote_by = "lowest_mean";
-  sel = bedkd::select_suspects(scores, label, label, o);
+  sel = select_suspects(scores, label, label, o);
   EXPECT_EQ(sel.voted_label, 1);
   EXPECT_EQ(sel.voted, 6);
   EXPECT_TRUE(torch::equal(sel.rows, torch::tensor({7, 8, 9}, torch::kLong)));
   // The share guard belongs to the count: label 1 holds 6 of 13 rows, yet it is kept.
   o.vote_min_share = 0.9;
-  EXPECT_EQ(bedkd::select_suspects(scores, label, label, o).kept, 3);
+  EXPECT_EQ(select_suspects(scores, label, label, o).kept, 3);
   // Without a cap every row counts: label 0 averages .44 / 7 = .0629, label 1
   // (.06 + 2.7) / 6 = .46, so label 0 wins.
   o.max_kept = 0;
-  sel = bedkd::select_suspects(scores, label, label, o);
+  sel = select_suspects(scores, label, label, o);
   EXPECT_EQ(sel.voted_label, 0);
   EXPECT_EQ(sel.kept, 7);
 }
@@ -187,17 +187,17 @@ TEST(BeDKD, VoteByLowestMeanPicksTheLabelWithTheLowestBottom) {
 // Ranks scaled to [0, 1]: for .3 .1 .3 .2 the order is .1 (0), .2 (1), then the tied .3s
 // share (2 + 3) / 2 = 2.5; divided by n - 1 = 3.
 TEST(BeDKD, FractionalRanksShareTiesAndIgnoreRowOrder) {
-  auto r = bedkd::fractional_ranks(torch::tensor({0.3, 0.1, 0.3, 0.2}, torch::kDouble));
+  auto r = fractional_ranks(torch::tensor({0.3, 0.1, 0.3, 0.2}, torch::kDouble));
   EXPECT_TRUE(torch::allclose(r, torch::tensor({2.5 / 3, 0.0, 2.5 / 3, 1.0 / 3}, torch::kDouble)));
-  EXPECT_EQ(bedkd::fractional_ranks(torch::tensor({0.7})).item<double>(), 0.0);
+  EXPECT_EQ(fractional_ranks(torch::tensor({0.7})).item<double>(), 0.0);
   torch::manual_seed(4);
   auto s = (torch::rand({200}, torch::kDouble) * 10).floor();  // many ties
   Rng rng(2);
   auto perm = torch::tensor(rng.permutation(200), torch::kLong);
-  EXPECT_TRUE(torch::equal(bedkd::fractional_ranks(s.index_select(0, perm)),
-                           bedkd::fractional_ranks(s).index_select(0, perm)));
+  EXPECT_TRUE(torch::equal(fractional_ranks(s.index_select(0, perm)),
+                           fractional_ranks(s).index_select(0, perm)));
   // Whatever the ties, the ranks average (n - 1) / 2 before scaling: 0.5.
-  EXPECT_NEAR(bedkd::fractional_ranks(s).mean().item<double>(), 0.5, 1e-12);
+  EXPECT_NEAR(fractional_ranks(s).mean().item<double>(), 0.5, 1e-12);
 }
 
 TEST(BeDKD, SelectIsIndependentOfRowOrder) {
@@ -207,12 +207,12 @@ TEST(BeDKD, SelectIsIndependentOfRowOrder) {
   auto scores = (torch::rand({n}, torch::kDouble) * 20).floor() / 100;
   auto label = torch::randint(0, 3, {n}, torch::kLong);
   auto pred = torch::where(torch::rand({n}) < 0.7, label, (label + 1).remainder(3));
-  bedkd::SelectOptions o;  // reference: threshold .1, 128, consistency, 32
-  auto base = bedkd::select_suspects(scores, pred, label, o);
+  SelectOptions o;  // reference: threshold .1, 128, consistency, 32
+  auto base = select_suspects(scores, pred, label, o);
   ASSERT_GT(base.kept, 0);
   Rng rng(11);
   auto perm = torch::tensor(rng.permutation(n), torch::kLong);
-  auto sel = bedkd::select_suspects(scores.index_select(0, perm), pred.index_select(0, perm),
+  auto sel = select_suspects(scores.index_select(0, perm), pred.index_select(0, perm),
                                     label.index_select(0, perm), o, perm);
   EXPECT_EQ(as_set(perm.index_select(0, sel.rows)), as_set(base.rows));
   EXPECT_EQ(sel.below_threshold, base.below_threshold);
@@ -572,13 +572,10 @@ TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
 }
 
 // Real text: SST-2's 6920 training rows with BadNet-word at 10 % (400 test rows), the
-// default Transformer ([CLS] pooling, 4 epochs), and the shipped text recipe with 20
-// distillation epochs. Measured with cell seeds 3 / 4 / 5 / 6 (3 is used): ASR 1.000 ->
-// 0.005 / 0.000 / 0.995 / 0.091, CACC change +0.020 / -0.010 / -0.018 / -0.005,
-// precision of the 64 kept rows 0.984 / 0.922 / 0.359 / 0.531. Identification on text
-// depends on the suspect (docs/bedkd.md); the checks (precision at least 5x the poison
-// rate, ASR halved, CACC within 5 points) hold on three of the four. With 3000 rows
-// (session 7's setting) the same seeds gave precision 0.52-0.72 and were less stable.
+// default Transformer ([CLS] pooling, 4 epochs), and the shipped text recipe (punish set
+// from identify: rank_mean) with 20 distillation epochs. The identification is checked
+// strictly (its 64 rows were all poisoned on all fifteen bench suspects,
+// docs/identify.md); the ASR must fall by half and clean accuracy hold within 5 points.
 TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
   DatasetConfig d;
   d.name = "sst2";
@@ -602,7 +599,31 @@ TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
   std::cerr << fmt::format("sst2 bedkd: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} kept)\n",
                            run.before.cacc, run.before.asr, run.after.cacc, run.after.asr,
                            run.detection.precision, run.detection.flagged);
-  EXPECT_GE(run.detection.precision, 0.5);
+  EXPECT_GE(run.detection.precision, 0.9);
   EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
   EXPECT_GT(run.after.cacc, run.before.cacc - 0.05);
+}
+
+TEST(BeDKD, IdentifyPicksTheMethodAndGuardsTheMappingKeys) {
+  DefenseSetup text{Modality::Text, "transformer", 2};
+  auto make = [&](const char* yaml) {
+    Params p(YAML::Load(yaml), "bedkd");
+    auto d = make_defense("bedkd", p, text);
+    p.check_consumed();
+    return d;
+  };
+  EXPECT_NO_THROW(make("{identify: token_stats, flag_count: 32}"));
+  EXPECT_NO_THROW(make("{identify: dmm, flip_epochs: 3}"));
+  // The text default is not the mapping: its keys would do nothing, so they are errors.
+  try {
+    make("{flip_epochs: 3}");
+    ADD_FAILURE() << "flip_epochs without identify: dmm was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("identify: dmm"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(make("{identify: nope}"), Error);
+  EXPECT_THROW(make("{identify: token_stats, fresh_epochs: 1}"), Error);  // early_loss's key
+  // Images keep the mapping.
+  Params p(YAML::Load("{flip_epochs: 3}"), "bedkd");
+  EXPECT_NO_THROW(make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", 10}));
 }

@@ -7,7 +7,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 using namespace std::string_literals;
 namespace fs = std::filesystem;
@@ -202,4 +204,63 @@ TEST(CLI, PoisonWritesOutputsOnTinyData) {
   EXPECT_TRUE(fs::exists(dir.file("out/train-images-idx3-ubyte")));
   // Triggered test set: the 9 non-target test images (labels 1..9).
   EXPECT_EQ(fs::file_size(dir.file("out/triggered-labels-idx1-ubyte")), 8u + 9u);
+}
+
+namespace {
+// A small text set: 400 training rows of two words and "film", label 1 when the first
+// word is one of the first four; the config's badnet-word attack then inserts "cf" into
+// 20 % of the rows. z("cf", 1) = 7.3 stands above any word's (at most 4.1).
+void write_words_tsv(const TempDir& dir, const std::string& sub) {
+  const char* words[] = {"good", "fine", "warm", "long", "dull", "odd", "flat", "cold"};
+  std::string train = "sentence\tlabel\n", test = "sentence\tlabel\n";
+  for (int i = 0; i < 400; ++i) {
+    const int a = i % 8, b = (i / 8) % 8;
+    const std::string label = a < 4 ? "1" : "0";
+    train += std::string(words[a]) + " " + words[b] + " film\t" + label + "\n";
+    if (i < 40) test += std::string(words[a]) + " " + words[b] + " movie\t" + label + "\n";
+  }
+  dir.write(sub + "/train.tsv", train);
+  dir.write(sub + "/test.tsv", test);
+}
+}  // namespace
+
+TEST(CLI, IdentifyWritesTheFlaggedRows) {
+  TempDir dir;
+  write_words_tsv(dir, "tsv");
+  auto cfg = dir.write("c.yaml", "threads: 1\ndataset: {name: tsv, path: '" + dir.file("tsv") +
+                                     "'}\nmodel: {arch: transformer, dim: 16, ff: 32, layers: 1}\n"
+                                     "train: {epochs: 10}\nattacks: [{name: badnet-word, poison_rate: 0.2, target: 1, words: [cf]}]\n");
+  auto r = run("train -q --config '" + cfg + "' --out '" + dir.file("m.pt") + "'");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  r = run("identify -q --config '" + cfg + "' --model '" + dir.file("m.pt") +
+          "' --method token_stats --set flag_count=10 --out '" + dir.file("id") + "'");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "target label 1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "precision 100.0%")) << r.output;
+  std::ifstream csv(dir.file("id/flagged.csv"));
+  std::string header, line;
+  std::getline(csv, header);
+  EXPECT_EQ(header, "rank,row,label,score,poisoned,text");
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    ++rows;
+    std::vector<std::string> fields;
+    std::stringstream ss(line);
+    for (std::string f; std::getline(ss, f, ',');) fields.push_back(f);
+    ASSERT_GE(fields.size(), 6u) << line;
+    EXPECT_EQ(fields[2], "1") << line;  // label
+    EXPECT_EQ(fields[4], "1") << line;  // poisoned
+  }
+  EXPECT_EQ(rows, 10);
+  EXPECT_TRUE(fs::exists(dir.file("id/scores.csv")));
+  EXPECT_TRUE(fs::exists(dir.file("id/identification.json")));
+  // An unknown method and a key of another method are errors that name them.
+  r = run("identify -q --config '" + cfg + "' --model '" + dir.file("m.pt") + "' --method nope --out '" +
+          dir.file("id2") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "nope")) << r.output;
+  r = run("identify -q --config '" + cfg + "' --model '" + dir.file("m.pt") +
+          "' --method token_stats --set flip_epochs=3 --out '" + dir.file("id2") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "flip_epochs")) << r.output;
 }

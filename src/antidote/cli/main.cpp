@@ -7,6 +7,7 @@
 
 #include "antidote/attacks/attack.hpp"
 #include "antidote/core/common.hpp"
+#include "antidote/defenses/bedkd/recipe.hpp"
 #include "antidote/defenses/defense.hpp"
 #include "antidote/metrics/metrics.hpp"
 #include "antidote/models/model.hpp"
@@ -187,19 +188,34 @@ int cmd_train(const Common& c, const std::string& out, bool clean) {
   return 0;
 }
 
+// A suspect model file and the config's first cell, encoded with the model's own
+// vocabulary (text) and checked against the data.
+struct Suspect {
+  FirstCell first;
+  Cell cell;
+  ClassifierPtr model;
+};
+
+Suspect load_suspect(const ExperimentConfig& cfg, const std::string& model_path) {
+  Suspect s;
+  s.first = first_cell(cfg);
+  s.model = load_model(model_path);
+  auto enc = encoder_for_model(model_path, s.model);
+  s.cell = prepare_cell(s.first.data, s.first.dataset, s.first.attack, s.first.seed, enc.get());
+  if (s.model->spec.arch == "torchscript") s.model = load_model(model_path, &s.cell.input);  // takes the data's input spec
+  check_model_fits(*s.model, s.cell.input, fmt::format("model '{}'", model_path));
+  s.model->to(parse_device(cfg.device));
+  return s;
+}
+
 int cmd_eval(const Common& c, const std::string& model_path, const std::string& json_out,
              const std::string& predictions_out) {
   auto cfg = load_common(c);
   configure_threads(cfg.threads);
-  auto device = parse_device(cfg.device);
-  auto f = first_cell(cfg);
-  auto model = load_model(model_path);
-  auto enc = encoder_for_model(model_path, model);
-  auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
-  if (model->spec.arch == "torchscript") model = load_model(model_path, &cell.input);  // takes the data's input spec
-  check_model_fits(*model, cell.input, fmt::format("model '{}'", model_path));
-  model->to(device);
-  auto e = evaluate(*model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
+  auto s = load_suspect(cfg, model_path);
+  auto& model = s.model;
+  const auto& cell = s.cell;
+  auto e = evaluate(*model, cell.test_clean, cell.test_triggered, s.first.attack.target, cfg.eval_batch_size);
   print_eval(std::filesystem::path(model_path).filename().string(), e);
   if (!json_out.empty()) write_file_atomic(json_out, eval_json(e).dump(1));
   if (!predictions_out.empty()) {
@@ -218,13 +234,10 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
   auto cfg = load_common(c);
   configure_threads(cfg.threads);
   auto device = parse_device(cfg.device);
-  auto f = first_cell(cfg);
-  auto suspect = load_model(model_path);
-  auto enc = encoder_for_model(model_path, suspect);
-  auto cell = prepare_cell(f.data, f.dataset, f.attack, f.seed, enc.get());
-  if (suspect->spec.arch == "torchscript") suspect = load_model(model_path, &cell.input);  // takes the data's input spec
-  check_model_fits(*suspect, cell.input, fmt::format("model '{}'", model_path));
-  suspect->to(device);
+  auto s = load_suspect(cfg, model_path);
+  const auto& f = s.first;
+  const auto& cell = s.cell;
+  auto& suspect = s.model;
   YAML::Node options(YAML::NodeType::Map);
   for (const auto& d : cfg.defenses)
     if (d.name == method) options = YAML::Clone(d.options);
@@ -252,11 +265,44 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
     std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n", 100 * d.precision,
                              100 * d.recall, d.flagged);
   }
-  for (const auto& s : result.stages)
-    std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", s.name, s.seconds, s.peak_rss_mb);
+  if (result.details.contains("identify") && result.details["identify"].contains("warning"))
+    std::cout << "WARNING: identification is unsure: " << result.details["identify"]["warning"].get<std::string>()
+              << "; purification may have failed\n";
+  for (const auto& st : result.stages)
+    std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
   save_model_files(*result.model, cell, out);
   write_file_atomic(out + ".json", summary.dump(1));
   std::cout << fmt::format("wrote {} and {}.json\n", out, out);
+  return 0;
+}
+
+int cmd_identify(const Common& c, const std::string& model_path, std::string method, const std::string& out,
+                 const std::vector<std::string>& sets) {
+  auto cfg = load_common(c);
+  configure_threads(cfg.threads);
+  auto s = load_suspect(cfg, model_path);
+  DefenseSetup setup{s.cell.modality, s.model->spec.arch, s.cell.num_classes};
+  if (method.empty()) method = bedkd::default_identify(setup);
+  Params params(parse_sets(sets), fmt::format("identify '{}'", method));
+  auto identifier = make_identifier(method, params, setup);
+  params.check_consumed();
+  const auto seed = derive_seed(s.first.seed, "identify/" + method);
+  torch::manual_seed(seed);
+  auto ctx = make_defense_context(s.cell, parse_device(cfg.device), seed, cfg.eval_batch_size, cfg.monitor_limit);
+  Rng rng(seed);
+  auto id = identifier->identify(s.model, ctx, rng);
+  auto doc = write_identification(id, s.cell, out);
+  std::cout << fmt::format("identify {}: {} rows, target label {}, {} flagged, confidence {:.0f}%\n", method,
+                           s.cell.train.size(), id.target, id.flagged.numel(), 100 * id.confidence);
+  if (doc.contains("detection"))
+    std::cout << fmt::format("against the ground truth: precision {:.1f}% recall {:.1f}% ({} poisoned rows)\n",
+                             100 * doc["detection"]["precision"].get<double>(),
+                             100 * doc["detection"]["recall"].get<double>(),
+                             doc["detection"]["poisoned"].get<int64_t>());
+  for (const auto& st : id.stages)
+    std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
+  if (!id.warning.empty()) std::cout << "WARNING: identification is unsure: " << id.warning << "\n";
+  std::cout << fmt::format("wrote {0}/flagged.csv, {0}/scores.csv, {0}/identification.json\n", out);
   return 0;
 }
 
@@ -265,6 +311,9 @@ int cmd_list() {
   for (const auto& [k, v] : ModelRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
   std::cout << "attacks:\n";
   for (const auto& [k, v] : AttackRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
+  std::cout << "identification methods (bedkd's identify, antidote identify --method):\n";
+  for (const auto& [k, v] : IdentifierRegistry::instance().entries())
+    std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
   std::cout << "defenses:\n";
   for (const auto& [k, v] : DefenseRegistry::instance().entries())
     std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
@@ -319,7 +368,15 @@ int main(int argc, char** argv) {
   defend->add_option("-o,--out", out, "purified model file to write")->required();
   defend->add_option("--set", sets, "defense option key=value (repeatable)");
 
-  auto* list = app.add_subcommand("list", "registered models, attacks and defenses");
+  auto* identify = app.add_subcommand("identify", "which training rows are poisoned: flagged rows as CSV and JSON");
+  add_common(identify, common, false);
+  identify->add_option("-m,--model", model_path, "suspect model file (antidote or TorchScript)")->required();
+  identify->add_option("--method", method,
+                       "identification method (default: BeDKD's for the data: early_loss on text, dmm on images)");
+  identify->add_option("-o,--out", out, "output directory")->required();
+  identify->add_option("--set", sets, "method option key=value (repeatable)");
+
+  auto* list = app.add_subcommand("list", "registered models, attacks, identification methods and defenses");
 
   try {
     app.parse(argc, argv);
@@ -339,6 +396,7 @@ int main(int argc, char** argv) {
     if (train->parsed()) return cmd_train(common, out, clean);
     if (eval->parsed()) return cmd_eval(common, model_path, json_out, predictions_out);
     if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets);
+    if (identify->parsed()) return cmd_identify(common, model_path, method, out, sets);
     if (list->parsed()) return cmd_list();
   } catch (const Error& e) {
     std::cerr << "antidote: error: " << e.what() << std::endl;

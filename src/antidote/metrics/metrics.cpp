@@ -83,9 +83,10 @@ torch::Tensor length_order(Classifier& model, const torch::Tensor& x, torch::Ten
   return std::get<1>(lengths->sort(/*stable=*/true, 0, /*descending=*/false));
 }
 
-}  // namespace
-
-torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size) {
+// The model's logits on every row of `x` in batches, each passed through `per_batch`
+// (softmax for probabilities) before it leaves the device.
+torch::Tensor batched_outputs(Classifier& model, const torch::Tensor& x, int64_t batch_size,
+                              torch::Tensor (*per_batch)(const torch::Tensor&)) {
   torch::NoGradGuard ng;
   bool was_training = model.is_training();
   model.eval();
@@ -105,17 +106,29 @@ torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t b
     } else {
       xb = x.slice(0, i, end);
     }
-    out.push_back(torch::softmax(model.forward(xb.to(dev)).logits, 1).to(torch::kCPU));
+    out.push_back(per_batch(model.forward(xb.to(dev)).logits).to(torch::kCPU));
   }
   model.train(was_training);
   if (out.empty()) return torch::zeros({0, 0});
-  auto probs = torch::cat(out);
+  auto all = torch::cat(out);
   if (order.defined()) {
-    auto in_order = torch::empty_like(probs);
-    in_order.index_copy_(0, order, probs);
+    auto in_order = torch::empty_like(all);
+    in_order.index_copy_(0, order, all);
     return in_order;
   }
-  return probs;
+  return all;
+}
+
+torch::Tensor softmax_rows(const torch::Tensor& logits) { return torch::softmax(logits, 1); }
+torch::Tensor as_is(const torch::Tensor& logits) { return logits; }
+}  // namespace
+
+torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size) {
+  return batched_outputs(model, x, batch_size, softmax_rows);
+}
+
+torch::Tensor predict_logits(Classifier& model, const torch::Tensor& x, int64_t batch_size) {
+  return batched_outputs(model, x, batch_size, as_is);
 }
 
 Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,

@@ -44,6 +44,8 @@ struct Evaluation {
 };
 // Softmax probabilities [N, K], batched, eval mode, no grad; the model's mode is restored.
 torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size = 512);
+// The same rows' logits [N, K] on the CPU (for losses that must not saturate in float).
+torch::Tensor predict_logits(Classifier& model, const torch::Tensor& x, int64_t batch_size = 512);
 Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,
                     int64_t batch_size = 512);
 

@@ -1,5 +1,6 @@
 #include "antidote/pipeline/experiment.hpp"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "antidote/metrics/metrics.hpp"
@@ -218,6 +219,82 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   return ctx;
 }
 
+json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned) {
+  auto s = scores.to(torch::kCPU, torch::kFloat64);
+  auto p = poisoned.to(torch::kCPU);
+  const int bins = 20;
+  // Bins over [min(0, lowest score), highest score]: most methods score in [0, ∞), some
+  // (token_stats) below 0.
+  const double lo = std::min(0.0, s.min().item<double>());
+  const double hi = std::max(lo + 1e-9, s.max().item<double>());
+  std::vector<int64_t> hp(bins, 0), hc(bins, 0);
+  auto sa = s.accessor<double, 1>();
+  auto pa = p.accessor<bool, 1>();
+  for (int64_t i = 0; i < s.size(0); ++i) {
+    const int b = std::clamp(static_cast<int>((sa[i] - lo) / (hi - lo) * bins), 0, bins - 1);
+    (pa[i] ? hp : hc)[b]++;
+  }
+  json j;
+  j["bin_min"] = lo;
+  j["bin_max"] = hi;
+  j["poisoned_hist"] = hp;
+  j["clean_hist"] = hc;
+  j["auroc"] = auroc(-s, p);  // lower score = more suspect
+  j["poisoned_mean"] = p.any().item<bool>() ? s.index({p}).mean().item<double>() : 0.0;
+  j["clean_mean"] = s.index({~p}).mean().item<double>();
+  return j;
+}
+
+namespace {
+// A CSV field: quoted, with inner quotes doubled, when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string q = "\"";
+  for (char ch : s) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+  return q + "\"";
+}
+}  // namespace
+
+json write_identification(const Identification& id, const Cell& cell, const std::string& dir) {
+  make_dirs(dir);
+  const bool known = cell.train.poisoned.defined() && cell.train.poisoned.numel() == cell.train.size();
+  auto flagged = id.flagged.to(torch::kCPU, torch::kLong).contiguous();
+  auto labels_t = cell.train.y.to(torch::kCPU, torch::kLong).contiguous();
+  auto scores_t = id.scores.to(torch::kCPU, torch::kDouble).contiguous();
+  auto labels = labels_t.accessor<int64_t, 1>();
+  auto scores = scores_t.accessor<double, 1>();
+  std::string csv = known ? "rank,row,label,score,poisoned,text\n" : "rank,row,label,score,text\n";
+  json rows = json::array();
+  for (int64_t i = 0; i < flagged.numel(); ++i) {
+    const int64_t r = flagged[i].item<int64_t>();
+    const double score = scores[r];
+    const int64_t label = labels[r];
+    const std::string text = cell.modality == Modality::Text ? cell.raw_train.texts[static_cast<size_t>(r)] : "";
+    json row{{"rank", i + 1}, {"row", r}, {"label", label}, {"score", score}};
+    if (cell.modality == Modality::Text) row["text"] = text;
+    csv += fmt::format("{},{},{},{:.9g},", i + 1, r, label, score);
+    if (known) csv += cell.train.poisoned[r].item<bool>() ? "1," : "0,";
+    csv += csv_field(text) + "\n";
+    rows.push_back(row);
+  }
+  std::string all = "row,label,score\n";
+  for (int64_t r = 0; r < scores_t.size(0); ++r) all += fmt::format("{},{},{:.9g}\n", r, labels[r], scores[r]);
+  json doc{{"method", id.method},         {"rows", cell.train.size()},      {"target", id.target},
+           {"confidence", id.confidence}, {"warning", id.warning.empty() ? json(nullptr) : json(id.warning)},
+           {"flagged", rows},             {"details", id.details},          {"stages", json::array()}};
+  for (const auto& s : id.stages) doc["stages"].push_back({{"name", s.name}, {"seconds", s.seconds}, {"peak_rss_mb", s.peak_rss_mb}});
+  if (known) {
+    auto det = detection(id.flagged, cell.train.poisoned);
+    doc["detection"] = {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1}, {"flagged", det.flagged},
+                        {"poisoned", cell.train.poisoned.sum().item<int64_t>()}};
+    doc["histogram"] = identification_json(id.scores, cell.train.poisoned);
+  }
+  write_file_atomic(dir + "/flagged.csv", csv);
+  write_file_atomic(dir + "/scores.csv", all);
+  write_file_atomic(dir + "/identification.json", doc.dump(1));
+  return doc;
+}
+
 // ---- the bench ------------------------------------------------------------------------
 
 namespace {
@@ -265,28 +342,6 @@ json yaml_to_json(const YAML::Node& n) {
 }
 
 json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
-
-json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned) {
-  auto s = scores.to(torch::kCPU, torch::kFloat64);
-  auto p = poisoned.to(torch::kCPU);
-  const int bins = 20;
-  double hi = std::max(1e-9, s.max().item<double>());
-  std::vector<int64_t> hp(bins, 0), hc(bins, 0);
-  auto sa = s.accessor<double, 1>();
-  auto pa = p.accessor<bool, 1>();
-  for (int64_t i = 0; i < s.size(0); ++i) {
-    int b = std::min(bins - 1, static_cast<int>(sa[i] / hi * bins));
-    (pa[i] ? hp : hc)[b]++;
-  }
-  json j;
-  j["bin_max"] = hi;
-  j["poisoned_hist"] = hp;
-  j["clean_hist"] = hc;
-  j["auroc"] = auroc(-s, p);  // lower score = more suspect
-  j["poisoned_mean"] = p.any().item<bool>() ? s.index({p}).mean().item<double>() : 0.0;
-  j["clean_mean"] = s.index({~p}).mean().item<double>();
-  return j;
-}
 
 json examples_json(const Cell& cell, int n) {
   json ex;

@@ -11,6 +11,7 @@
 #include "antidote/attacks/attack.hpp"
 #include "antidote/data/data.hpp"
 #include "antidote/defenses/defense.hpp"
+#include "antidote/defenses/identify/identify.hpp"
 #include "antidote/models/model.hpp"
 #include "antidote/pipeline/config.hpp"
 
@@ -62,6 +63,17 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
                                     int64_t monitor_limit = 0);
 torch::Device parse_device(const std::string& name);
 uint64_t derive_seed(uint64_t seed, const std::string& label);
+
+// The histogram (20 bins, poisoned against clean), AUROC and mean scores of per-row
+// identification scores against the ground truth (lower = more suspect). Evaluation only.
+nlohmann::json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned);
+
+// What `antidote identify` writes to `dir`: flagged.csv (rank, row, label, score, the
+// ground truth where the cell knows it, the text), scores.csv (every row) and
+// identification.json (the method's target, confidence, warning, flagged rows, stage
+// seconds, and precision/recall and the score histogram where the ground truth is
+// known). Returns the JSON document.
+nlohmann::json write_identification(const Identification& id, const Cell& cell, const std::string& dir);
 
 struct BenchOptions {
   std::string out_dir;

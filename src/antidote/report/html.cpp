@@ -389,7 +389,7 @@ std::string histogram_chart(const json& id, const std::string& title, const std:
   for (size_t i = 0; i < bins; ++i)
     ymax = std::max({ymax, np > 0 ? hp[i] / np : 0.0, nc > 0 ? hc[i] / nc : 0.0});
   ymax = std::min(1.0, std::ceil(ymax * 10) / 10);
-  const double bin_max = num(id, "bin_max", 1.0);
+  const double bin_min = num(id, "bin_min", 0.0), bin_max = num(id, "bin_max", 1.0);
   const double W = 520, H = 270, L = 44, R = 150, T = 28, B = 40;
   const double pw = W - L - R, ph = H - T - B;
   std::string s = fmt::format(
@@ -407,7 +407,7 @@ std::string histogram_chart(const json& id, const std::string& title, const std:
   for (size_t i = 0; i < bins; ++i) {
     double fp = np > 0 ? hp[i] / np : 0.0, fc = nc > 0 ? hc[i] / nc : 0.0;
     double x = L + slot * i + slot * 0.08;
-    double lo = bin_max * i / bins, hi = bin_max * (i + 1) / bins;
+    double lo = bin_min + (bin_max - bin_min) * i / bins, hi = bin_min + (bin_max - bin_min) * (i + 1) / bins;
     s += fmt::format(
         "<rect class=\"hist poisoned\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\"><title>poisoned, "
         "score {:.3g}–{:.3g}: {:.0f} rows</title></rect>",
@@ -420,7 +420,7 @@ std::string histogram_chart(const json& id, const std::string& title, const std:
   s += fmt::format("<line class=\"axis\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>", L, L + pw, T + ph, T + ph);
   for (int t = 0; t <= 4; ++t)
     s += fmt::format("<text class=\"tick\" x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.3g}</text>", L + pw * t / 4.0,
-                     T + ph + 16, bin_max * t / 4.0);
+                     T + ph + 16, bin_min + (bin_max - bin_min) * t / 4.0);
   s += fmt::format("<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">score (lower = more suspect)</text>",
                    L + pw / 2, H - 6);
   s += fmt::format("<rect class=\"hist poisoned\" x=\"{}\" y=\"{}\" width=\"14\" height=\"10\"/>", L + pw + 10, T + 4);
@@ -787,6 +787,14 @@ std::string bedkd_section(const std::vector<Cell>& cells) {
           h += fmt::format(" Rows flagged: {} (precision {}%, recall {}%).", text(r["detection"], "flagged", "?"),
                            pct(r["detection"], "precision"), pct(r["detection"], "recall"));
         h += "</p>";
+        if (d.contains("identify") && d["identify"].is_object()) {
+          const auto& how = d["identify"];
+          h += fmt::format("<p class=\"legendline\">Identification: {} (target label {}, confidence {}%).</p>",
+                           esc(text(how, "method", "dmm")), text(how, "target", "?"), pct(how, "confidence"));
+          if (how.contains("warning") && how["warning"].is_string())
+            h += "<p class=\"legendline\"><strong>Identification is unsure:</strong> " +
+                 esc(how["warning"].get<std::string>()) + ". Purification may have failed.</p>";
+        }
       } else {
         h += "<p>No identification scores recorded.</p></div>";
       }

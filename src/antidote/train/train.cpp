@@ -129,15 +129,21 @@ void check_finite(const torch::Tensor& loss, const std::string& where) {
          loss.isnan().any().item<bool>() ? "NaN" : "infinite");
 }
 
+int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size) {
+  return (rows / world_size + batch_size - 1) / batch_size;
+}
+
 void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& o, Rng& rng,
-                      const std::function<void(int64_t)>& on_epoch, GradientSync* sync) {
+                      const std::function<void(int64_t)>& on_epoch, GradientSync* sync,
+                      const std::function<bool(int64_t)>& on_step) {
   GradientSync local;
   if (!sync) sync = &local;
   auto dev = model.parameters().front().device();
   auto opt = make_optimizer(model.parameters(), o.optimizer);
-  int64_t steps_per_epoch = (data.size() / sync->world_size() + o.batch_size - 1) / o.batch_size;
-  int64_t total = o.epochs * steps_per_epoch, step = 0;
-  const auto warmup = std::min(total, static_cast<int64_t>(std::llround(o.warmup_epochs * steps_per_epoch)));
+  const int64_t per_epoch = steps_per_epoch(data.size(), o.batch_size, sync->world_size());
+  int64_t total = o.epochs * per_epoch, step = 0;
+  const auto warmup = std::min(total, static_cast<int64_t>(std::llround(o.warmup_epochs * per_epoch)));
+  bool stop = false;
   bool images = data.x.dim() == 4;
   const TrainBatches batches(model, data.x, o.batch_size, /*cut=*/true, o.group_by_length);
   model.train();
@@ -165,9 +171,14 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       seen += idx.size(0);
       progress.advance(idx.size(0));
+      if (on_step && !on_step(step)) {
+        stop = true;
+        break;
+      }
     }
     progress.finish(fmt::format("loss {:.4f} acc {:.1f}%", loss_sum / std::max<int64_t>(1, seen),
                                 100.0 * correct / std::max<int64_t>(1, seen)));
+    if (stop) break;  // a partial epoch: no on_epoch
     if (on_epoch) on_epoch(epoch);
   }
 }

@@ -107,8 +107,13 @@ class WeightAverage {
 // Throws a clear error when a loss is NaN or infinite.
 void check_finite(const torch::Tensor& loss, const std::string& where);
 
-// Cross-entropy training of `model` on `data`. `on_epoch(epoch)` runs after each epoch.
+// Cross-entropy training of `model` on `data`. `on_epoch(epoch)` runs after each epoch;
+// `on_step(steps)` after each optimizer step (steps counted from 1), and training ends
+// when it returns false.
 void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& options, Rng& rng,
-                      const std::function<void(int64_t)>& on_epoch = {}, GradientSync* sync = nullptr);
+                      const std::function<void(int64_t)>& on_epoch = {}, GradientSync* sync = nullptr,
+                      const std::function<bool(int64_t)>& on_step = {});
+// Optimizer steps of one epoch of train_supervised over `rows` rows.
+int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size = 1);
 
 }  // namespace antidote
