@@ -229,3 +229,30 @@ TEST(Identify, RegistryAndOptionChecks) {
   EXPECT_THROW(make_identifier("token_stats", none, DefenseSetup{Modality::Image, "cnn", 10}), Error);
   EXPECT_THROW(make_identifier("nope", none, text), Error);
 }
+
+TEST(Identify, TrainingStopsWhereOnStepSays) {
+  // early_loss's short budget: train_supervised ends after the step where on_step returns
+  // false (here step 10 of 3 × 25), with no on_epoch for the partial epoch.
+  set_quiet(true);
+  auto f = text_fixture(800, 3);
+  torch::manual_seed(1);
+  YAML::Node opts;
+  opts["dim"] = 16;
+  opts["ff"] = 32;
+  opts["layers"] = 1;
+  auto model = make_model("transformer", text_spec(), opts);
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;
+  EXPECT_EQ(steps_per_epoch(800, 32), 25);
+  Rng rng(2);
+  int64_t steps = 0, epochs = 0;
+  train_supervised(
+      *model, f.data, o, rng, [&](int64_t) { ++epochs; }, nullptr,
+      [&](int64_t step) {
+        steps = step;
+        return step < 10;
+      });
+  EXPECT_EQ(steps, 10);
+  EXPECT_EQ(epochs, 0);
+}

@@ -1,6 +1,8 @@
-#include <vector>
-
+// BeDKD's recipes (the values of every option for the reference and the tuned recipe,
+// per modality) and the reader that applies a config's keys and checks them.
 #include "antidote/defenses/bedkd/recipe.hpp"
+
+#include <vector>
 
 namespace antidote::bedkd {
 namespace {
@@ -8,7 +10,6 @@ namespace {
 bool builtin_arch(const std::string& arch) {
   return arch == "cnn" || arch == "preact_resnet18" || arch == "transformer" || arch == "textcnn";
 }
-
 
 // Defaults of a recipe for a setup. "reference" = the authors' released code.
 Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
