@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -254,6 +255,10 @@ TEST(CLI, IdentifyWritesTheFlaggedRows) {
   EXPECT_EQ(rows, 10);
   EXPECT_TRUE(fs::exists(dir.file("id/scores.csv")));
   EXPECT_TRUE(fs::exists(dir.file("id/identification.json")));
+  std::ifstream page(dir.file("id/report.html"));
+  std::string html((std::istreambuf_iterator<char>(page)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(contains(html, "data-chart=\"identification\"")) << "no score histogram";
+  EXPECT_TRUE(contains(html, "Flagged rows"));
   // An unknown method and a key of another method are errors that name them.
   r = run("identify -q --config '" + cfg + "' --model '" + dir.file("m.pt") + "' --method nope --out '" +
           dir.file("id2") + "'");

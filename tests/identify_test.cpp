@@ -256,3 +256,29 @@ TEST(Identify, TrainingStopsWhereOnStepSays) {
   EXPECT_EQ(steps, 10);
   EXPECT_EQ(epochs, 0);
 }
+
+TEST(Identify, RankMeanCombinesItsParts) {
+  // Both parts see the trigger word here; the mean of their ranks keeps it, and the
+  // details name each part's target and confidence.
+  set_quiet(true);
+  auto f = text_fixture(800, 2);
+  auto suspect = text_suspect(f.data);
+  YAML::Node opts;
+  opts["flag_count"] = 40;
+  opts["fresh_epochs"] = 4.0;
+  Params p(opts, "identify");
+  auto method = make_identifier("rank_mean", p, DefenseSetup{Modality::Text, "transformer", 2});
+  p.check_consumed();
+  auto ctx = text_context(f.data, 7);
+  Rng rng(9);
+  auto id = method->identify(suspect, ctx, rng);
+  EXPECT_EQ(id.method, "rank_mean");
+  EXPECT_EQ(id.target, 1);
+  EXPECT_DOUBLE_EQ(precision_of(id.flagged, f.poisoned), 1.0);
+  ASSERT_TRUE(id.details["identify"].contains("parts"));
+  EXPECT_EQ(id.details["identify"]["parts"]["token_stats"]["target"], 1);
+  EXPECT_EQ(id.details["identify"]["parts"]["early_loss"]["target"], 1);
+  // The scores are mean fractional ranks: in [0, 1].
+  EXPECT_GE(id.scores.min().item<double>(), 0.0);
+  EXPECT_LE(id.scores.max().item<double>(), 1.0);
+}

@@ -302,7 +302,7 @@ int cmd_identify(const Common& c, const std::string& model_path, std::string met
   for (const auto& st : id.stages)
     std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
   if (!id.warning.empty()) std::cout << "WARNING: identification is unsure: " << id.warning << "\n";
-  std::cout << fmt::format("wrote {0}/flagged.csv, {0}/scores.csv, {0}/identification.json\n", out);
+  std::cout << fmt::format("wrote {0}/flagged.csv, {0}/scores.csv, {0}/identification.json, {0}/report.html\n", out);
   return 0;
 }
 

@@ -292,6 +292,7 @@ json write_identification(const Identification& id, const Cell& cell, const std:
   write_file_atomic(dir + "/flagged.csv", csv);
   write_file_atomic(dir + "/scores.csv", all);
   write_file_atomic(dir + "/identification.json", doc.dump(1));
+  write_file_atomic(dir + "/report.html", render_identification_html(doc));
   return doc;
 }
 

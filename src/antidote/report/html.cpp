@@ -978,6 +978,48 @@ std::string provenance_section(const json& doc) {
 
 }  // namespace
 
+std::string render_identification_html(const json& id) {
+  std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                  "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+                  "<title>antidote identification</title><style>";
+  h += kStyle;
+  h += "#flagged td.l{white-space:normal;overflow-wrap:anywhere}</style></head><body>";
+  h += fmt::format("<header><h1>antidote identification</h1><p>method {} · {} training rows</p></header><main>",
+                   esc(text(id, "method", "?")), esc(text(id, "rows", "?")));
+  h += "<section id=\"summary\"><h2>In brief</h2><table class=\"provenance\"><tbody>";
+  auto row = [&](const std::string& k, const std::string& v) {
+    h += "<tr><th class=\"l\">" + esc(k) + "</th><td class=\"l\">" + esc(v) + "</td></tr>";
+  };
+  row("inferred target label", text(id, "target", "–"));
+  row("rows flagged", id.contains("flagged") && id["flagged"].is_array() ? std::to_string(id["flagged"].size()) : "0");
+  row("confidence (share of the most suspect rows with the target label)", pct(id, "confidence") + " %");
+  if (id.contains("detection") && id["detection"].is_object())
+    row("against the ground truth", fmt::format("precision {} %, recall {} % of {} poisoned rows",
+                                                pct(id["detection"], "precision"), pct(id["detection"], "recall"),
+                                                text(id["detection"], "poisoned", "?")));
+  double seconds = 0;
+  if (id.contains("stages") && id["stages"].is_array())
+    for (const auto& s : id["stages"]) seconds += num(s, "seconds");
+  row("seconds", fmt::format("{:.1f}", seconds));
+  h += "</tbody></table>";
+  if (id.contains("warning") && id["warning"].is_string())
+    h += "<p class=\"legendline\"><strong>Identification is unsure:</strong> " + esc(id["warning"].get<std::string>()) +
+         ".</p>";
+  h += "</section>";
+  if (id.contains("histogram") && id["histogram"].is_object())
+    h += "<section id=\"scores\"><h2>Scores</h2><div class=\"charts\">" +
+         histogram_chart(id["histogram"], "identification scores", "identify") + "</div></section>";
+  h += "<section id=\"flagged\"><h2>Flagged rows</h2><table><thead><tr><th>rank</th><th>row</th><th>label</th>"
+       "<th>score</th><th class=\"l\">text</th></tr></thead><tbody>";
+  if (id.contains("flagged") && id["flagged"].is_array())
+    for (const auto& r : id["flagged"])
+      h += fmt::format("<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.4g}</td><td class=\"l\">{}</td></tr>",
+                       text(r, "rank"), text(r, "row"), text(r, "label"), num(r, "score"), esc(text(r, "text")));
+  h += "</tbody></table></section></main><footer id=\"end\">Written by antidote. Self-contained: inline CSS and "
+       "SVG, no scripts, nothing fetched.</footer></body></html>\n";
+  return h;
+}
+
 std::string render_html_report(const json& doc) {
   const json& runs = doc.contains("runs") ? doc["runs"] : json::array();
   auto cells = group_cells(runs);

@@ -18,6 +18,9 @@ std::string results_markdown(const nlohmann::json& doc);
 std::string seed_summary_markdown(const nlohmann::json& doc);
 // One self-contained page (inline SVG and CSS, no scripts or fetched resources).
 std::string render_html_report(const nlohmann::json& doc);
+// The page `antidote identify` writes: the summary, the warning, the score histogram
+// (where the ground truth is known) and the flagged rows, from identification.json.
+std::string render_identification_html(const nlohmann::json& identification);
 // "76.2 ± 0.9": the mean and the sample standard deviation (n − 1) of fractions, in
 // percent; one value prints alone; "–" for none.
 std::string mean_sd_percent(const std::vector<double>& fractions);
