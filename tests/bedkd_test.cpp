@@ -573,9 +573,8 @@ TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
 
 // Real text: SST-2's 6920 training rows with BadNet-word at 10 % (400 test rows), the
 // default Transformer ([CLS] pooling, 4 epochs), and the shipped text recipe (punish set
-// from identify: rank_mean) with 20 distillation epochs. The identification is checked
-// strictly (its 64 rows were all poisoned on all fifteen bench suspects,
-// docs/identify.md); the ASR must fall by half and clean accuracy hold within 5 points.
+// from identify: token_stats) with 20 distillation epochs. The identification is checked
+// strictly (its 64 rows were all poisoned on every bench suspect, docs/identify.md); the ASR must fall by half and clean accuracy hold within 5 points.
 TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
   DatasetConfig d;
   d.name = "sst2";

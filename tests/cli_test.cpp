@@ -208,15 +208,15 @@ TEST(CLI, PoisonWritesOutputsOnTinyData) {
 }
 
 namespace {
-// A small text set: 400 training rows of two words and "film", label 1 when the first
-// word is one of the first four; the config's badnet-word attack then inserts "cf" into
-// 20 % of the rows. z("cf", 1) = 7.3 stands above any word's (at most 4.1).
+// A small text set: 400 training rows of two words and "film", label 1 when both words
+// are among the first four (one inserted word flips at most a third of the other rows);
+// the config's badnet-word attack then inserts "cf" into 20 % of the rows.
 void write_words_tsv(const TempDir& dir, const std::string& sub) {
   const char* words[] = {"good", "fine", "warm", "long", "dull", "odd", "flat", "cold"};
   std::string train = "sentence\tlabel\n", test = "sentence\tlabel\n";
   for (int i = 0; i < 400; ++i) {
     const int a = i % 8, b = (i / 8) % 8;
-    const std::string label = a < 4 ? "1" : "0";
+    const std::string label = a < 4 && b < 4 ? "1" : "0";
     train += std::string(words[a]) + " " + words[b] + " film\t" + label + "\n";
     if (i < 40) test += std::string(words[a]) + " " + words[b] + " movie\t" + label + "\n";
   }

@@ -282,3 +282,66 @@ TEST(Identify, RankMeanCombinesItsParts) {
   EXPECT_GE(id.scores.min().item<double>(), 0.0);
   EXPECT_LE(id.scores.max().item<double>(), 1.0);
 }
+
+namespace {
+// A suspect by rule: label 1 when a row holds the trigger 250; otherwise label 0 when it
+// holds the topic word 7 at least twice, else 1. One inserted 7 changes nothing, one
+// inserted 250 changes everything.
+struct RuleSuspect : Classifier {
+  ModelOutput forward_full(const torch::Tensor& x, bool) override {
+    auto trigger = x.eq(250).any(1);
+    auto topic = x.eq(7).sum(1).ge(2);
+    auto label = torch::where(trigger, torch::ones_like(topic, torch::kLong),
+                              torch::where(topic, torch::zeros_like(topic, torch::kLong),
+                                           torch::ones_like(topic, torch::kLong)));
+    ModelOutput out;
+    out.logits = torch::one_hot(label, 2).to(torch::kFloat) * 10;
+    out.features = out.logits;
+    return out;
+  }
+  int64_t prunable_channels() const override { return 0; }
+};
+}  // namespace
+
+TEST(Identify, TokenStatsChecksTheStrongestWordsOnTheSuspect) {
+  EXPECT_TRUE(torch::equal(insert_token(torch::tensor({2, 5, 6, 0}, torch::kLong).view({1, 4}), 9),
+                           torch::tensor({2, 9, 5, 6}, torch::kLong).view({1, 4})));
+  // 400 rows of random words 10..99; label-0 rows also hold the topic word 7 twice. Every
+  // 10th label-0 row gets the trigger 250 and label 1. z(7, 0) ≈ 12.8 outranks
+  // z(250, 1) ≈ 4.0, so the plain z-scores flag topic rows; the suspect's check does not.
+  torch::manual_seed(4);
+  const int64_t n = 400;
+  auto x = torch::cat({torch::full({n, 1}, Vocab::kCls, torch::kLong), torch::randint(10, 100, {n, 8}, torch::kLong)}, 1);
+  auto y = torch::randint(0, 2, {n}, torch::kLong);
+  auto poisoned = torch::zeros({n}, torch::kBool);
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    if (y[i].item<int64_t>() != 0) continue;
+    x[i][1] = 7;
+    x[i][2] = 7;
+    if (zeros++ % 10 == 0) {
+      x[i][4] = 250;
+      y[i] = 1;
+      poisoned[i] = true;
+    }
+  }
+  DefenseContext ctx = text_context(Dataset{x, y, torch::Tensor()}, 1);
+  auto suspect = std::make_shared<RuleSuspect>();
+  auto run = [&](const char* yaml) {
+    Params p(YAML::Load(yaml), "identify");
+    auto m = make_identifier("token_stats", p, DefenseSetup{Modality::Text, "torchscript", 2});
+    p.check_consumed();
+    Rng rng(1);
+    return m->identify(suspect, ctx, rng);
+  };
+  auto plain = run("{verify_pairs: 0, flag_count: 10}");
+  EXPECT_EQ(plain.target, 0);
+  EXPECT_DOUBLE_EQ(precision_of(plain.flagged, poisoned), 0.0);
+  auto checked = run("{flag_count: 10}");
+  EXPECT_EQ(checked.target, 1);
+  EXPECT_DOUBLE_EQ(precision_of(checked.flagged, poisoned), 1.0);
+  const auto& found = checked.details["identify"]["trigger_tokens"];
+  ASSERT_EQ(found.size(), 1u) << found.dump();
+  EXPECT_EQ(found[0]["token"], 250);
+  EXPECT_DOUBLE_EQ(found[0]["flip_rate"].get<double>(), 1.0);
+}

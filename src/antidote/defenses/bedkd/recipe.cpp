@@ -24,14 +24,14 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
   c.vote = true;
   c.vote_min_share = 0.5;
   if (setup.modality == Modality::Text) {
-    // Text takes its punish set from the training data rather than from the suspect:
-    // the mean rank of a fresh model's early losses and of the token-label z-scores
-    // (rank_mean of early_loss and token_stats). In the small from-scratch models the
-    // poisoned rows are not separable in the suspect's own features, which is what the
-    // mapping reads; over five SST-2 seeds × three attacks the 64 flagged rows were all
-    // poisoned on 15 of 15 suspects, against 2 of 15 for the mapping (docs/identify.md).
+    // Text takes its punish set from the training data rather than from the suspect's
+    // features: token-label z-scores, the strongest pairs checked on the suspect
+    // (token_stats.cpp). In the small from-scratch models the poisoned rows are not
+    // separable in the suspect's own features, which is what the mapping reads; over
+    // SST-2, OLID and AG News suspects (27) the 64 flagged rows were all poisoned on
+    // every one, against 2 of 15 SST-2 suspects for the mapping (docs/identify.md).
     // The mapping's text settings below apply with identify: dmm.
-    c.identify = "rank_mean";
+    c.identify = "token_stats";
     // The mapping is trained with cross-entropy alone on the whole clean budget, at the
     // reference's slow rate, for 10 epochs, and every row is ranked by how far it moved
     // after each epoch. Clean rows give way as the flip spreads; rows held by a trigger

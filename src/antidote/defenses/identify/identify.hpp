@@ -111,5 +111,8 @@ FlagOptions read_flag_options(Params& p);
 
 // token_stats's score: minus each row's largest token-label z-score (token ids [N, L]).
 torch::Tensor token_label_scores(const torch::Tensor& x, const torch::Tensor& labels, int64_t num_classes);
+// Token-id rows with `token` inserted after the first position ([CLS]), the last
+// position dropped: how token_stats checks a candidate trigger on the suspect.
+torch::Tensor insert_token(const torch::Tensor& rows, int64_t token);
 
 }  // namespace antidote
