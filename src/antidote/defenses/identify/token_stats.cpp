@@ -118,8 +118,12 @@ struct TokenStatsOptions {
   // and z is weighted by the flip rate (0 for pairs not checked): words that merely go
   // with a label (a topic's vocabulary) do not make the suspect change its mind, a
   // trigger does. Otherwise the plain z-scores stand (a trigger with no token of its own).
+  // A trigger sends nearly every row to its label (measured: 0.95-1.0 for BadNet-word's
+  // words on SST-2, OLID and AG News); single words that merely carry the label's meaning
+  // flip 0.5-0.9 of the rows (sentiment words on SST-2's syntactic file, which would
+  // otherwise pass for a trigger of the wrong label).
   int64_t verify_pairs = 200, verify_rows = 64;
-  double verify_min_flip = 0.5;
+  double verify_min_flip = 0.9;
 };
 
 class TokenStats : public Identifier {
