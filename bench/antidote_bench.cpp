@@ -1,4 +1,4 @@
-// antidote_bench (issue 8): the speed of antidote's own code paths on this machine,
+// antidote_bench: the speed of antidote's own code paths on this machine,
 // written as JSON so that bench/python/twin.py can run the same work in PyTorch-Python
 // and bench/python/report.py can put the two side by side in bench/RESULTS.md.
 //
@@ -357,7 +357,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
 int main(int argc, char** argv) {
   configure_allocator();
   Args a;
-  CLI::App app{"antidote speed benchmark (issue 8); pair with bench/python/twin.py"};
+  CLI::App app{"antidote speed benchmark; pair with bench/python/twin.py"};
   app.add_option("--threads", a.threads, "torch intra-op threads (OpenBLAS runs 1 thread, as configure_threads sets)");
   app.add_option("--blas-threads", a.blas_threads, "override OpenBLAS threads after configure_threads (-1: keep its 1)");
   app.add_option("--out", a.out, "output directory (antidote.json, cell dumps)");

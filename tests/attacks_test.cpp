@@ -1,4 +1,4 @@
-// Attacks (SPEC §4): trigger values worked out by hand, poison counts and
+// Attacks: trigger values worked out by hand, poison counts and
 // semantics, option checking and determinism.
 #include <gtest/gtest.h>
 #include <png.h>

@@ -1,4 +1,4 @@
-// CLI (SPEC §9, §10): bad input to the real binary gives a non-zero exit and a message
+// CLI: bad input to the real binary gives a non-zero exit and a message
 // that names the culprit, never a crash; `antidote list` works.
 #include <gtest/gtest.h>
 #include <sys/wait.h>

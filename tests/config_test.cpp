@@ -1,4 +1,4 @@
-// Config (SPEC §9): defaults, unknown keys named in the error, seed lists, bad types,
+// Config: defaults, unknown keys named in the error, seed lists, bad types,
 // attack/defense entries as bare names or mappings; plus the core plumbing it rests
 // on (Params' unknown-key detection, Rng, hash_string, write_file_atomic).
 #include <gtest/gtest.h>
@@ -75,7 +75,7 @@ TEST(ConfigDefaults, EmptyMapping) {
 }
 
 TEST(ConfigDefaults, EmptyDocumentEqualsEmptyMapping) {
-  // "Every key has a default" (SPEC §9): a config file holding only comments must mean
+  // "Every key has a default": a config file holding only comments must mean
   // the same as `{}` — one fmnist dataset and the `none` defense — not an empty grid.
   auto c = parse_config(YAML::Load("# nothing but a comment\n"), "empty.yaml");
   ASSERT_EQ(c.datasets.size(), 1u) << "an empty config yields no datasets";

@@ -1,4 +1,4 @@
-// Data (SPEC §7): IDX (raw and gzip) and TSV readers against hand-built files and the
+// Data: IDX (raw and gzip) and TSV readers against hand-built files and the
 // real files in ../shared/data/text, the vocabulary and tokenizer, and CleanPool.
 // Expected values come from the files themselves (counted with awk/od, see comments)
 // or are worked out by hand; none is produced by the code under test.

@@ -1,4 +1,4 @@
-// Metrics (SPEC §6) and the shared losses, against values worked out by hand.
+// Metrics and the shared losses, against values worked out by hand.
 #include <gtest/gtest.h>
 
 #include <cmath>

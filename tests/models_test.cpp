@@ -1,4 +1,4 @@
-// Models (SPEC §8): every registered architecture's output shapes, the prunable layer,
+// Models: every registered architecture's output shapes, the prunable layer,
 // deep copies, save/load round trips, the fit check, option checking, and the
 // Python-readable state_dict.
 #include <gtest/gtest.h>

@@ -1,4 +1,4 @@
-// NT-ML (SPEC §3): the non-target labels, the soft cross-entropy and the
+// NT-ML: the non-target labels, the soft cross-entropy and the
 // mutual-learning losses against hand-worked values, the detached peer, and an
 // integration run on a slice of Fashion-MNIST where the backdoor's ASR falls.
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# report.html as a user sees it (issue 6): generate a report with a tiny `antidote bench`, render
+# report.html as a user sees it: generate a report with a tiny `antidote bench`, render
 # it in headless Chromium, check that it loads without errors and fetches nothing, that every
 # chart is in the DOM, and that a screenshot is not blank.
 # Usage: tests/report_browser_test.sh ANTIDOTE_BINARY [KEEP_DIR]

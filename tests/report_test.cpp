@@ -1,4 +1,4 @@
-// report.html (issue 6): sections and charts present, self-contained, escaped, thumbnails
+// report.html: sections and charts present, self-contained, escaped, thumbnails
 // decode, and the success/failure highlighting follows the bar in the issue.
 #include <gtest/gtest.h>
 #include <zlib.h>

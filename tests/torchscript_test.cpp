@@ -1,4 +1,4 @@
-// TorchScript import (SPEC §8, issue 7): modules built here with torch::jit (the same
+// TorchScript import: modules built here with torch::jit (the same
 // format Python's torch.jit.script writes) load through load_model, expose their
 // parameters under the Python names, train in C++, clone deeply, save back as
 // TorchScript, and fail clearly when they do not fit the data. The Python round trip

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Merge antidote_bench's and twin.py's JSON into bench/RESULTS.md (issue 8).
+"""Merge antidote_bench's and twin.py's JSON into bench/RESULTS.md.
 
 Usage: report.py --dir OUT --out bench/RESULTS.md [--command "bench/run.sh ..."]
 OUT holds antidote.json + python.json (main run), refblas/ (the same with the
@@ -79,7 +79,7 @@ try:
 except ValueError:
     pass
 w("")
-w("Ratio = antidote time / PyTorch time for the same work (below 1: antidote is faster; issue 8's target for "
+w("Ratio = antidote time / PyTorch time for the same work (below 1: antidote is faster; the target for "
   "defense stages: ≤ 0.5).")
 w("")
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch-Python twins of antidote_bench (issue 8).
+"""PyTorch-Python twins of antidote_bench.
 
 Runs the same work as bench/antidote_bench.cpp, written as a competent PyTorch user
 would write it: the same model definitions (SmallCnn and the pre-LN Transformer of

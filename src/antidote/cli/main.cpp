@@ -20,7 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-// The embedded default (SPEC §9): Fashion-MNIST, BadNets 10 %, small CNN, then the
+// The embedded default: Fashion-MNIST, BadNets 10 %, small CNN, then the
 // defenses against the suspect model.
 const char* kDemoConfig = R"(# antidote demo: the embedded default
 seed: 0

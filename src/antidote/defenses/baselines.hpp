@@ -1,4 +1,4 @@
-// Pieces shared by the baseline defenses ft, fp and nad (SPEC §5): the clean set,
+// Pieces shared by the baseline defenses ft, fp and nad: the clean set,
 // the fine-tuning recipe read from a defense's options, and NAD's attention maps.
 #pragma once
 

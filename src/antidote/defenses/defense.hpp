@@ -1,4 +1,4 @@
-// A defense takes the suspect model and what the defender holds (SPEC §1) and
+// A defense takes the suspect model and what the defender holds and
 // returns a purified model plus what it measured along the way.
 #pragma once
 

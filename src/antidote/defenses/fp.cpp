@@ -1,5 +1,5 @@
 // fp — fine-pruning baseline (Liu et al., RAID 2018), following BackdoorBench's
-// defense/fp.py (SPEC §5):
+// defense/fp.py:
 //
 //  1. rank the prunable channels (the last block's output: images — the last conv
 //     layer's channels; text — the final hidden units) by their mean activation on

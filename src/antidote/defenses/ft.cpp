@@ -1,4 +1,4 @@
-// ft — fine-tuning baseline: cross-entropy on the defender's clean set (SPEC §5).
+// ft — fine-tuning baseline: cross-entropy on the defender's clean set.
 // Also home of the helpers the three baselines share (baselines.hpp).
 //
 // BackdoorBench (config/defense/ft): SGD lr 0.01, momentum 0.9, weight decay 5e-4,

@@ -1,5 +1,5 @@
 // nad — Neural Attention Distillation (Li et al., ICLR 2021), following the authors'
-// code and BackdoorBench's defense/nad.py (SPEC §5):
+// code and BackdoorBench's defense/nad.py:
 //
 //  1. teacher: a copy of the suspect model fine-tuned with cross-entropy on the clean
 //     set for `teacher_epochs` (BackdoorBench te_epochs = 10), then frozen;

@@ -1,7 +1,7 @@
 // NT-ML — Non-target label Training and Mutual Learning (arXiv 2508.05404).
 //
-// The paper's body is not public. What follows is OUR READING OF ITS ABSTRACT
-// (SPEC §3), not a port of the authors' code:
+// The paper's body is not public. What follows is OUR READING OF ITS ABSTRACT,
+// not a port of the authors' code:
 //
 //  * Stage 1, NT. f_0 = the suspect model (the outcome of "standard training"),
 //    frozen. Every input of the suspicious training set gets the non-target label
@@ -564,7 +564,7 @@ class NtmlDefense : public Defense {
     }
 
     result.details["reading"] =
-        "NT-ML as read from the abstract of arXiv 2508.05404 (the paper's body is not public); see SPEC §3";
+        "NT-ML as read from the abstract of arXiv 2508.05404 (the paper's body is not public); see docs/ntml.md";
     result.details["stages"] = stages;
     if (monitored) {
       const bool cacc_ok = t_nt.cacc - s_nt.cacc >= kWellAbove;

@@ -1,5 +1,5 @@
 // NT-ML (arXiv 2508.05404): Non-target label Training, then Mutual Learning.
-// The paper's body is not public; this is our reading of its abstract (SPEC §3).
+// The paper's body is not public; this is our reading of its abstract.
 // The defense itself registers as "ntml" from ntml.cpp; this header exposes the
 // loss pieces so that the tests can check them against hand-worked values.
 #pragma once
@@ -18,7 +18,7 @@ namespace antidote::ntml {
 torch::Tensor non_target_labels(Classifier& frozen, const torch::Tensor& x, double temperature,
                                 torch::Device device, int64_t batch_size = 512);
 
-// The two deep-mutual-learning losses of one batch (SPEC §3), each with its peer's
+// The two deep-mutual-learning losses of one batch, each with its peer's
 // logits detached, so that L_S only reaches the student and L_T only the teacher:
 //   L_S = CE(z_S, y) + α_S·τ²·KL(softmax(z_T/τ) ‖ softmax(z_S/τ))
 //   L_T = CE(z_T, y) + α_T·τ²·KL(softmax(z_S/τ) ‖ softmax(z_T/τ))

@@ -1,4 +1,4 @@
-// The field's metrics, each defined once (SPEC §6). Fractions in [0, 1].
+// The field's metrics, each defined once. Fractions in [0, 1].
 #pragma once
 
 #include <torch/torch.h>

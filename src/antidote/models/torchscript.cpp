@@ -1,4 +1,4 @@
-// Bring your own PyTorch model (SPEC §8, issue 7): a TorchScript module exported from
+// Bring your own PyTorch model: a TorchScript module exported from
 // Python (torch.jit.script / torch.jit.trace) wrapped as a Classifier, so every defense
 // trains its parameters in C++, and saved back as TorchScript that torch.jit.load reads.
 //

@@ -1,4 +1,4 @@
-// One YAML file describes an experiment grid (SPEC §9). Every key has a default;
+// One YAML file describes an experiment grid. Every key has a default;
 // an unknown key is an error naming it.
 #pragma once
 

@@ -1,4 +1,4 @@
-// report.html (SPEC §9, issue 6): one self-contained page, inline CSS and SVG only.
+// report.html: one self-contained page, inline CSS and SVG only.
 // No <script>, no fonts, images or style sheets fetched: thumbnails are PNG data URIs
 // encoded here with zlib, charts are inline SVG drawn here. A person reads it offline.
 //

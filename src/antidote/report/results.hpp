@@ -1,4 +1,4 @@
-// Results documents (SPEC §9): results.json, results.csv, results.md and report.html.
+// Results documents: results.json, results.csv, results.md and report.html.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -37,7 +37,7 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
     // after each epoch. Clean rows give way as the flip spreads; rows held by a trigger
     // resist for longer, so their mean rank is the lowest. The label whose lowest rows
     // sit lowest is the target (a count among the lowest rows can be won by a class the
-    // mapping flips late). docs/bedkd.md, session 7, has the measurements.
+    // mapping flips late). docs/bedkd.md has the measurements.
     c.flip_alpha = 1.0;
     c.flip_epochs = 10;
     c.flip_with_trust = true;
@@ -53,7 +53,7 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
     // The feature MSE over real tokens only: the padding positions' states carry no
     // input, and leaving them out lets the AKD batches be cut to their longest row
     // (TrainBatches). Same outcome on the measured cells, AKD 1.3-1.9x faster
-    // (docs/bedkd.md, session 8).
+    // (docs/bedkd.md).
     c.mask_padding = true;
   }
   // Distillation: 3e-5 leaves a from-scratch model unchanged; 3e-4 purifies it, and the
@@ -73,7 +73,7 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
     // 128 rows per epoch from up to 1024 makes the unlearning generalise. The cap
     // matters for clean-label attacks: with SIG every poisoned row really is of the
     // target class, and draws from all of them (~6000) never fall below the floor, so
-    // gradient ascent never stops (docs/bedkd.md, session 6).
+    // gradient ascent never stops (docs/bedkd.md).
     c.threshold = 0.003;
     c.max_flagged = 1024;
     c.max_kept = 1024;
