@@ -81,6 +81,19 @@ double precision_of(const torch::Tensor& flagged, const torch::Tensor& poisoned)
   return detection(flagged, poisoned).precision;
 }
 
+// A method set up for text_fixture(800, ·): 40 rows flagged, the fresh model trained for
+// 4 epochs, 100 steps over 800 rows (at 1 epoch, 25 steps, early_loss's precision was
+// 0.68-0.78).
+IdentifierPtr fixture_method(const std::string& name) {
+  YAML::Node opts;
+  opts["flag_count"] = 40;
+  opts["fresh_epochs"] = 4.0;
+  Params p(opts, "identify");
+  auto method = make_identifier(name, p, DefenseSetup{Modality::Text, "transformer", 2});
+  p.check_consumed();
+  return method;
+}
+
 }  // namespace
 
 TEST(Identify, TokenZScoresHandWorked) {
@@ -162,12 +175,7 @@ TEST(Identify, EarlyLossFlagsTheRowsAFreshModelFitsFirst) {
   set_quiet(true);
   auto f = text_fixture(800, 2);
   auto suspect = text_suspect(f.data);
-  YAML::Node opts;
-  opts["flag_count"] = 40;
-  opts["fresh_epochs"] = 4.0;  // 100 steps over 800 rows (at 1 epoch, 25 steps: 0.68-0.78)
-  Params p(opts, "identify");
-  auto method = make_identifier("early_loss", p, DefenseSetup{Modality::Text, "transformer", 2});
-  p.check_consumed();
+  auto method = fixture_method("early_loss");
   auto run = [&](const Dataset& train) {
     auto ctx = text_context(train, 7);
     Rng rng(9);
@@ -263,12 +271,7 @@ TEST(Identify, RankMeanCombinesItsParts) {
   set_quiet(true);
   auto f = text_fixture(800, 2);
   auto suspect = text_suspect(f.data);
-  YAML::Node opts;
-  opts["flag_count"] = 40;
-  opts["fresh_epochs"] = 4.0;
-  Params p(opts, "identify");
-  auto method = make_identifier("rank_mean", p, DefenseSetup{Modality::Text, "transformer", 2});
-  p.check_consumed();
+  auto method = fixture_method("rank_mean");
   auto ctx = text_context(f.data, 7);
   Rng rng(9);
   auto id = method->identify(suspect, ctx, rng);
