@@ -303,18 +303,12 @@ json run_cell(const CellPlan& plan, const Args& a) {
 
   out["defenses"] = json::array();
   for (const auto& [name, options] : plan.defenses) {
-    Params params(yaml_of(options), "bench " + name);
-    DefenseSetup setup{cell.modality, plan.arch, cell.num_classes};
-    auto defense = make_defense(name, params, setup);
-    params.check_consumed();
-    uint64_t dseed = derive_seed(seed, "bench/defense/" + name);
-    torch::manual_seed(dseed);
-    auto ctx = make_defense_context(cell, torch::kCPU, dseed, 512);
     std::cerr << fmt::format("[{}] {} ...\n", plan.key, name);
-    auto t0 = Clock::now();
-    auto result = defense->run(suspect, ctx);
-    double total = since(t0);
-    auto after = evaluate(*result.model, cell.test_clean, cell.test_triggered, acfg.target, 512);
+    DefenseRequest rq{name, yaml_of(options), "bench " + name, derive_seed(seed, "bench/defense/" + name)};
+    auto run = run_defense(cell, suspect, rq, &before);
+    const auto& result = run.result;
+    const auto& after = run.after;
+    const double total = run.run_seconds;
     json row;
     row["defense"] = name;
     row["options"] = options;
@@ -322,9 +316,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
     row["clean_samples"] = result.clean_samples;
     row["cacc"] = after.cacc;
     row["asr"] = after.asr;
-    row["stages"] = json::array();
-    for (const auto& s : result.stages)
-      row["stages"].push_back({{"name", s.name}, {"seconds", s.seconds}, {"peak_rss_mb", s.peak_rss_mb}});
+    row["stages"] = run.row["stages"];
     // Sizes the twins replicate.
     const auto& d = result.details;
     if (name == "bedkd" && d.contains("dmm")) {

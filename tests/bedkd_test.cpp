@@ -2,6 +2,8 @@
 // filters, the punish step, order invariance, and a small end-to-end run.
 #include <gtest/gtest.h>
 
+#include "support.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -15,6 +17,7 @@
 #include "antidote/train/train.hpp"
 
 using namespace antidote;
+using antidote::testing::suspect_then_defense;
 
 namespace {
 
@@ -516,32 +519,6 @@ TEST(BeDKD, PunishPerEpochDrawsThatManyRows) {
 
 namespace {
 
-// The suspect trained on a poisoned cell, and BeDKD run on it with `options`: the
-// evaluations before and after, and the detection of the punish set.
-struct IntegrationRun {
-  Evaluation before, after;
-  Detection detection;
-};
-IntegrationRun suspect_then_bedkd(const DatasetConfig& d, const AttackConfig& a, uint64_t cell_seed,
-                                  const std::string& arch, const YAML::Node& arch_options, const TrainOptions& t,
-                                  const YAML::Node& options) {
-  set_quiet(true);
-  configure_threads(1);
-  auto raw = load_dataset(d, 0);
-  auto cell = prepare_cell(raw, d, a, cell_seed);
-  auto suspect = train_model(cell, arch, arch_options, t, 1, torch::kCPU, "suspect");
-  IntegrationRun run;
-  run.before = evaluate(*suspect, cell.test_clean, cell.test_triggered, a.target);
-  Params p(YAML::Clone(options), "bedkd");
-  auto def = make_defense("bedkd", p, DefenseSetup{cell.modality, arch, raw.num_classes});
-  p.check_consumed();
-  auto ctx = make_defense_context(cell, torch::kCPU, 0, 512);
-  auto r = def->run(suspect, ctx);
-  run.detection = detection(r.flagged, cell.train.poisoned);
-  run.after = evaluate(*r.model, cell.test_clean, cell.test_triggered, a.target);
-  return run;
-}
-
 }  // namespace
 
 // Small real data: a Fashion-MNIST subset with BadNets, the shipped default recipe
@@ -564,7 +541,7 @@ TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
   YAML::Node opts;
   opts["trust_per_class"] = 120;
   opts["akd_epochs"] = 20;
-  auto run = suspect_then_bedkd(d, a, 0, "cnn", YAML::Node(), t, opts);
+  auto run = suspect_then_defense(d, a, 0, "cnn", YAML::Node(), t, "bedkd", opts);
   ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
   EXPECT_GE(run.detection.precision, 0.9);
   EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
@@ -593,7 +570,7 @@ TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
   arch["pool"] = "cls";
   YAML::Node opts;
   opts["akd_epochs"] = 20;
-  auto run = suspect_then_bedkd(d, a, 3, "transformer", arch, t, opts);
+  auto run = suspect_then_defense(d, a, 3, "transformer", arch, t, "bedkd", opts);
   ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
   std::cerr << fmt::format("sst2 bedkd: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} kept)\n",
                            run.before.cacc, run.before.asr, run.after.cacc, run.after.asr,

@@ -2,6 +2,8 @@
 // attack/defense entries as bare names or mappings; plus the core plumbing it rests
 // on (Params' unknown-key detection, Rng, hash_string, write_file_atomic).
 #include <gtest/gtest.h>
+
+#include "support.hpp"
 #include <unistd.h>
 
 #include <filesystem>
@@ -31,21 +33,7 @@ std::string parse_error(const std::string& yaml) {
   return error_of([&] { parse(yaml); });
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "antidote_config_test_XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using antidote::testing::TempDir;
 
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;

@@ -3,6 +3,8 @@
 // Expected values come from the files themselves (counted with awk/od, see comments)
 // or are worked out by hand; none is produced by the code under test.
 #include <gtest/gtest.h>
+
+#include "support.hpp"
 #include <unistd.h>
 #include <zlib.h>
 
@@ -24,21 +26,7 @@ namespace {
 const std::string kText = std::string(ANTIDOTE_SHARED_DATA) + "/text";
 
 // A fresh directory under the system temp dir, removed at scope end.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "antidote_data_test_XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using antidote::testing::TempDir;
 
 void write_bytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary);

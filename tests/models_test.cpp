@@ -2,6 +2,8 @@
 // deep copies, save/load round trips, the fit check, option checking, and the
 // Python-readable state_dict.
 #include <gtest/gtest.h>
+
+#include "support.hpp"
 #include <unistd.h>
 
 #include <cstdlib>
@@ -30,21 +32,7 @@ bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "antidote_models_test_XXXXXX").string();
-    std::vector<char> buf(tmpl.begin(), tmpl.end());
-    buf.push_back('\0');
-    if (!::mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
-    path = buf.data();
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
+using antidote::testing::TempDir;
 
 InputSpec image_spec(int64_t classes = 3, int64_t c = 1, int64_t hw = 8) {
   InputSpec in;

@@ -1,7 +1,10 @@
 // NT-ML: the non-target labels, the soft cross-entropy and the
-// mutual-learning losses against hand-worked values, the detached peer, and an
-// integration run on a slice of Fashion-MNIST where the backdoor's ASR falls.
+// mutual-learning losses against hand-worked values, the detached peer, the ML
+// anchor, and integration runs on a slice of Fashion-MNIST and on SST-2 where the
+// backdoor's ASR falls.
 #include <gtest/gtest.h>
+
+#include "support.hpp"
 
 #include <cmath>
 #include <filesystem>
@@ -170,6 +173,32 @@ TEST(NTML, MutualStepUpdatesBothNetworks) {
   EXPECT_FALSE(changed(*t, bt));
 }
 
+// The anchor adds weight · soft-CE(S(x_a), q) to S's loss and nothing to T's: the
+// same networks, one step with and one without, differ by exactly that term
+// (computed here from log-softmax, without the library's loss).
+TEST(NTML, MutualStepAnchorAddsTheWeightedSoftCrossEntropy) {
+  auto x = torch::rand({6, 1, 8, 8});
+  auto y = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kLong);
+  ntml::AnchorBatch anchor;
+  anchor.x = torch::rand({3, 1, 8, 8});
+  anchor.q = torch::tensor({{0.0, 0.5, 0.5}, {1.0, 0.0, 0.0}, {0.0, 0.25, 0.75}});
+  anchor.weight = 2.5;
+  auto s0 = tiny_cnn(1), t0 = tiny_cnn(2);
+  s0->eval();  // no dropout: the two steps see the same logits
+  t0->eval();
+  double expected_term = 0;
+  {
+    torch::NoGradGuard ng;
+    auto logp = torch::log_softmax(s0->logits(anchor.x), 1);
+    expected_term = anchor.weight * (-(anchor.q * logp).sum(1).mean().item<double>());
+  }
+  auto [plain_s, plain_t] = ntml::mutual_step(*s0, *t0, nullptr, nullptr, x, y, 1.0, 1.0, 0.5);
+  auto [anchored_s, anchored_t] = ntml::mutual_step(*s0, *t0, nullptr, nullptr, x, y, 1.0, 1.0, 0.5, &anchor);
+  EXPECT_GT(expected_term, 0);
+  EXPECT_NEAR(anchored_s - plain_s, expected_term, 1e-5);
+  EXPECT_DOUBLE_EQ(anchored_t, plain_t);
+}
+
 // Seven rows, three classes. Top-1 of S: 0 1 2 1 1 2 0; of T: 0 1 2 2 2 0 1.
 // Agreeing rows: 0, 1, 2. T parts from S on rows 3, 4 (T says 2), 5 (T says 0) and
 // 6 (T says 1), so class 2 leads 2 to 1 and is the suspected target; row 2 (T says 2)
@@ -233,6 +262,18 @@ TEST(NTML, RejectsBadOptions) {
   Params ok(YAML::Load("{clean_samples: 100, ml_iterations: 10, consensus_teacher: suspect}"), "defenses.ntml");
   EXPECT_NO_THROW(make_defense("ntml", ok, setup));
   EXPECT_NO_THROW(ok.check_consumed());
+  // The identification stage: its method's own keys pass with it, and not without it.
+  DefenseSetup text{Modality::Text, "transformer", 2};
+  Params anchored(YAML::Load("{identify: token_stats, flag_count: 32, anchor_weight: 2}"), "defenses.ntml");
+  EXPECT_NO_THROW(make_defense("ntml", anchored, text));
+  EXPECT_NO_THROW(anchored.check_consumed());
+  Params plain(YAML::Load("{identify: none, flag_count: 32}"), "defenses.ntml");
+  make_defense("ntml", plain, text);
+  EXPECT_THROW(plain.check_consumed(), Error);
+  Params unknown(YAML::Load("{identify: nope}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", unknown, text), Error);
+  Params weight(YAML::Load("{anchor_weight: -1}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", weight, text), Error);
 }
 
 // A slice of Fashion-MNIST with BadNets at 10 %: a small suspect learns the
@@ -314,4 +355,36 @@ TEST(NTML, IntegrationBadnetsAsrFalls) {
   // the suspect itself is untouched
   auto again = evaluate(*suspect, clean_test, trig_test, 0);
   EXPECT_EQ(again.asr, before.asr);
+}
+
+// Real text: SST-2's 6920 training rows with BadNet-word at 10 % (400 test rows), the
+// default Transformer ([CLS] pooling, 4 epochs), and NT-ML's text defaults (ML anchored
+// on token_stats's flagged rows) without the control. Without the anchor, mutual
+// learning returned the backdoor on every SST-2 bench suspect (ASR 84-99 %); here the
+// ASR must fall by half, clean accuracy hold within 5 points, and the anchor's rows be
+// the poisoned ones.
+TEST(NTML, IntegrationSst2BadnetWordAsrFalls) {
+  DatasetConfig d;
+  d.name = "sst2";
+  d.path = std::string(ANTIDOTE_SHARED_DATA) + "/text/sst2";
+  d.test_limit = 400;
+  if (!file_exists(d.path + "/train.tsv")) GTEST_SKIP() << "shared text data not found at " << d.path;
+  AttackConfig a;
+  a.name = "badnet-word";
+  a.poison_rate = 0.1;
+  a.target = 1;
+  TrainOptions t;
+  t.epochs = 4;
+  t.batch_size = 32;
+  t.optimizer = OptimizerConfig{"adam", 1e-3, 0.0, 0.0};
+  auto run = antidote::testing::suspect_then_defense(d, a, 3, "transformer", YAML::Load("{pool: cls}"), t, "ntml",
+                                                     YAML::Load("{control: false}"));
+  ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
+  std::cerr << fmt::format("sst2 ntml: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} flagged)\n",
+                           run.before.cacc, run.before.asr, run.after.cacc, run.after.asr, run.detection.precision,
+                           run.detection.flagged);
+  EXPECT_GE(run.detection.precision, 0.9);
+  EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
+  EXPECT_GT(run.after.cacc, run.before.cacc - 0.05);
+  EXPECT_EQ(run.result.details["identify"]["method"], "token_stats");
 }

@@ -98,7 +98,6 @@ void save_model_files(const Classifier& model, const Cell& cell, const std::stri
   if (model.spec.arch != "torchscript") save_state_dict(model, path + ".state_dict.pt");
 }
 
-json eval_json(const Evaluation& e) { return {{"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}}; }
 
 void print_eval(const std::string& label, const Evaluation& e) {
   std::cout << fmt::format("{:<10} CACC {:5.1f}%  ASR {:5.1f}%  RA {:5.1f}%  PCC {:5.1f}%\n", label, 100 * e.cacc,
@@ -179,7 +178,7 @@ int cmd_train(const Common& c, const std::string& out, bool clean) {
   auto f = first_cell(cfg);
   auto cell = clean ? prepare_clean_cell(f.data, f.dataset, f.seed) : prepare_cell(f.data, f.dataset, f.attack, f.seed);
   auto [arch, opts] = resolve_model(cfg, f.dataset, f.data.modality);
-  TrainConfig tcfg = cfg.train;
+  TrainConfig tcfg = train_config_for(cfg, f.dataset);
   auto model = train_model(cell, arch, opts, tcfg.resolve(f.data.modality), derive_seed(f.seed, "train/cli"), device,
                            f.dataset.name + (clean ? " clean" : " " + f.attack.name));
   save_model_files(*model, cell, out);
@@ -217,7 +216,7 @@ int cmd_eval(const Common& c, const std::string& model_path, const std::string& 
   const auto& cell = s.cell;
   auto e = evaluate(*model, cell.test_clean, cell.test_triggered, s.first.attack.target, cfg.eval_batch_size);
   print_eval(std::filesystem::path(model_path).filename().string(), e);
-  if (!json_out.empty()) write_file_atomic(json_out, eval_json(e).dump(1));
+  if (!json_out.empty()) write_file_atomic(json_out, evaluation_json(e).dump(1));
   if (!predictions_out.empty()) {
     auto labels = [&](const Dataset& d) {
       auto p = predict_probs(*model, d.x, cfg.eval_batch_size).argmax(1).to(torch::kCPU).contiguous();
@@ -233,44 +232,41 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
                const std::vector<std::string>& sets) {
   auto cfg = load_common(c);
   configure_threads(cfg.threads);
-  auto device = parse_device(cfg.device);
   auto s = load_suspect(cfg, model_path);
-  const auto& f = s.first;
   const auto& cell = s.cell;
-  auto& suspect = s.model;
   YAML::Node options(YAML::NodeType::Map);
   for (const auto& d : cfg.defenses)
     if (d.name == method) options = YAML::Clone(d.options);
   for (const auto& kv : parse_sets(sets)) options[kv.first.as<std::string>()] = kv.second;
-  Params params(options, fmt::format("defense '{}'", method));
-  params.set("clean_samples", YAML::Node(params.get<int64_t>("clean_samples", 500)));
-  auto defense = make_defense(method, params, DefenseSetup{cell.modality, suspect->spec.arch, cell.num_classes});
-  params.check_consumed();
-  auto seed = derive_seed(f.seed, "defend/" + method);
-  torch::manual_seed(seed);
-  auto ctx = make_defense_context(cell, device, seed, cfg.eval_batch_size, cfg.monitor_limit);
-  auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
-  auto result = defense->run(suspect, ctx);
-  auto after = evaluate(*result.model, cell.test_clean, cell.test_triggered, f.attack.target, cfg.eval_batch_size);
-  print_eval("before", before);
-  print_eval("after", after);
+  DefenseRequest rq{method,
+                    options,
+                    fmt::format("defense '{}'", method),
+                    derive_seed(s.first.seed, "defend/" + method),
+                    parse_device(cfg.device),
+                    cfg.eval_batch_size,
+                    cfg.monitor_limit};
+  auto run = run_defense(cell, s.model, rq);
+  print_eval("before", run.before);
+  print_eval("after", run.after);
   json summary{{"method", method},
-               {"before", eval_json(before)},
-               {"after", eval_json(after)},
-               {"der", defense_effectiveness(before.asr, after.asr, before.cacc, after.cacc)},
-               {"details", result.details}};
-  if (result.flagged.defined()) {
-    auto d = detection(result.flagged, cell.train.poisoned);
-    summary["detection"] = {{"precision", d.precision}, {"recall", d.recall}, {"f1", d.f1}, {"flagged", d.flagged}};
-    std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n", 100 * d.precision,
-                             100 * d.recall, d.flagged);
+               {"before", evaluation_json(run.before)},
+               {"after", evaluation_json(run.after)},
+               {"der", run.row["der"]},
+               {"details", run.result.details}};
+  if (!run.row["detection"].is_null()) {
+    const auto& d = run.row["detection"];
+    summary["detection"] = d;
+    std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n",
+                             100 * d["precision"].get<double>(), 100 * d["recall"].get<double>(),
+                             d["flagged"].get<int64_t>());
   }
-  if (result.details.contains("identify") && result.details["identify"].contains("warning"))
-    std::cout << "WARNING: identification is unsure: " << result.details["identify"]["warning"].get<std::string>()
+  const auto& details = run.result.details;
+  if (details.contains("identify") && details["identify"].contains("warning"))
+    std::cout << "WARNING: identification is unsure: " << details["identify"]["warning"].get<std::string>()
               << "; purification may have failed\n";
-  for (const auto& st : result.stages)
+  for (const auto& st : run.result.stages)
     std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
-  save_model_files(*result.model, cell, out);
+  save_model_files(*run.result.model, cell, out);
   write_file_atomic(out + ".json", summary.dump(1));
   std::cout << fmt::format("wrote {} and {}.json\n", out, out);
   return 0;

@@ -30,6 +30,7 @@
 #include <optional>
 
 #include "antidote/defenses/defense.hpp"
+#include "antidote/defenses/identify/identify.hpp"
 #include "antidote/train/losses.hpp"
 #include "antidote/train/train.hpp"
 
@@ -67,12 +68,14 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
                                       torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
                                       const torch::Tensor& y, double temperature, double alpha_student,
-                                      double alpha_teacher) {
+                                      double alpha_teacher, const AnchorBatch* anchor) {
   if (student_opt) student_opt->zero_grad();
   if (teacher_opt) teacher_opt->zero_grad();
   auto zs = student.logits(x);
   auto zt = teacher.logits(x);
   auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
+  if (anchor && anchor->weight > 0)
+    l.student = l.student + anchor->weight * soft_cross_entropy(student.logits(anchor->x), anchor->q);
   check_finite(l.student, "ntml mutual learning (student loss)");
   check_finite(l.teacher, "ntml mutual learning (teacher loss)");
   // The peers are detached inside the losses, so one backward of the sum sends
@@ -179,7 +182,7 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
 }
 
 void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
-                     torch::Device device, const std::string& label) {
+                     torch::Device device, const std::string& label, const MlAnchor& anchor) {
   const bool image = is_image(clean.x);
   const int64_t n = clean.size();
   if (n == 0) fail("ntml: the clean set is empty");
@@ -231,6 +234,14 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   Progress progress(label, o.iterations, "iterations");
   std::vector<torch::Tensor> batches;
   size_t next = 0;
+  // The anchor's rows cycle on a stream of their own, so the clean batches are the
+  // same with and without it.
+  const bool anchored = anchor.active();
+  Rng anchor_rng(anchor.seed);
+  std::optional<TrainBatches> anchor_batches;
+  if (anchored) anchor_batches.emplace(student, anchor.x, std::min(anchor.batch_size, anchor.x.size(0)));
+  std::vector<torch::Tensor> anchor_order;
+  size_t anchor_next = 0;
   std::pair<double, double> l{0, 0};
   for (int64_t it = 0; it < o.iterations; ++it) {
     if (next >= batches.size()) {
@@ -241,7 +252,17 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
     set_learning_rate(*opt_s, scheduled_lr(o.student_opt.cfg.lr, o.student_opt.schedule, it, o.iterations));
     set_learning_rate(*opt_t, scheduled_lr(o.teacher_lr, o.student_opt.schedule, it, o.iterations));
     const double alpha_t = it < o.warmup ? 0.0 : o.alpha_teacher;
-    l = mutual_step(student, teacher, opt_s.get(), opt_t.get(), x, y, o.temperature, o.alpha_student, alpha_t);
+    AnchorBatch ab;
+    if (anchored) {
+      if (anchor_next >= anchor_order.size()) {
+        anchor_order = anchor_batches->epoch(&anchor_rng);
+        anchor_next = 0;
+      }
+      const auto& rows = anchor_order[anchor_next++];
+      ab = {anchor_batches->rows(rows).to(device), anchor.q.index_select(0, rows).to(device), anchor.weight};
+    }
+    l = mutual_step(student, teacher, opt_s.get(), opt_t.get(), x, y, o.temperature, o.alpha_student, alpha_t,
+                    anchored ? &ab : nullptr);
     progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
   }
   progress.finish(fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
@@ -372,6 +393,11 @@ struct NtmlOptions {
   ntml::ConsensusOptions consensus;
   std::string consensus_teacher = "ml";  // suspect (f_0, frozen) | ml (T after mutual learning)
   bool control = true;
+  // The identification stage whose flagged rows anchor ML ("none": no anchor, the
+  // abstract's reading as it stands).
+  std::string identify = "none";
+  double anchor_weight = 1.0;
+  int64_t anchor_batch_size = 32;
 };
 
 std::string read_choice(Params& p, const std::string& key, const std::string& fallback,
@@ -450,6 +476,13 @@ NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
   if (o.consensus.iterations < 0 || o.consensus.batch_size < 1 || o.consensus.weight < 0)
     fail("{}: consensus_iterations and consensus_weight must be >= 0, consensus_batch_size positive", p.context());
 
+  // Text: the ML anchor on token_stats's flagged rows (docs/ntml.md: without it ML
+  // returned the backdoor on SST-2, ASR 84-99 %). Images keep the unanchored reading.
+  o.identify = p.get<std::string>("identify", text ? "token_stats" : "none");
+  o.anchor_weight = p.get<double>("anchor_weight", o.anchor_weight);
+  o.anchor_batch_size = p.get<int64_t>("anchor_batch_size", o.anchor_batch_size);
+  if (!(o.anchor_weight >= 0)) fail("{}.anchor_weight must be >= 0", p.context());
+  if (o.anchor_batch_size < 1) fail("{}.anchor_batch_size must be positive", p.context());
   if (o.clean_samples < 1) fail("{}.clean_samples must be at least 1", p.context());
   if (o.nt.epochs < 0) fail("{}.nt_epochs must be >= 0", p.context());
   if (o.nt.batch_size < 1 || o.ml.batch_size < 1) fail("{}: batch sizes must be positive", p.context());
@@ -471,7 +504,7 @@ void make_trainable(Classifier& m, torch::Device device) {
 
 class NtmlDefense : public Defense {
  public:
-  explicit NtmlDefense(NtmlOptions o) : o_(std::move(o)) {}
+  NtmlDefense(NtmlOptions o, IdentifierPtr identifier) : o_(std::move(o)), identifier_(std::move(identifier)) {}
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean) fail("ntml needs a clean pool");
@@ -484,6 +517,8 @@ class NtmlDefense : public Defense {
     const uint64_t student_seed = base.fork_seed("student-init");
     const uint64_t control_seed = base.fork_seed("control-init");
     const uint64_t consensus_seed = base.fork_seed("consensus");
+    const uint64_t identify_seed = base.fork_seed("identify");
+    const uint64_t anchor_seed = base.fork_seed("ml anchor");
     torch::manual_seed(torch_seed);
 
     auto clean_idx = ctx.clean->balanced(o_.clean_samples);
@@ -498,6 +533,8 @@ class NtmlDefense : public Defense {
     auto consensus_teacher = [&](Classifier& ml_teacher) -> Classifier& {
       return o_.consensus_teacher == "suspect" ? *f0 : ml_teacher;
     };
+
+    const ntml::MlAnchor anchor = identify_anchor(suspect, *f0, ctx, identify_seed, anchor_seed, result);
 
     // ---- Stage 1: non-target label training ---------------------------------
     StageTimer nt_timer("nt");
@@ -523,7 +560,7 @@ class NtmlDefense : public Defense {
     StageTimer ml_timer("ml");
     {
       Rng rng(ml_seed);
-      ntml::mutual_learning(*student, *teacher, clean, o_.ml, rng, ctx.device, "ntml ML");
+      ntml::mutual_learning(*student, *teacher, clean, o_.ml, rng, ctx.device, "ntml ML", anchor);
     }
     result.stages.push_back(ml_timer.finish());
     if (monitored) {
@@ -550,7 +587,8 @@ class NtmlDefense : public Defense {
       auto c_teacher = suspect->clone_deep();
       make_trainable(*c_teacher, ctx.device);
       Rng rng(ml_seed);
-      ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)");
+      ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)",
+                            anchor);
       if (o_.consensus.iterations > 0) {
         Rng crng(consensus_seed);
         ntml::consensus_distillation(*c_student, consensus_teacher(*c_teacher), ctx.train.x, clean, o_.ml,
@@ -605,6 +643,24 @@ class NtmlDefense : public Defense {
  private:
   static constexpr double kWellAbove = 0.10;  // "well above": at least 10 points of CACC
 
+  // The identification stage and the ML anchor it gives: the flagged rows with f_0's
+  // non-target labels. Empty without an identification method.
+  ntml::MlAnchor identify_anchor(const ClassifierPtr& suspect, Classifier& f0, const DefenseContext& ctx,
+                                 uint64_t identify_seed, uint64_t anchor_seed, DefenseResult& result) const {
+    ntml::MlAnchor anchor;
+    if (!identifier_) return anchor;
+    Rng rng(identify_seed);
+    auto id = identifier_->identify(suspect, ctx, rng);
+    record_identification(id, "ntml", result);
+    if (id.flagged.numel() == 0) return anchor;
+    anchor.x = ctx.train.x.index_select(0, id.flagged);
+    anchor.q = ntml::non_target_labels(f0, anchor.x, o_.nt.temperature, ctx.device);
+    anchor.weight = o_.anchor_weight;
+    anchor.batch_size = o_.anchor_batch_size;
+    anchor.seed = anchor_seed;
+    return anchor;
+  }
+
   static ClassifierPtr make_student(const Classifier& suspect, const std::string& init, uint64_t seed) {
     if (init == "suspect") return suspect.clone_deep();
     torch::manual_seed(seed);
@@ -629,11 +685,14 @@ class NtmlDefense : public Defense {
   }
 
   NtmlOptions o_;
+  IdentifierPtr identifier_;
 };
 
 Registrar<DefenseRegistry> reg("ntml",
                                [](Params& p, const DefenseSetup& setup) -> DefensePtr {
-                                 return std::make_shared<NtmlDefense>(read_options(p, setup));
+                                 auto o = read_options(p, setup);
+                                 auto id = o.identify == "none" ? nullptr : make_identifier(o.identify, p, setup);
+                                 return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
                                },
                                "NT-ML: non-target label training of a student over the training set, then mutual "
                                "learning with the suspect on the clean set (our reading of arXiv 2508.05404)");

@@ -32,10 +32,16 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 // One mutual-learning step: forward both networks on (x, y), backward both losses,
 // step each network's own optimizer (either may be null: that network is not updated).
 // Returns {L_S, L_T} as numbers; throws on a non-finite loss.
+// A batch of the rows S keeps its NT answer on during ML (see MlAnchor): S's loss
+// gains weight · soft-CE(S(x), q).
+struct AnchorBatch {
+  torch::Tensor x, q;
+  double weight = 0;
+};
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
                                       torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
                                       const torch::Tensor& y, double temperature, double alpha_student,
-                                      double alpha_teacher);
+                                      double alpha_teacher, const AnchorBatch* anchor = nullptr);
 
 // The classifier head of a model: the last 2-D parameter of shape [K, H] (H = the
 // feature width) and its [K] bias, if any. Empty when no such parameter exists
@@ -71,9 +77,24 @@ struct MlOptions {
   int64_t probe_epochs = 0;
   double probe_lr = 0.01;
 };
+// The anchor of ML (off when empty or weight 0): the training rows an identification
+// stage flagged, with their non-target labels. Mutual learning on a small clean set
+// otherwise undoes NT wholesale when the classes are few: with two classes NT teaches
+// S the inverse of f_0 on every row, and the cheapest way back to the clean labels is
+// to flip that inverse everywhere, the trigger included. Keeping S's NT answer on the
+// flagged rows (cross-entropy to q, rows cycled `batch_size` at a time) makes that
+// shortcut cost what it gains.
+struct MlAnchor {
+  torch::Tensor x;  // flagged training rows (CPU)
+  torch::Tensor q;  // their non-target distributions [M, K] (CPU)
+  double weight = 0;
+  int64_t batch_size = 32;
+  uint64_t seed = 0;  // the stream that orders its rows (apart from the clean batches')
+  bool active() const { return weight > 0 && x.defined() && x.size(0) > 0; }
+};
 // Deep mutual learning of `student` and `teacher` (both updated in place) on `clean`.
 void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
-                     torch::Device device, const std::string& label = "ntml ML");
+                     torch::Device device, const std::string& label = "ntml ML", const MlAnchor& anchor = {});
 
 // Consensus distillation (an antidote extension after ML, off unless iterations > 0):
 // S keeps its ML losses on the clean set and also distils T, weight·τ²·KL(T ‖ S), on

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
+#include <tuple>
 
 #include "antidote/metrics/metrics.hpp"
 #include "antidote/report/results.hpp"
@@ -219,6 +221,15 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   return ctx;
 }
 
+json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
+
+json evaluation_json(const Evaluation& e) { return {{"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}}; }
+
+json detection_json(const torch::Tensor& flagged, const torch::Tensor& poisoned) {
+  auto det = detection(flagged, poisoned);
+  return {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1}, {"flagged", det.flagged}};
+}
+
 json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned) {
   auto s = scores.to(torch::kCPU, torch::kFloat64);
   auto p = poisoned.to(torch::kCPU);
@@ -282,11 +293,10 @@ json write_identification(const Identification& id, const Cell& cell, const std:
   json doc{{"method", id.method},         {"rows", cell.train.size()},      {"target", id.target},
            {"confidence", id.confidence}, {"warning", id.warning.empty() ? json(nullptr) : json(id.warning)},
            {"flagged", rows},             {"details", id.details},          {"stages", json::array()}};
-  for (const auto& s : id.stages) doc["stages"].push_back({{"name", s.name}, {"seconds", s.seconds}, {"peak_rss_mb", s.peak_rss_mb}});
+  for (const auto& s : id.stages) doc["stages"].push_back(stage_json(s));
   if (known) {
-    auto det = detection(id.flagged, cell.train.poisoned);
-    doc["detection"] = {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1}, {"flagged", det.flagged},
-                        {"poisoned", cell.train.poisoned.sum().item<int64_t>()}};
+    doc["detection"] = detection_json(id.flagged, cell.train.poisoned);
+    doc["detection"]["poisoned"] = cell.train.poisoned.sum().item<int64_t>();
     doc["histogram"] = identification_json(id.scores, cell.train.poisoned);
   }
   write_file_atomic(dir + "/flagged.csv", csv);
@@ -297,6 +307,48 @@ json write_identification(const Identification& id, const Cell& cell, const std:
 }
 
 // ---- the bench ------------------------------------------------------------------------
+
+
+namespace {
+json defense_row(const DefenseRun& run, const std::string& name, const Cell& cell) {
+  const auto& r = run.result;
+  json row = evaluation_json(run.after);
+  row["defense"] = name;
+  row["clean_samples"] = r.clean_samples;
+  row["der"] = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
+  row["detection"] = nullptr;
+  if (r.flagged.defined()) row["detection"] = detection_json(r.flagged, cell.train.poisoned);
+  row["stages"] = json::array();
+  for (const auto& st : r.stages) row["stages"].push_back(stage_json(st));
+  row["details"] = r.details;
+  if (r.scores.defined()) row["details"]["identification"] = identification_json(r.scores, cell.train.poisoned);
+  row["seconds"] = run.seconds;
+  return row;
+}
+}  // namespace
+
+DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const DefenseRequest& rq,
+                       const Evaluation* before) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Params params(YAML::Clone(rq.options), rq.context.empty() ? fmt::format("defense '{}'", rq.name) : rq.context);
+  auto defense = make_defense(rq.name, params, DefenseSetup{cell.modality, suspect->spec.arch, cell.num_classes});
+  params.check_consumed();
+  const int64_t target = cell.attack.target;
+  DefenseRun run;
+  run.before = before ? *before : evaluate(*suspect, cell.test_clean, cell.test_triggered, target, rq.eval_batch);
+  torch::manual_seed(rq.seed);
+  DefenseContext ctx = make_defense_context(cell, rq.device, rq.seed, rq.eval_batch, rq.monitor_limit);
+  const auto t_run = std::chrono::steady_clock::now();
+  run.result = defense->run(suspect, ctx);
+  run.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();
+  // A defense that hands back the suspect itself (`none`) needs no second evaluation.
+  run.after = run.result.model == suspect
+                  ? run.before
+                  : evaluate(*run.result.model, cell.test_clean, cell.test_triggered, target, rq.eval_batch);
+  run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  run.row = defense_row(run, rq.name, cell);
+  return run;
+}
 
 namespace {
 std::string key_of(const YAML::Node& n) {
@@ -342,7 +394,6 @@ json yaml_to_json(const YAML::Node& n) {
   }
 }
 
-json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
 
 json examples_json(const Cell& cell, int n) {
   json ex;
@@ -372,195 +423,233 @@ json examples_json(const Cell& cell, int n) {
 }
 }  // namespace
 
-json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) {
-  auto device = parse_device(cfg.device);
-  int threads = configure_threads(cfg.threads);
-  make_dirs(options.out_dir);
-  make_dirs(options.out_dir + "/cells");
-  make_dirs(options.out_dir + "/models");
-  json doc;
-  doc["version"] = version();
-  doc["config"] = yaml_to_json(cfg.source);
-  doc["threads"] = threads;
-  doc["device"] = cfg.device;
-  doc["runs"] = json::array();
-  doc["examples"] = json::array();
-  auto t_bench = std::chrono::steady_clock::now();
+TrainConfig train_config_for(const ExperimentConfig& cfg, const DatasetConfig& dcfg) {
+  TrainConfig tcfg = cfg.train;
+  if (dcfg.train && dcfg.train.IsMap())
+    for (const auto& kv : dcfg.train) tcfg.node[kv.first.as<std::string>()] = YAML::Clone(kv.second);
+  return tcfg;
+}
 
-  for (const auto& dcfg : cfg.datasets) {
-    for (uint64_t seed : cfg.seeds) {
-      auto data = load_dataset(dcfg, seed);
-      auto [arch, model_opts] = resolve_model(cfg, dcfg, data.modality);
-      TrainConfig tcfg = cfg.train;
-      if (dcfg.train && dcfg.train.IsMap())
-        for (const auto& kv : dcfg.train) tcfg.node[kv.first.as<std::string>()] = YAML::Clone(kv.second);
-      auto train_opts = tcfg.resolve(data.modality);
+namespace {
 
-      YAML::Node base_key;
-      base_key["dataset"] = dcfg.name;
-      base_key["path"] = dcfg.path;
-      base_key["train_limit"] = dcfg.train_limit;
-      base_key["test_limit"] = dcfg.test_limit;
-      base_key["max_len"] = dcfg.max_len;
-      base_key["min_freq"] = dcfg.min_freq;
-      base_key["arch"] = arch;
-      base_key["model"] = model_opts;
-      base_key["train"] = tcfg.node;
-      base_key["seed"] = seed;
-      base_key["version"] = version();
+// Checks every attack (name, options, target range, modality) before any training.
+void check_attacks(const std::vector<AttackConfig>& attacks, const RawData& data, const DatasetConfig& dcfg,
+                   uint64_t seed) {
+  for (const auto& a : attacks) {
+    AttackSettings s{a.poison_rate, a.target, seed, data.num_classes};
+    auto attack = make_attack(a.name, a.options, s, fmt::format("attack '{}'", a.name));
+    if (attack->modality() != data.modality)
+      fail("attack '{}' works on {} data, dataset '{}' is {}", a.name, modality_name(attack->modality()), dcfg.name,
+           modality_name(data.modality));
+  }
+}
 
-      std::vector<AttackConfig> attacks = cfg.attacks;
-      if (attacks.empty()) {
-        AttackConfig a;
-        a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
-        attacks.push_back(a);
+// The bench's loops: datasets × seeds, then attacks, then defenses. Every trained model
+// and every finished cell is kept under the output directory by a key of everything
+// it depends on, so a rerun resumes where the last one stopped.
+class BenchRunner {
+ public:
+  BenchRunner(const ExperimentConfig& cfg, const BenchOptions& options)
+      : cfg_(cfg), options_(options), device_(parse_device(cfg.device)), t0_(std::chrono::steady_clock::now()) {}
+
+  json run() {
+    int threads = configure_threads(cfg_.threads);
+    make_dirs(options_.out_dir);
+    make_dirs(options_.out_dir + "/cells");
+    make_dirs(options_.out_dir + "/models");
+    doc_["version"] = version();
+    doc_["config"] = yaml_to_json(cfg_.source);
+    doc_["threads"] = threads;
+    doc_["device"] = cfg_.device;
+    doc_["runs"] = json::array();
+    doc_["examples"] = json::array();
+    for (const auto& dcfg : cfg_.datasets)
+      for (uint64_t seed : cfg_.seeds) run_dataset(dcfg, seed);
+    save();
+    return doc_;
+  }
+
+ private:
+  // What a dataset × seed shares across its attacks.
+  struct Setting {
+    const DatasetConfig& dcfg;
+    uint64_t seed;
+    std::string arch;
+    YAML::Node model_opts;
+    TrainOptions train;
+    YAML::Node key;  // everything a trained model depends on
+  };
+  // One attack's suspect, with what the cells of its defenses share.
+  struct Suspect {
+    ClassifierPtr model;
+    StageCost train_cost{"train", 0, 0};
+    YAML::Node key;
+    double floor = -1;
+    Evaluation before;
+  };
+
+  void run_dataset(const DatasetConfig& dcfg, uint64_t seed) {
+    auto data = load_dataset(dcfg, seed);
+    auto [arch, model_opts] = resolve_model(cfg_, dcfg, data.modality);
+    TrainConfig tcfg = train_config_for(cfg_, dcfg);
+    Setting st{dcfg, seed, arch, model_opts, tcfg.resolve(data.modality), YAML::Node()};
+    st.key["dataset"] = dcfg.name;
+    st.key["path"] = dcfg.path;
+    st.key["train_limit"] = dcfg.train_limit;
+    st.key["test_limit"] = dcfg.test_limit;
+    st.key["max_len"] = dcfg.max_len;
+    st.key["min_freq"] = dcfg.min_freq;
+    st.key["arch"] = arch;
+    st.key["model"] = model_opts;
+    st.key["train"] = tcfg.node;
+    st.key["seed"] = seed;
+    st.key["version"] = version();
+
+    std::vector<AttackConfig> attacks = cfg_.attacks;
+    if (attacks.empty()) {
+      AttackConfig a;
+      a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
+      attacks.push_back(a);
+    }
+    check_attacks(attacks, data, dcfg, seed);
+
+    // The clean reference model gives the ASR floor of every attack on this data.
+    ClassifierPtr clean_model;
+    Cell clean_cell;
+    if (cfg_.asr_floor) {
+      clean_cell = prepare_clean_cell(data, dcfg, seed);
+      YAML::Node k = YAML::Clone(st.key);
+      k["role"] = "clean";
+      auto path = fmt::format("{}/models/{}-{}-clean-{}.pt", options_.out_dir, dcfg.name, arch, key_of(k));
+      clean_model = cached_or_trained(path, clean_cell, st, derive_seed(seed, "train/clean"), dcfg.name + " clean",
+                                      fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name,
+                                                  seed, arch))
+                        .first;
+    }
+    for (const auto& acfg : attacks) {
+      auto cell = prepare_cell(data, dcfg, acfg, seed);
+      doc_["examples"].push_back(examples_json(cell, 4));
+      auto suspect = suspect_for(cell, acfg, st);
+      if (clean_model) {
+        auto trig = clean_cell.encoder.encode(cell.raw_test_triggered);
+        suspect.floor =
+            trigger_metrics(predict_probs(*clean_model, trig.x, cfg_.eval_batch_size), trig.y, acfg.target).asr;
       }
-      // Check every attack (names, options, target range, modality) before any training.
-      for (const auto& a : attacks) {
-        AttackSettings s{a.poison_rate, a.target, seed, data.num_classes};
-        auto attack = make_attack(a.name, a.options, s, fmt::format("attack '{}'", a.name));
-        if (attack->modality() != data.modality)
-          fail("attack '{}' works on {} data, dataset '{}' is {}", a.name, modality_name(attack->modality()),
-               dcfg.name, modality_name(data.modality));
-      }
-
-      // The clean reference model gives the ASR floor of every attack on this data.
-      ClassifierPtr clean_model;
-      Cell clean_cell;
-      if (cfg.asr_floor) {
-        clean_cell = prepare_clean_cell(data, dcfg, seed);
-        YAML::Node k = YAML::Clone(base_key);
-        k["role"] = "clean";
-        auto path = fmt::format("{}/models/{}-{}-clean-{}.pt", options.out_dir, dcfg.name, arch, key_of(k));
-        if (!options.fresh && file_exists(path) && file_exists(path + ".yaml")) {
-          clean_model = load_model(path, &clean_cell.input);
-          clean_model->to(device);
-        } else {
-          log_info(fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name, seed, arch));
-          clean_model = train_model(clean_cell, arch, model_opts, train_opts, derive_seed(seed, "train/clean"), device,
-                                    dcfg.name + " clean");
-          save_bench_model(*clean_model, clean_cell, path);
-        }
-      }
-
-      for (const auto& acfg : attacks) {
-        auto cell = prepare_cell(data, dcfg, acfg, seed);
-        doc["examples"].push_back(examples_json(cell, 4));
-        YAML::Node k = YAML::Clone(base_key);
-        k["role"] = "suspect";
-        k["attack"] = acfg.name;
-        k["poison_rate"] = acfg.poison_rate;
-        k["target"] = acfg.target;
-        k["attack_options"] = acfg.options;
-        std::string suspect_key = key_of(k);
-        auto path = fmt::format("{}/models/{}-{}-{}-{}.pt", options.out_dir, dcfg.name, arch, acfg.name, suspect_key);
-        ClassifierPtr suspect;
-        StageCost train_cost{"train", 0, 0};
-        if (!options.fresh && file_exists(path) && file_exists(path + ".yaml")) {
-          suspect = load_model(path, &cell.input);
-          suspect->to(device);
-        } else {
-          log_info(fmt::format("[{} × {} seed {}] training the suspect model ({}, {} rows, {} poisoned)", dcfg.name,
-                               acfg.name, seed, arch, cell.train.size(), cell.train.poisoned.sum().item<int64_t>()));
-          StageTimer timer("train");
-          suspect = train_model(cell, arch, model_opts, train_opts, derive_seed(seed, "train/" + suspect_key), device,
-                                dcfg.name + " " + acfg.name);
-          train_cost = timer.finish();
-          save_bench_model(*suspect, cell, path);
-        }
-        double floor = -1;
-        if (clean_model) {
-          auto trig = clean_cell.encoder.encode(cell.raw_test_triggered);
-          floor = trigger_metrics(predict_probs(*clean_model, trig.x, cfg.eval_batch_size), trig.y, acfg.target).asr;
-        }
-        auto before = evaluate(*suspect, cell.test_clean, cell.test_triggered, acfg.target, cfg.eval_batch_size);
-        log_info(fmt::format("[{} × {}] suspect: CACC {:.1f}% ASR {:.1f}% (floor {:.1f}%)", dcfg.name, acfg.name,
-                             100 * before.cacc, 100 * before.asr, 100 * floor));
-
-        for (size_t di = 0; di < cfg.defenses.size(); ++di) {
-          const auto& def = cfg.defenses[di];
-          YAML::Node dk = YAML::Clone(k);
-          dk["defense"] = def.name;
-          dk["defense_options"] = def.options;
-          auto cell_path = fmt::format("{}/cells/{}.json", options.out_dir, key_of(dk));
-          if (!options.fresh && file_exists(cell_path)) {
-            try {
-              auto row = json::parse(read_file(cell_path));
-              // A cell finished by a run without the floor gets this run's: the floor
-              // depends on the dataset, seed and attack, not on the defense.
-              if (floor >= 0 && (!row.contains("asr_floor") || row["asr_floor"].is_null())) row["asr_floor"] = floor;
-              doc["runs"].push_back(std::move(row));
-              log_info(fmt::format("[{} × {} × {}] finished earlier: {}", dcfg.name, acfg.name, def.name, cell_path));
-              continue;
-            } catch (const json::exception&) {
-              log_info(fmt::format("ignoring unreadable cell '{}'", cell_path));
-            }
-          }
-          auto t0 = std::chrono::steady_clock::now();
-          Params params(YAML::Clone(def.options), fmt::format("defenses[{}] ({})", di, def.name));
-          int64_t clean_samples_cfg = params.get<int64_t>("clean_samples", 500);
-          params.set("clean_samples", YAML::Node(clean_samples_cfg));
-          DefenseSetup setup{cell.modality, arch, cell.num_classes};
-          auto defense = make_defense(def.name, params, setup);
-          params.check_consumed();
-          uint64_t dseed = derive_seed(seed, "defense/" + key_of(dk));
-          torch::manual_seed(dseed);
-          DefenseContext ctx = make_defense_context(cell, device, dseed, cfg.eval_batch_size, cfg.monitor_limit);
-          if (def.name != "none")
-            log_info(fmt::format("[{} × {} × {}] running the defense", dcfg.name, acfg.name, def.name));
-          auto result = defense->run(suspect, ctx);
-          auto after = def.name == "none" ? before
-                                           : evaluate(*result.model, cell.test_clean, cell.test_triggered, acfg.target,
-                                                      cfg.eval_batch_size);
-          json row;
-          row["dataset"] = dcfg.name;
-          row["model"] = arch;
-          row["attack"] = acfg.name;
-          // The rate actually applied: a pre-poisoned file decides its own rate.
-          row["poison_rate"] = !cell.train.poisoned.defined() || cell.train.poisoned.numel() == 0
-                                   ? acfg.poison_rate
-                                   : cell.train.poisoned.to(torch::kDouble).mean().item<double>();
-          row["target"] = acfg.target;
-          row["seed"] = seed;
-          row["defense"] = def.name;
-          row["clean_samples"] = def.name == "none" ? 0 : result.clean_samples;
-          row["cacc"] = after.cacc;
-          row["asr"] = after.asr;
-          row["asr_floor"] = floor >= 0 ? json(floor) : json(nullptr);
-          row["ra"] = after.ra;
-          row["pcc"] = after.pcc;
-          row["der"] = defense_effectiveness(before.asr, after.asr, before.cacc, after.cacc);
-          row["detection"] = nullptr;
-          if (result.flagged.defined()) {
-            auto det = detection(result.flagged, cell.train.poisoned);
-            row["detection"] = {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1},
-                                {"flagged", det.flagged}};
-          }
-          row["stages"] = json::array();
-          if (def.name == "none" && train_cost.seconds > 0) row["stages"].push_back(stage_json(train_cost));
-          for (const auto& st : result.stages) row["stages"].push_back(stage_json(st));
-          row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-          row["details"] = result.details;
-          if (result.scores.defined()) row["details"]["identification"] = identification_json(result.scores, cell.train.poisoned);
-          if (options.save_models && def.name != "none") {
-            auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options.out_dir, dcfg.name, arch, acfg.name,
-                                     def.name, key_of(dk));
-            save_bench_model(*result.model, cell, mpath);
-            row["model_file"] = std::filesystem::path(mpath).filename().string();
-          }
-          log_info(fmt::format("[{} × {} × {}] CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", dcfg.name, acfg.name,
-                               def.name, 100 * after.cacc, 100 * after.asr, 100 * after.ra, row["der"].get<double>()));
-          write_file_atomic(cell_path, row.dump(1));
-          doc["runs"].push_back(row);
-          doc["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_bench).count();
-          write_results(options.out_dir, doc);
-        }
-      }
+      suspect.before = evaluate(*suspect.model, cell.test_clean, cell.test_triggered, acfg.target, cfg_.eval_batch_size);
+      log_info(fmt::format("[{} × {}] suspect: CACC {:.1f}% ASR {:.1f}% (floor {:.1f}%)", dcfg.name, acfg.name,
+                           100 * suspect.before.cacc, 100 * suspect.before.asr, 100 * suspect.floor));
+      for (size_t di = 0; di < cfg_.defenses.size(); ++di) run_cell(cell, acfg, st, suspect, di);
     }
   }
-  doc["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_bench).count();
-  write_results(options.out_dir, doc);
-  return doc;
-}
+
+  // The model at `path` when an earlier run saved it, else trained now and saved.
+  std::pair<ClassifierPtr, StageCost> cached_or_trained(const std::string& path, Cell& cell, const Setting& st,
+                                                        uint64_t seed, const std::string& label,
+                                                        const std::string& message) {
+    if (!options_.fresh && file_exists(path) && file_exists(path + ".yaml")) {
+      auto model = load_model(path, &cell.input);
+      model->to(device_);
+      return {model, StageCost{"train", 0, 0}};
+    }
+    log_info(message);
+    StageTimer timer("train");
+    auto model = train_model(cell, st.arch, st.model_opts, st.train, seed, device_, label);
+    auto cost = timer.finish();
+    save_bench_model(*model, cell, path);
+    return {model, cost};
+  }
+
+  Suspect suspect_for(Cell& cell, const AttackConfig& acfg, const Setting& st) {
+    Suspect s;
+    s.key = YAML::Clone(st.key);
+    s.key["role"] = "suspect";
+    s.key["attack"] = acfg.name;
+    s.key["poison_rate"] = acfg.poison_rate;
+    s.key["target"] = acfg.target;
+    s.key["attack_options"] = acfg.options;
+    const std::string key = key_of(s.key);
+    auto path = fmt::format("{}/models/{}-{}-{}-{}.pt", options_.out_dir, st.dcfg.name, st.arch, acfg.name, key);
+    std::tie(s.model, s.train_cost) = cached_or_trained(
+        path, cell, st, derive_seed(st.seed, "train/" + key), st.dcfg.name + " " + acfg.name,
+        fmt::format("[{} × {} seed {}] training the suspect model ({}, {} rows, {} poisoned)", st.dcfg.name, acfg.name,
+                    st.seed, st.arch, cell.train.size(), cell.train.poisoned.sum().item<int64_t>()));
+    return s;
+  }
+
+  // A cell finished by an earlier run, if its file is there and readable.
+  std::optional<json> finished_cell(const std::string& path, double floor, const std::string& what) const {
+    if (options_.fresh || !file_exists(path)) return std::nullopt;
+    try {
+      auto row = json::parse(read_file(path));
+      // A cell finished by a run without the floor gets this run's: the floor depends
+      // on the dataset, seed and attack, not on the defense.
+      if (floor >= 0 && (!row.contains("asr_floor") || row["asr_floor"].is_null())) row["asr_floor"] = floor;
+      log_info(fmt::format("{} finished earlier: {}", what, path));
+      return row;
+    } catch (const json::exception&) {
+      log_info(fmt::format("ignoring unreadable cell '{}'", path));
+      return std::nullopt;
+    }
+  }
+
+  void run_cell(const Cell& cell, const AttackConfig& acfg, const Setting& st, const Suspect& suspect, size_t di) {
+    const auto& def = cfg_.defenses[di];
+    YAML::Node dk = YAML::Clone(suspect.key);
+    dk["defense"] = def.name;
+    dk["defense_options"] = def.options;
+    const auto what = fmt::format("[{} × {} × {}]", st.dcfg.name, acfg.name, def.name);
+    auto cell_path = fmt::format("{}/cells/{}.json", options_.out_dir, key_of(dk));
+    if (auto row = finished_cell(cell_path, suspect.floor, what)) {
+      doc_["runs"].push_back(std::move(*row));
+      return;
+    }
+    if (def.name != "none") log_info(what + " running the defense");
+    DefenseRequest rq{def.name,       def.options,          fmt::format("defenses[{}] ({})", di, def.name),
+                      derive_seed(st.seed, "defense/" + key_of(dk)), device_, cfg_.eval_batch_size,
+                      cfg_.monitor_limit};
+    auto run = run_defense(cell, suspect.model, rq, &suspect.before);
+    json row = run.row;
+    row["dataset"] = st.dcfg.name;
+    row["model"] = st.arch;
+    row["attack"] = acfg.name;
+    // The rate actually applied: a pre-poisoned file decides its own rate.
+    row["poison_rate"] = !cell.train.poisoned.defined() || cell.train.poisoned.numel() == 0
+                             ? acfg.poison_rate
+                             : cell.train.poisoned.to(torch::kDouble).mean().item<double>();
+    row["target"] = acfg.target;
+    row["seed"] = st.seed;
+    row["options"] = yaml_to_json(def.options);
+    row["asr_floor"] = suspect.floor >= 0 ? json(suspect.floor) : json(nullptr);
+    const bool purified = run.result.model != suspect.model;
+    if (!purified && suspect.train_cost.seconds > 0)
+      row["stages"].insert(row["stages"].begin(), stage_json(suspect.train_cost));
+    if (options_.save_models && purified) {
+      auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options_.out_dir, st.dcfg.name, st.arch, acfg.name,
+                               def.name, key_of(dk));
+      save_bench_model(*run.result.model, cell, mpath);
+      row["model_file"] = std::filesystem::path(mpath).filename().string();
+    }
+    log_info(fmt::format("{} CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", what, 100 * run.after.cacc,
+                         100 * run.after.asr, 100 * run.after.ra, row["der"].get<double>()));
+    write_file_atomic(cell_path, row.dump(1));
+    doc_["runs"].push_back(row);
+    save();
+  }
+
+  void save() {
+    doc_["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    write_results(options_.out_dir, doc_);
+  }
+
+  const ExperimentConfig& cfg_;
+  const BenchOptions& options_;
+  torch::Device device_;
+  std::chrono::steady_clock::time_point t0_;
+  json doc_;
+};
+
+}  // namespace
+
+json run_bench(const ExperimentConfig& cfg, const BenchOptions& options) { return BenchRunner(cfg, options).run(); }
 
 }  // namespace antidote

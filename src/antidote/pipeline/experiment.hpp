@@ -54,6 +54,9 @@ InputSpec input_spec_for(const Cell& cell);
 // Resolve the model config (`auto` arch, per-dataset overrides).
 std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, const DatasetConfig& dcfg,
                                                  Modality modality);
+// The training options of a dataset: the config's `train:` with the dataset's own
+// `train:` keys over it.
+TrainConfig train_config_for(const ExperimentConfig& cfg, const DatasetConfig& dcfg);
 ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
                           const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label);
 
@@ -74,6 +77,35 @@ nlohmann::json identification_json(const torch::Tensor& scores, const torch::Ten
 // seconds, and precision/recall and the score histogram where the ground truth is
 // known). Returns the JSON document.
 nlohmann::json write_identification(const Identification& id, const Cell& cell, const std::string& dir);
+
+// One defense on one cell, the way `bench`, `defend` and the speed benchmark run it:
+// built from its options (a key the defense does not take is an error), seeded, run on
+// the suspect, and the result evaluated on the cell's test sets.
+struct DefenseRequest {
+  std::string name;
+  YAML::Node options;
+  std::string context;  // how errors name the options, e.g. "defenses[2] (bedkd)"
+  uint64_t seed = 0;
+  torch::Device device = torch::kCPU;
+  int64_t eval_batch = 512;
+  int64_t monitor_limit = 0;
+};
+struct DefenseRun {
+  DefenseResult result;
+  Evaluation before, after;
+  double seconds = 0;      // building, running and evaluating the defense
+  double run_seconds = 0;  // Defense::run alone
+  // What a results row holds of the run: defense, clean_samples, cacc, asr, ra, pcc,
+  // der, detection (null without flagged rows), stages, details, seconds.
+  nlohmann::json row;
+};
+// `before`: the suspect's evaluation when the caller has it (computed otherwise).
+DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const DefenseRequest& request,
+                       const Evaluation* before = nullptr);
+nlohmann::json evaluation_json(const Evaluation& e);  // cacc, asr, ra, pcc
+nlohmann::json stage_json(const StageCost& c);
+// Precision, recall, F1 and count of flagged rows against the ground truth.
+nlohmann::json detection_json(const torch::Tensor& flagged, const torch::Tensor& poisoned);
 
 struct BenchOptions {
   std::string out_dir;

@@ -112,7 +112,7 @@ struct BeDKD : Defense {
     // Stages 1 and 2: identification (the DMM's stream of `rng` comes first, as the
     // measured runs drew it).
     auto id = identifier->identify(suspect, ctx, rng);
-    record_identification(id, result);
+    record_identification(id, "bedkd", result);
     // Stage 3: adversarial knowledge distillation.
     StageTimer t_akd("akd");
     auto trust_rows = ctx.clean->per_class(c.trust_per_class, id.clean_per_class);
@@ -124,22 +124,6 @@ struct BeDKD : Defense {
     result.model = distill(suspect, trust, punish, ctx, rng, result.details);
     result.stages.push_back(t_akd.finish());
     return result;
-  }
-
-  void record_identification(const Identification& id, DefenseResult& result) const {
-    for (const auto& s : id.stages) result.stages.push_back(s);
-    result.flagged = id.flagged;
-    result.scores = id.scores.to(torch::kFloat);
-    for (const auto& [k, v] : id.details.items()) result.details[k] = v;
-    result.details["identify"]["method"] = id.method;
-    result.details["identify"]["target"] = id.target;
-    result.details["identify"]["confidence"] = id.confidence;
-    log_info(fmt::format("bedkd identify ({}): target label {}, {} rows flagged, confidence {:.0f}%", id.method,
-                         id.target, id.flagged.numel(), 100 * id.confidence));
-    if (!id.warning.empty()) {
-      result.details["identify"]["warning"] = id.warning;
-      log_info("bedkd: identification is unsure: " + id.warning);
-    }
   }
 
   ClassifierPtr distill(const ClassifierPtr& suspect, const Dataset& trust, const Dataset& punish,

@@ -11,6 +11,22 @@ IdentifierPtr make_identifier(const std::string& name, Params& params, const Def
   return IdentifierRegistry::instance().create("identification method", name, params, setup);
 }
 
+void record_identification(const Identification& id, const std::string& defense, DefenseResult& result) {
+  for (const auto& s : id.stages) result.stages.push_back(s);
+  result.flagged = id.flagged;
+  result.scores = id.scores.to(torch::kFloat);
+  for (const auto& [k, v] : id.details.items()) result.details[k] = v;
+  result.details["identify"]["method"] = id.method;
+  result.details["identify"]["target"] = id.target;
+  result.details["identify"]["confidence"] = id.confidence;
+  log_info(fmt::format("{} identify ({}): target label {}, {} rows flagged, confidence {:.0f}%", defense, id.method,
+                       id.target, id.flagged.numel(), 100 * id.confidence));
+  if (!id.warning.empty()) {
+    result.details["identify"]["warning"] = id.warning;
+    log_info(defense + ": identification is unsure: " + id.warning);
+  }
+}
+
 torch::Tensor fractional_ranks(const torch::Tensor& scores) {
   const int64_t n = scores.numel();
   // Times the reciprocal, as the measured runs computed it (bit for bit).

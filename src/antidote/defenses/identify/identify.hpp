@@ -45,6 +45,10 @@ class Identifier {
 using IdentifierPtr = std::shared_ptr<Identifier>;
 using IdentifierRegistry = Registry<Identifier, Params&, const DefenseSetup&>;
 IdentifierPtr make_identifier(const std::string& name, Params& params, const DefenseSetup& setup);
+// What a defense that ran an identification stage reports of it: the stage costs,
+// the flagged rows and scores (for the detection metrics), details["identify"] with
+// method, target, confidence and warning, and the same in the log under `defense`.
+void record_identification(const Identification& id, const std::string& defense, DefenseResult& result);
 
 // Each row's rank among all rows, scaled to [0, 1] (0 = lowest score); tied scores
 // share the mean of their ranks, so the result does not depend on the row order.
