@@ -17,6 +17,9 @@
 #include "antidote/train/train.hpp"
 
 using namespace antidote;
+using antidote::testing::CellRecipe;
+using antidote::testing::data_present;
+using antidote::testing::sst2_badnet_word;
 using antidote::testing::suspect_then_defense;
 
 namespace {
@@ -524,24 +527,23 @@ namespace {
 // Small real data: a Fashion-MNIST subset with BadNets, the shipped default recipe
 // with shortened schedules. ASR must fall and clean accuracy must hold.
 TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
-  DatasetConfig d;
-  d.name = "fmnist";
-  d.path = default_dataset_path("fmnist");
-  d.train_limit = 4000;
-  d.test_limit = 1000;
-  if (!file_exists(d.path)) GTEST_SKIP() << "Fashion-MNIST not installed at " << d.path;
-  AttackConfig a;
-  a.name = "badnets";
-  a.poison_rate = 0.1;
-  a.target = 0;
-  TrainOptions t;
-  t.epochs = 4;
-  t.batch_size = 64;
-  t.optimizer = OptimizerConfig{"sgd", 0.05, 0.9, 5e-4};
+  CellRecipe r;
+  r.data.name = "fmnist";
+  r.data.path = default_dataset_path("fmnist");
+  r.data.train_limit = 4000;
+  r.data.test_limit = 1000;
+  if (!data_present(r)) GTEST_SKIP() << "Fashion-MNIST not installed at " << r.data.path;
+  r.attack.name = "badnets";
+  r.attack.poison_rate = 0.1;
+  r.attack.target = 0;
+  r.arch = "cnn";
+  r.train.epochs = 4;
+  r.train.batch_size = 64;
+  r.train.optimizer = OptimizerConfig{"sgd", 0.05, 0.9, 5e-4};
   YAML::Node opts;
   opts["trust_per_class"] = 120;
   opts["akd_epochs"] = 20;
-  auto run = suspect_then_defense(d, a, 0, "cnn", YAML::Node(), t, "bedkd", opts);
+  auto run = suspect_then_defense(r, "bedkd", opts);
   ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
   EXPECT_GE(run.detection.precision, 0.9);
   EXPECT_LT(run.after.asr, 0.5 * run.before.asr);
@@ -551,26 +553,14 @@ TEST(BeDKD, IntegrationFashionMnistBadNetsAsrFalls) {
 // Real text: SST-2's 6920 training rows with BadNet-word at 10 % (400 test rows), the
 // default Transformer ([CLS] pooling, 4 epochs), and the shipped text recipe (punish set
 // from identify: token_stats) with 20 distillation epochs. The identification is checked
-// strictly (its 64 rows were all poisoned on every bench suspect, docs/identify.md); the ASR must fall by half and clean accuracy hold within 5 points.
+// strictly (its 64 rows were all poisoned on every bench suspect, docs/identify.md); the
+// ASR must fall by half and clean accuracy hold within 5 points.
 TEST(BeDKD, IntegrationSst2BadnetWordAsrFalls) {
-  DatasetConfig d;
-  d.name = "sst2";
-  d.path = std::string(ANTIDOTE_SHARED_DATA) + "/text/sst2";
-  d.test_limit = 400;
-  if (!file_exists(d.path + "/train.tsv")) GTEST_SKIP() << "shared text data not found at " << d.path;
-  AttackConfig a;
-  a.name = "badnet-word";
-  a.poison_rate = 0.1;
-  a.target = 1;
-  TrainOptions t;
-  t.epochs = 4;
-  t.batch_size = 32;
-  t.optimizer = OptimizerConfig{"adam", 1e-3, 0.0, 0.0};
-  YAML::Node arch;
-  arch["pool"] = "cls";
+  auto r = sst2_badnet_word();
+  if (!data_present(r)) GTEST_SKIP() << "shared text data not found at " << r.data.path;
   YAML::Node opts;
   opts["akd_epochs"] = 20;
-  auto run = suspect_then_defense(d, a, 3, "transformer", arch, t, "bedkd", opts);
+  auto run = suspect_then_defense(r, "bedkd", opts);
   ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
   std::cerr << fmt::format("sst2 bedkd: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} kept)\n",
                            run.before.cacc, run.before.asr, run.after.cacc, run.after.asr,
@@ -599,6 +589,9 @@ TEST(BeDKD, IdentifyPicksTheMethodAndGuardsTheMappingKeys) {
   }
   EXPECT_THROW(make("{identify: nope}"), Error);
   EXPECT_THROW(make("{identify: token_stats, fresh_epochs: 1}"), Error);  // early_loss's key
+  // BeDKD sizes its clean sets per class (trust_per_class, ...): a clean_samples given to
+  // it would do nothing, so it is an unknown key rather than silently dropped.
+  EXPECT_THROW(make("{clean_samples: 100}"), Error);
   // Images keep the mapping.
   Params p(YAML::Load("{flip_epochs: 3}"), "bedkd");
   EXPECT_NO_THROW(make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", 10}));

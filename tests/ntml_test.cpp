@@ -364,21 +364,9 @@ TEST(NTML, IntegrationBadnetsAsrFalls) {
 // ASR must fall by half, clean accuracy hold within 5 points, and the anchor's rows be
 // the poisoned ones.
 TEST(NTML, IntegrationSst2BadnetWordAsrFalls) {
-  DatasetConfig d;
-  d.name = "sst2";
-  d.path = std::string(ANTIDOTE_SHARED_DATA) + "/text/sst2";
-  d.test_limit = 400;
-  if (!file_exists(d.path + "/train.tsv")) GTEST_SKIP() << "shared text data not found at " << d.path;
-  AttackConfig a;
-  a.name = "badnet-word";
-  a.poison_rate = 0.1;
-  a.target = 1;
-  TrainOptions t;
-  t.epochs = 4;
-  t.batch_size = 32;
-  t.optimizer = OptimizerConfig{"adam", 1e-3, 0.0, 0.0};
-  auto run = antidote::testing::suspect_then_defense(d, a, 3, "transformer", YAML::Load("{pool: cls}"), t, "ntml",
-                                                     YAML::Load("{control: false}"));
+  auto r = antidote::testing::sst2_badnet_word();
+  if (!antidote::testing::data_present(r)) GTEST_SKIP() << "shared text data not found at " << r.data.path;
+  auto run = antidote::testing::suspect_then_defense(r, "ntml", YAML::Load("{control: false}"));
   ASSERT_GT(run.before.asr, 0.8) << "the suspect did not learn the backdoor";
   std::cerr << fmt::format("sst2 ntml: before {:.3f}/{:.3f} after {:.3f}/{:.3f} precision {:.3f} ({} flagged)\n",
                            run.before.cacc, run.before.asr, run.after.cacc, run.after.asr, run.detection.precision,

@@ -28,23 +28,42 @@ std::string TempDir::write(const std::string& name, const std::string& content) 
   return p;
 }
 
-IntegrationRun suspect_then_defense(const DatasetConfig& d, const AttackConfig& a, uint64_t cell_seed,
-                                    const std::string& arch, const YAML::Node& arch_options, const TrainOptions& t,
-                                    const std::string& defense, const YAML::Node& options) {
+CellRecipe sst2_badnet_word() {
+  CellRecipe r;
+  r.data.name = "sst2";
+  r.data.path = std::string(ANTIDOTE_SHARED_DATA) + "/text/sst2";
+  r.data.test_limit = 400;
+  r.attack.name = "badnet-word";
+  r.attack.poison_rate = 0.1;
+  r.attack.target = 1;
+  r.cell_seed = 3;
+  r.arch = "transformer";
+  r.arch_options["pool"] = "cls";
+  r.train.epochs = 4;
+  r.train.batch_size = 32;
+  r.train.optimizer = OptimizerConfig{"adam", 1e-3, 0.0, 0.0};
+  return r;
+}
+
+bool data_present(const CellRecipe& r) {
+  return file_exists(r.data.path) && (r.data.name != "sst2" || file_exists(r.data.path + "/train.tsv"));
+}
+
+IntegrationRun suspect_then_defense(const CellRecipe& r, const std::string& defense, const YAML::Node& options) {
   set_quiet(true);
   configure_threads(1);
-  auto raw = load_dataset(d, 0);
-  auto cell = prepare_cell(raw, d, a, cell_seed);
-  auto suspect = train_model(cell, arch, arch_options, t, 1, torch::kCPU, "suspect");
+  auto raw = load_dataset(r.data, 0);
+  auto cell = prepare_cell(raw, r.data, r.attack, r.cell_seed);
+  auto suspect = train_model(cell, r.arch, r.arch_options, r.train, 1, torch::kCPU, "suspect");
   IntegrationRun run;
-  run.before = evaluate(*suspect, cell.test_clean, cell.test_triggered, a.target);
+  run.before = evaluate(*suspect, cell.test_clean, cell.test_triggered, r.attack.target);
   Params p(YAML::Clone(options), defense);
-  auto def = make_defense(defense, p, DefenseSetup{cell.modality, arch, raw.num_classes});
+  auto def = make_defense(defense, p, DefenseSetup{cell.modality, r.arch, raw.num_classes});
   p.check_consumed();
   auto ctx = make_defense_context(cell, torch::kCPU, 0, 512);
   run.result = def->run(suspect, ctx);
   if (run.result.flagged.defined()) run.detection = detection(run.result.flagged, cell.train.poisoned);
-  run.after = evaluate(*run.result.model, cell.test_clean, cell.test_triggered, a.target);
+  run.after = evaluate(*run.result.model, cell.test_clean, cell.test_triggered, r.attack.target);
   return run;
 }
 

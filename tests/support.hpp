@@ -24,16 +24,29 @@ struct TempDir {
   std::string write(const std::string& name, const std::string& content) const;
 };
 
-// A suspect trained on one real cell (single-threaded, quiet), the defense run on it,
-// the evaluations before and after, and the detection of its flagged rows (zero when
-// it flags none).
+// A real cell and the recipe its suspect is trained with.
+struct CellRecipe {
+  DatasetConfig data;
+  AttackConfig attack;
+  uint64_t cell_seed = 0;
+  std::string arch;
+  YAML::Node arch_options;
+  TrainOptions train;
+};
+// SST-2's 6920 training rows with BadNet-word at 10 % (target 1, 400 test rows), the
+// bench's Transformer ([CLS] pooling) trained 4 epochs with Adam 1e-3, cell seed 3.
+CellRecipe sst2_badnet_word();
+// Whether the cell's data is on this machine (the shared data may be absent).
+bool data_present(const CellRecipe& r);
+
+// A suspect trained on the cell (single-threaded, quiet), the defense run on it, the
+// evaluations before and after, and the detection of its flagged rows (zero when it
+// flags none).
 struct IntegrationRun {
   Evaluation before, after;
   Detection detection;
   DefenseResult result;
 };
-IntegrationRun suspect_then_defense(const DatasetConfig& d, const AttackConfig& a, uint64_t cell_seed,
-                                    const std::string& arch, const YAML::Node& arch_options, const TrainOptions& t,
-                                    const std::string& defense, const YAML::Node& options);
+IntegrationRun suspect_then_defense(const CellRecipe& r, const std::string& defense, const YAML::Node& options);
 
 }  // namespace antidote::testing

@@ -244,7 +244,8 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
                     derive_seed(s.first.seed, "defend/" + method),
                     parse_device(cfg.device),
                     cfg.eval_batch_size,
-                    cfg.monitor_limit};
+                    cfg.monitor_limit,
+                    /*controls=*/false};
   auto run = run_defense(cell, s.model, rq);
   print_eval("before", run.before);
   print_eval("after", run.after);

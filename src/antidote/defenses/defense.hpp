@@ -35,6 +35,10 @@ struct DefenseContext {
   // test sets, for the few stage-level numbers a defense reports.
   std::function<Evaluation(Classifier&)> monitor;
   std::function<Evaluation(Classifier&)> evaluate;
+  // Whether to run the comparisons that are reported but never returned (NT-ML's "ML
+  // without NT"): on in a bench, where they judge the method; off in `defend`, where
+  // they would double the cost. A defense's own option overrides it.
+  bool controls = true;
 };
 
 struct DefenseResult {

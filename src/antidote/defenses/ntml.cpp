@@ -392,7 +392,7 @@ struct NtmlOptions {
   ntml::MlOptions ml;
   ntml::ConsensusOptions consensus;
   std::string consensus_teacher = "ml";  // suspect (f_0, frozen) | ml (T after mutual learning)
-  bool control = true;
+  std::string control = "auto";  // auto (the context's `controls`: on in bench, off in defend) | true | false
   // The identification stage whose flagged rows anchor ML ("none": no anchor, the
   // abstract's reading as it stands).
   std::string identify = "none";
@@ -435,7 +435,7 @@ NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
   }
   o.clean_samples = p.get<int64_t>("clean_samples", o.clean_samples);
   o.student_init = read_choice(p, "student_init", o.student_init, {"suspect", "random"});
-  o.control = p.get<bool>("control", o.control);
+  o.control = read_choice(p, "control", o.control, {"auto", "true", "false"});
 
   o.nt.epochs = p.get<int64_t>("nt_epochs", text ? 2 : o.nt.epochs);
   o.nt.batch_size = p.get<int64_t>("nt_batch_size", text ? 32 : o.nt.batch_size);
@@ -509,139 +509,182 @@ class NtmlDefense : public Defense {
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean) fail("ntml needs a clean pool");
     if (ctx.train.size() == 0) fail("ntml needs the suspicious training set (non-target label training runs over it)");
-    DefenseResult result;
-    Rng base(ctx.seed ^ hash_string("ntml"));
-    const uint64_t torch_seed = base.fork_seed("torch");
-    const uint64_t nt_seed = base.fork_seed("nt");
-    const uint64_t ml_seed = base.fork_seed("ml");
-    const uint64_t student_seed = base.fork_seed("student-init");
-    const uint64_t control_seed = base.fork_seed("control-init");
-    const uint64_t consensus_seed = base.fork_seed("consensus");
-    const uint64_t identify_seed = base.fork_seed("identify");
-    const uint64_t anchor_seed = base.fork_seed("ml anchor");
-    torch::manual_seed(torch_seed);
-
-    auto clean_idx = ctx.clean->balanced(o_.clean_samples);
-    Dataset clean = ctx.clean_set(clean_idx);
-    result.clean_samples = clean.size();
-
+    RunState r(suspect, ctx, ctx.seed);
+    torch::manual_seed(r.seeds.torch);
+    r.clean = ctx.clean_set(ctx.clean->balanced(o_.clean_samples));
+    r.result.clean_samples = r.clean.size();
     // f_0: the suspect, frozen (a copy: the caller's model is left as it was).
-    auto f0 = suspect->clone_deep();
-    f0->to(ctx.device);
-    freeze(*f0);
-    // The model S distils in the consensus phase: f_0 itself, or the ML teacher.
-    auto consensus_teacher = [&](Classifier& ml_teacher) -> Classifier& {
-      return o_.consensus_teacher == "suspect" ? *f0 : ml_teacher;
-    };
+    r.f0 = suspect->clone_deep();
+    r.f0->to(ctx.device);
+    freeze(*r.f0);
+    r.anchor = identify_anchor(suspect, *r.f0, ctx, r.seeds.identify, r.seeds.anchor, r.result);
+    r.monitored = static_cast<bool>(ctx.monitor) || static_cast<bool>(ctx.evaluate);
 
-    const ntml::MlAnchor anchor = identify_anchor(suspect, *f0, ctx, identify_seed, anchor_seed, result);
-
-    // ---- Stage 1: non-target label training ---------------------------------
-    StageTimer nt_timer("nt");
-    ClassifierPtr student = make_student(*suspect, o_.student_init, student_seed);
-    make_trainable(*student, ctx.device);
-    {
-      Rng rng(nt_seed);
-      ntml::non_target_training(*student, *f0, ctx.train, o_.nt, rng, ctx.device);
-    }
-    result.stages.push_back(nt_timer.finish());
-
-    nlohmann::json stages = nlohmann::json::array();
+    ClassifierPtr student = non_target_stage(r);
     auto teacher = suspect->clone_deep();  // T = f_0, trainable in ML
     make_trainable(*teacher, ctx.device);
-    Evaluation t_nt{}, s_nt{}, s_ml{};
-    const bool monitored = static_cast<bool>(ctx.monitor) || static_cast<bool>(ctx.evaluate);
-    if (monitored) {
-      t_nt = evaluate_row(ctx, *teacher, "after NT", "T", stages);
-      s_nt = evaluate_row(ctx, *student, "after NT", "S", stages);
+    if (r.monitored) {
+      r.t_nt = evaluate_row(ctx, *teacher, "after NT", "T", r.stages);
+      r.s_nt = evaluate_row(ctx, *student, "after NT", "S", r.stages);
     }
+    mutual_stage(r, *student, *teacher);
+    const bool control = o_.control == "auto" ? ctx.controls : o_.control == "true";
+    if (control) control_stage(r);
 
-    // ---- Stage 2: mutual learning on the clean set ----------------------------
-    StageTimer ml_timer("ml");
-    {
-      Rng rng(ml_seed);
-      ntml::mutual_learning(*student, *teacher, clean, o_.ml, rng, ctx.device, "ntml ML", anchor);
-    }
-    result.stages.push_back(ml_timer.finish());
-    if (monitored) {
-      evaluate_row(ctx, *teacher, "after ML", "T", stages);
-      s_ml = evaluate_row(ctx, *student, "after ML", "S", stages);
-    }
-    if (o_.consensus.iterations > 0) {
-      StageTimer timer("consensus");
-      Rng rng(consensus_seed);
-      auto set = ntml::consensus_distillation(*student, consensus_teacher(*teacher), ctx.train.x, clean, o_.ml,
-                                              o_.consensus, rng, ctx.device);
-      result.stages.push_back(timer.finish());
-      result.details["consensus"] = {{"agreed", set.agreed},         {"used", set.rows.numel()},
-                                     {"suspected_class", set.suspected_class}, {"parted_top", set.parted_top},
-                                     {"parted_second", set.parted_second}, {"skipped", set.skipped}};
-      if (monitored && !set.skipped) s_ml = evaluate_row(ctx, *student, "after consensus", "S", stages);
-    }
-
-    // ---- Control: ML without NT (report only; same clean batches) --------------
-    if (o_.control) {
-      StageTimer control_timer("control");
-      auto c_student = make_student(*suspect, "random", control_seed);
-      make_trainable(*c_student, ctx.device);
-      auto c_teacher = suspect->clone_deep();
-      make_trainable(*c_teacher, ctx.device);
-      Rng rng(ml_seed);
-      ntml::mutual_learning(*c_student, *c_teacher, clean, o_.ml, rng, ctx.device, "ntml control (ML without NT)",
-                            anchor);
-      if (o_.consensus.iterations > 0) {
-        Rng crng(consensus_seed);
-        ntml::consensus_distillation(*c_student, consensus_teacher(*c_teacher), ctx.train.x, clean, o_.ml,
-                                     o_.consensus, crng, ctx.device, "ntml control consensus");
-      }
-      result.stages.push_back(control_timer.finish());
-      if (monitored) {
-        evaluate_row(ctx, *c_teacher, "control: ML without NT", "T", stages);
-        evaluate_row(ctx, *c_student, "control: ML without NT", "S", stages);
-      }
-    }
-
-    result.details["reading"] =
+    r.result.details["reading"] =
         "NT-ML as read from the abstract of arXiv 2508.05404 (the paper's body is not public); see docs/ntml.md";
-    result.details["stages"] = stages;
-    if (monitored) {
-      const bool cacc_ok = t_nt.cacc - s_nt.cacc >= kWellAbove;
-      const bool pcc_ok = s_nt.pcc > t_nt.pcc;
-      const bool ml_ok = (t_nt.cacc - s_ml.cacc <= 0.02) && (s_ml.asr <= std::max(0.05, 0.25 * t_nt.asr));
-      nlohmann::json checks = nlohmann::json::array();
-      checks.push_back({{"check", "after NT: CACC(T) well above CACC(S)"},
-                        {"threshold", fmt::format("CACC(T) - CACC(S) >= {:.0f} points", kWellAbove * 100)},
-                        {"T", t_nt.cacc},
-                        {"S", s_nt.cacc},
-                        {"passed", cacc_ok}});
-      checks.push_back(
-          {{"check", "after NT: PCC(S) above PCC(T)"}, {"T", t_nt.pcc}, {"S", s_nt.pcc}, {"passed", pcc_ok}});
-      checks.push_back({{"check",
-                         "after ML (and consensus): S keeps CACC (drop <= 2 points vs the suspect = T after NT) and "
-                         "loses the ASR "
-                         "(<= max(5%, a quarter of the suspect's))"},
-                        {"cacc_suspect", t_nt.cacc},
-                        {"cacc_S", s_ml.cacc},
-                        {"asr_suspect", t_nt.asr},
-                        {"asr_S", s_ml.asr},
-                        {"passed", ml_ok},
-                        {"informational", true}});
-      result.details["checks"] = checks;
-      std::string verdict = fmt::format(
-          "abstract's checks after NT: CACC(T) {:.1f}% vs CACC(S) {:.1f}% {}; PCC(S) {:.1f}% vs PCC(T) {:.1f}% {} "
-          "=> {}",
-          100 * t_nt.cacc, 100 * s_nt.cacc, cacc_ok ? "holds" : "FAILS", 100 * s_nt.pcc, 100 * t_nt.pcc,
-          pcc_ok ? "holds" : "FAILS", cacc_ok && pcc_ok ? "both hold" : "not confirmed on this run");
-      result.details["verdict"] = verdict;
-      log_info("ntml: " + verdict);
-    }
+    r.result.details["stages"] = r.stages;
+    if (r.monitored) record_checks(r, control);
     student->eval();
-    result.model = student;
-    return result;
+    r.result.model = student;
+    return std::move(r.result);
   }
 
  private:
   static constexpr double kWellAbove = 0.10;  // "well above": at least 10 points of CACC
+
+  // The seeds of one run's random streams; the order of the forks fixes them.
+  struct Seeds {
+    uint64_t torch, nt, ml, student, control, consensus, identify, anchor;
+    explicit Seeds(uint64_t seed) {
+      Rng base(seed ^ hash_string("ntml"));
+      torch = base.fork_seed("torch");
+      nt = base.fork_seed("nt");
+      ml = base.fork_seed("ml");
+      student = base.fork_seed("student-init");
+      control = base.fork_seed("control-init");
+      consensus = base.fork_seed("consensus");
+      identify = base.fork_seed("identify");
+      anchor = base.fork_seed("ml anchor");
+    }
+  };
+  // What the stages of one run share.
+  struct RunState {
+    RunState(const ClassifierPtr& s, DefenseContext& c, uint64_t seed) : suspect(s), ctx(c), seeds(seed) {}
+    const ClassifierPtr& suspect;
+    DefenseContext& ctx;
+    Seeds seeds;
+    Dataset clean;
+    ClassifierPtr f0;
+    ntml::MlAnchor anchor;
+    bool monitored = false;
+    nlohmann::json stages = nlohmann::json::array();
+    Evaluation t_nt{}, s_nt{}, s_ml{}, c_ml{};
+    DefenseResult result;
+  };
+
+  // The model S distils in the consensus phase: f_0 itself, or the ML teacher.
+  Classifier& consensus_teacher(RunState& r, Classifier& ml_teacher) const {
+    return o_.consensus_teacher == "suspect" ? *r.f0 : ml_teacher;
+  }
+
+  // Stage 1: the student trained on f_0's non-target labels over the training set.
+  ClassifierPtr non_target_stage(RunState& r) const {
+    StageTimer timer("nt");
+    ClassifierPtr student = make_student(*r.suspect, o_.student_init, r.seeds.student);
+    make_trainable(*student, r.ctx.device);
+    Rng rng(r.seeds.nt);
+    ntml::non_target_training(*student, *r.f0, r.ctx.train, o_.nt, rng, r.ctx.device);
+    r.result.stages.push_back(timer.finish());
+    return student;
+  }
+
+  // Stage 2: mutual learning on the clean set, then the consensus phase if it is on.
+  void mutual_stage(RunState& r, Classifier& student, Classifier& teacher) const {
+    StageTimer ml_timer("ml");
+    {
+      Rng rng(r.seeds.ml);
+      ntml::mutual_learning(student, teacher, r.clean, o_.ml, rng, r.ctx.device, "ntml ML", r.anchor);
+    }
+    r.result.stages.push_back(ml_timer.finish());
+    if (r.monitored) {
+      evaluate_row(r.ctx, teacher, "after ML", "T", r.stages);
+      r.s_ml = evaluate_row(r.ctx, student, "after ML", "S", r.stages);
+    }
+    if (o_.consensus.iterations == 0) return;
+    StageTimer timer("consensus");
+    Rng rng(r.seeds.consensus);
+    auto set = ntml::consensus_distillation(student, consensus_teacher(r, teacher), r.ctx.train.x, r.clean, o_.ml,
+                                            o_.consensus, rng, r.ctx.device);
+    r.result.stages.push_back(timer.finish());
+    r.result.details["consensus"] = {{"agreed", set.agreed},         {"used", set.rows.numel()},
+                                     {"suspected_class", set.suspected_class}, {"parted_top", set.parted_top},
+                                     {"parted_second", set.parted_second}, {"skipped", set.skipped}};
+    if (r.monitored && !set.skipped) r.s_ml = evaluate_row(r.ctx, student, "after consensus", "S", r.stages);
+  }
+
+  // The control: ML (and consensus) without NT, from a random S, on the same clean
+  // batches and anchor; reported, never returned.
+  void control_stage(RunState& r) const {
+    StageTimer timer("control");
+    auto c_student = make_student(*r.suspect, "random", r.seeds.control);
+    make_trainable(*c_student, r.ctx.device);
+    auto c_teacher = r.suspect->clone_deep();
+    make_trainable(*c_teacher, r.ctx.device);
+    Rng rng(r.seeds.ml);
+    ntml::mutual_learning(*c_student, *c_teacher, r.clean, o_.ml, rng, r.ctx.device, "ntml control (ML without NT)",
+                          r.anchor);
+    if (o_.consensus.iterations > 0) {
+      Rng crng(r.seeds.consensus);
+      ntml::consensus_distillation(*c_student, consensus_teacher(r, *c_teacher), r.ctx.train.x, r.clean, o_.ml,
+                                   o_.consensus, crng, r.ctx.device, "ntml control consensus");
+    }
+    r.result.stages.push_back(timer.finish());
+    if (r.monitored) {
+      evaluate_row(r.ctx, *c_teacher, "control: ML without NT", "T", r.stages);
+      r.c_ml = evaluate_row(r.ctx, *c_student, "control: ML without NT", "S", r.stages);
+    }
+  }
+
+  // The abstract's claims after NT, the after-ML check, and whether the control beats
+  // NT-ML, as details.checks and a one-line verdict.
+  void record_checks(RunState& r, bool control) const {
+    const auto &t_nt = r.t_nt, &s_nt = r.s_nt, &s_ml = r.s_ml, &c_ml = r.c_ml;
+    const bool cacc_ok = t_nt.cacc - s_nt.cacc >= kWellAbove;
+    const bool pcc_ok = s_nt.pcc > t_nt.pcc;
+    const bool ml_ok = (t_nt.cacc - s_ml.cacc <= 0.02) && (s_ml.asr <= std::max(0.05, 0.25 * t_nt.asr));
+    nlohmann::json checks = nlohmann::json::array();
+    checks.push_back({{"check", "after NT: CACC(T) well above CACC(S)"},
+                      {"threshold", fmt::format("CACC(T) - CACC(S) >= {:.0f} points", kWellAbove * 100)},
+                      {"T", t_nt.cacc},
+                      {"S", s_nt.cacc},
+                      {"passed", cacc_ok}});
+    checks.push_back(
+        {{"check", "after NT: PCC(S) above PCC(T)"}, {"T", t_nt.pcc}, {"S", s_nt.pcc}, {"passed", pcc_ok}});
+    checks.push_back({{"check",
+                       "after ML (and consensus): S keeps CACC (drop <= 2 points vs the suspect = T after NT) and "
+                       "loses the ASR (<= max(5%, a quarter of the suspect's))"},
+                      {"cacc_suspect", t_nt.cacc},
+                      {"cacc_S", s_ml.cacc},
+                      {"asr_suspect", t_nt.asr},
+                      {"asr_S", s_ml.asr},
+                      {"passed", ml_ok},
+                      {"informational", true}});
+    if (control) {
+      // The control beats NT-ML when it is at least as good on both counts: then NT
+      // added nothing on this data.
+      const bool beaten = c_ml.cacc >= s_ml.cacc && c_ml.asr <= s_ml.asr;
+      checks.push_back({{"check", "NT-ML is not beaten by its control (ML without NT at least as good on CACC and ASR)"},
+                        {"cacc_S", s_ml.cacc},
+                        {"asr_S", s_ml.asr},
+                        {"cacc_control", c_ml.cacc},
+                        {"asr_control", c_ml.asr},
+                        {"passed", !beaten},
+                        {"informational", true}});
+      r.result.details["control_beats_ntml"] = beaten;
+      if (beaten)
+        log_info(fmt::format("ntml: the control (ML without NT: CACC {:.1f}% ASR {:.1f}%) beats NT-ML (CACC {:.1f}% "
+                             "ASR {:.1f}%) on this data",
+                             100 * c_ml.cacc, 100 * c_ml.asr, 100 * s_ml.cacc, 100 * s_ml.asr));
+    }
+    r.result.details["checks"] = checks;
+    std::string verdict = fmt::format(
+        "abstract's checks after NT: CACC(T) {:.1f}% vs CACC(S) {:.1f}% {}; PCC(S) {:.1f}% vs PCC(T) {:.1f}% {} => {}",
+        100 * t_nt.cacc, 100 * s_nt.cacc, cacc_ok ? "holds" : "FAILS", 100 * s_nt.pcc, 100 * t_nt.pcc,
+        pcc_ok ? "holds" : "FAILS", cacc_ok && pcc_ok ? "both hold" : "not confirmed on this run");
+    r.result.details["verdict"] = verdict;
+    log_info("ntml: " + verdict);
+  }
 
   // The identification stage and the ML anchor it gives: the flagged rows with f_0's
   // non-target labels. Empty without an identification method.
@@ -688,10 +731,17 @@ class NtmlDefense : public Defense {
   IdentifierPtr identifier_;
 };
 
+constexpr int64_t kAnchorRows = 128;
+
 Registrar<DefenseRegistry> reg("ntml",
                                [](Params& p, const DefenseSetup& setup) -> DefensePtr {
                                  auto o = read_options(p, setup);
-                                 auto id = o.identify == "none" ? nullptr : make_identifier(o.identify, p, setup);
+                                 if (o.identify == "none") return std::make_shared<NtmlDefense>(std::move(o), nullptr);
+                                 // The anchor takes twice the identification's usual rows:
+                                 // on SST-2, 128 rows passed 13 of 15 cells where 64
+                                 // passed 11 (docs/ntml.md), still all poisoned.
+                                 if (!p.has("flag_count")) p.set("flag_count", YAML::Node(kAnchorRows));
+                                 auto id = make_identifier(o.identify, p, setup);
                                  return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
                                },
                                "NT-ML: non-target label training of a student over the training set, then mutual "

@@ -338,6 +338,7 @@ DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const Def
   run.before = before ? *before : evaluate(*suspect, cell.test_clean, cell.test_triggered, target, rq.eval_batch);
   torch::manual_seed(rq.seed);
   DefenseContext ctx = make_defense_context(cell, rq.device, rq.seed, rq.eval_batch, rq.monitor_limit);
+  ctx.controls = rq.controls;
   const auto t_run = std::chrono::steady_clock::now();
   run.result = defense->run(suspect, ctx);
   run.run_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_run).count();

@@ -89,6 +89,7 @@ struct DefenseRequest {
   torch::Device device = torch::kCPU;
   int64_t eval_batch = 512;
   int64_t monitor_limit = 0;
+  bool controls = true;  // DefenseContext::controls
 };
 struct DefenseRun {
   DefenseResult result;
