@@ -24,8 +24,9 @@ struct Result {
   std::string output;
 };
 
-Result run(const std::string& args) {
-  std::string cmd = "'"s + ANTIDOTE_BINARY + "' " + args + " 2>&1";
+// `antidote args` through the shell; `shell_prefix` runs first (e.g. "ulimit -f 64; ").
+Result run(const std::string& args, const std::string& shell_prefix = "") {
+  std::string cmd = shell_prefix + "'"s + ANTIDOTE_BINARY + "' " + args + " 2>&1";
   Result r;
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) return r;
@@ -250,4 +251,136 @@ TEST(CLI, IdentifyWritesTheFlaggedRows) {
           "' --method token_stats --set flip_epochs=3 --out '" + dir.file("id2") + "'");
   EXPECT_USER_ERROR(r);
   EXPECT_TRUE(contains(r.output, "flip_epochs")) << r.output;
+}
+
+// ---- full disks, damaged caches and hostile inputs, end to end ---------------------------
+
+namespace {
+// `antidote args` with the shell's file-size limit at `kib` KiB: writes past it fail as on
+// a full disk (antidote ignores SIGXFSZ, so the write's own error is what it reports).
+Result run_with_file_limit(int kib, const std::string& args) {
+  return run(args, "ulimit -f " + std::to_string(kib) + "; ");
+}
+
+std::vector<std::string> temp_files_under(const fs::path& dir) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir))
+    if (contains(e.path().filename().string(), ".tmp")) out.push_back(e.path().string());
+  return out;
+}
+
+std::string tiny_idx_config(const TempDir& dir, const std::string& extra = "") {
+  return dir.write("c.yaml", "threads: 1\nasr_floor: false\ndataset: {name: idx, path: '" + dir.file("idx") +
+                                 "'}\ntrain: {epochs: 1}\nattacks: [{name: badnets, poison_rate: 0.1, target: 0}]\n" +
+                                 extra);
+}
+}  // namespace
+
+TEST(CLI, TrainOnAFullDiskFailsCleanlyAndLeavesNoTemp) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  auto cfg = tiny_idx_config(dir);
+  auto r = run_with_file_limit(16, "train -q --config '" + cfg + "' --out '" + dir.file("m.pt") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "cannot write '" + dir.file("m.pt") + "'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "File too large")) << r.output;
+  EXPECT_EQ(temp_files_under(dir.path), std::vector<std::string>{});
+  EXPECT_FALSE(fs::exists(dir.file("m.pt")));
+}
+
+TEST(CLI, EvalJsonOnAFullDiskKeepsThePreviousFile) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  auto cfg = tiny_idx_config(dir);
+  ASSERT_EQ(run("train -q --config '" + cfg + "' --out '" + dir.file("m.pt") + "'").rc, 0);
+  dir.write("eval.json", "previous");
+  auto r = run_with_file_limit(0, "eval -q --config '" + cfg + "' --model '" + dir.file("m.pt") + "' --json '" +
+                                      dir.file("eval.json") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "eval.json")) << r.output;
+  std::ifstream in(dir.file("eval.json"));
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "previous");
+  EXPECT_EQ(temp_files_under(dir.path), std::vector<std::string>{});
+}
+
+TEST(CLI, BenchRecomputesCellsThatAreNotValidResults) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  auto cfg = tiny_idx_config(dir, "defenses: [none]\n");
+  const auto out = dir.file("out");
+  ASSERT_EQ(run("bench -q --config '" + cfg + "' --out '" + out + "'").rc, 0);
+  std::vector<fs::path> cells;
+  for (const auto& e : fs::directory_iterator(out + "/cells")) cells.push_back(e.path());
+  ASSERT_EQ(cells.size(), 1u);
+  for (const std::string damaged : {"{}", "{\"cacc\": \"abc\"}", "[1, 2", ""}) {
+    std::ofstream(cells[0]) << damaged;
+    dir.write("out/results.csv.tmp4194305", "left by a killed run");
+    auto r = run("bench --config '" + cfg + "' --out '" + out + "'");
+    ASSERT_EQ(r.rc, 0) << damaged << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "recomputing")) << damaged << "\n" << r.output;
+    EXPECT_TRUE(contains(r.output, "removed 1 temp file")) << r.output;
+    std::ifstream csv(out + "/results.csv");
+    std::string all(std::istreambuf_iterator<char>(csv), {});
+    EXPECT_FALSE(contains(all, "abc")) << all;
+    EXPECT_EQ(temp_files_under(out), std::vector<std::string>{});
+  }
+}
+
+TEST(CLI, HostileConfigsFailFastNamingTheCulprit) {
+  TempDir dir;
+  std::string bomb = "seed: 0\nx0: &a0 [y, y]\n";
+  for (int i = 1; i <= 12; ++i) bomb += fmt::format("x{0}: &a{0} [*a{1}, *a{1}, *a{1}, *a{1}]\n", i, i - 1);
+  auto path = dir.write("bomb.yaml", bomb);
+  for (const std::string cmd : {"bench", "poison"}) {
+    auto r = run(cmd + " -q --config '" + path + "' --out '" + dir.file("o") + "'");
+    EXPECT_USER_ERROR(r);
+    EXPECT_TRUE(contains(r.output, "bomb.yaml")) << r.output;
+    EXPECT_TRUE(contains(r.output, "alias bomb")) << r.output;
+  }
+  path = dir.write("dup.yaml", "seed: 0\ntrain: {epochs: 1}\nseed: 3\n");
+  auto r = run("poison -q --config '" + path + "' --out '" + dir.file("o") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "dup.yaml' line 3: key 'seed' appears twice")) << r.output;
+  write_tiny_idx(dir, "idx");
+  for (const std::string train : {"{momentum: .nan}", "{weight_decay: -5}", "{lr: .inf}"}) {
+    auto cfg = dir.write("t.yaml", "dataset: {name: idx, path: '" + dir.file("idx") + "'}\ntrain: " + train + "\n");
+    r = run("train -q --config '" + cfg + "' --out '" + dir.file("m.pt") + "'");
+    EXPECT_USER_ERROR(r);
+    EXPECT_TRUE(contains(r.output, train.substr(1, train.find(':') - 1))) << train << "\n" << r.output;
+  }
+}
+
+TEST(CLI, BadTextAndLabelsFailBeforeTraining) {
+  TempDir dir;
+  dir.write("tsv/train.tsv", "sentence\tlabel\ngood film\t1\nbad film\t0\nna\xefve film\t1\n");
+  dir.write("tsv/test.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n");
+  auto cfg = dir.write("c.yaml", "dataset: {name: tsv, path: '" + dir.file("tsv") + "'}\ntrain: {epochs: 1}\n");
+  auto r = run("bench -q --config '" + cfg + "' --out '" + dir.file("out") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "train.tsv' line 4: byte 3 is not valid UTF-8")) << r.output;
+  for (const auto& e : fs::recursive_directory_iterator(dir.file("out")))
+    EXPECT_TRUE(e.is_directory()) << e.path() << ": nothing may be trained or written first";
+  // SST-2 declares two classes: a label 7 is an error, not an eight-class model.
+  dir.write("sst2/train.tsv", "sentence\tlabel\ngood film\t1\nbad film\t7\n");
+  dir.write("sst2/test.tsv", "sentence\tlabel\ngood\t1\nbad\t0\n");
+  cfg = dir.write("s.yaml", "dataset: {name: sst2, path: '" + dir.file("sst2") + "'}\n");
+  r = run("poison -q --config '" + cfg + "' --out '" + dir.file("p") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "train.tsv' line 3: label 7 is out of range (at most 1)")) << r.output;
+}
+
+TEST(CLI, ModelMetadataWithAnAbsurdClassCountIsRefused) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  auto cfg = tiny_idx_config(dir);
+  ASSERT_EQ(run("train -q --config '" + cfg + "' --out '" + dir.file("m.pt") + "'").rc, 0);
+  std::ifstream in(dir.file("m.pt.yaml"));
+  std::string meta(std::istreambuf_iterator<char>(in), {});
+  const auto at = meta.find("num_classes: 10");
+  ASSERT_NE(at, std::string::npos) << meta;
+  meta.replace(at, 15, "num_classes: 1000000000000");
+  dir.write("m.pt.yaml", meta);
+  auto r = run("eval -q --config '" + cfg + "' --model '" + dir.file("m.pt") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "num_classes: 1000000000000 is outside [2, 100000]")) << r.output;
 }

@@ -25,6 +25,10 @@ namespace {
 
 const std::string kText = std::string(ANTIDOTE_SHARED_DATA) + "/text";
 
+// The shared text data sits beside the checkout; a clone without it skips these.
+#define SKIP_WITHOUT(path) \
+  if (!fs::exists(path)) GTEST_SKIP() << (path) << " not found (the shared data is not beside this checkout)"
+
 // A fresh directory under the system temp dir, removed at scope end.
 using antidote::testing::TempDir;
 
@@ -142,7 +146,8 @@ TEST(DataIdx, ErrorsNameTheFile) {
   write_bytes(extra, idx_bytes({2, 2, 3}, iota_bytes(13)));
   msg = error_of([&] { read_idx(extra); });
   EXPECT_NE(msg.find(extra), std::string::npos) << msg;
-  EXPECT_NE(msg.find("13"), std::string::npos) << msg;
+  // Reading stops once the data runs past the 16 + 12 = 28 bytes the header promises.
+  EXPECT_NE(msg.find("28 bytes its header promises"), std::string::npos) << msg;
 
   auto short_header = dir.file("short_header");
   // Claims 3 dimensions but the file ends after the first: 4 + 4 = 8 bytes of 16.
@@ -183,10 +188,17 @@ TEST(DataIdx, LoadsDirectoryOfFourFiles) {
     for (int i = 0; i < 16; ++i) train_px.push_back(v);
   write_gz(dir.file("train-images-idx3-ubyte.gz"), idx_bytes({3, 4, 4}, train_px));
   write_bytes(dir.file("train-labels-idx1-ubyte"), idx_bytes({3}, {0, 2, 1}));
-  // Test: 2 images; labels 3, 0 -> num_classes = max(2, 3) + 1 = 4.
+  // Test: 2 images; labels 3, 0. Class 3 has no training rows, so the class count
+  // must be declared (4); inferred, label 3 is an error naming the training labels.
   write_bytes(dir.file("t10k-images-idx3-ubyte"), idx_bytes({2, 4, 4}, std::vector<uint8_t>(32, 102)));
   write_gz(dir.file("t10k-labels-idx1-ubyte.gz"), idx_bytes({2}, {3, 0}));
-  auto d = load_idx_dir(dir.path.string(), "tiny");
+  auto msg = error_of([&] { load_idx_dir(dir.path.string(), "tiny"); });
+  EXPECT_NE(msg.find("class 3 has no training rows"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("train-labels-idx1-ubyte"), std::string::npos) << msg;
+  msg = error_of([&] { load_idx_dir(dir.path.string(), "tiny", 3); });
+  EXPECT_NE(msg.find("label 3 is out of range for 3 classes"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("t10k-labels-idx1-ubyte"), std::string::npos) << msg;
+  auto d = load_idx_dir(dir.path.string(), "tiny", 4);
   EXPECT_EQ(d.modality, Modality::Image);
   EXPECT_EQ(d.num_classes, 4);
   ASSERT_EQ(d.train.images.sizes().vec(), (std::vector<int64_t>{3, 1, 4, 4}));
@@ -244,6 +256,7 @@ TEST(DataIdx, EmptyDirectoryFilesAreAClearError) {
 // ---- TSV ---------------------------------------------------------------------------
 
 TEST(DataTsv, Sst2TrainCrlf) {
+  SKIP_WITHOUT(kText + "/sst2/train.tsv");
   auto rows = read_tsv(kText + "/sst2/train.tsv");
   // README: 6920 rows; `awk -F'\t'` counts 3610 label 1 and 3310 label 0.
   ASSERT_EQ(rows.sentences.size(), 6920u);
@@ -261,6 +274,7 @@ TEST(DataTsv, Sst2TrainCrlf) {
 }
 
 TEST(DataTsv, OlidSpacesAroundTab) {
+  SKIP_WITHOUT(kText + "/olid/train.tsv");
   auto rows = read_tsv(kText + "/olid/train.tsv");
   // README: 11915 rows; awk: 3954 offensive (1), 7961 not (0). Rows read "… passer \t 0".
   ASSERT_EQ(rows.labels.size(), 11915u);
@@ -278,6 +292,7 @@ TEST(DataTsv, OlidSpacesAroundTab) {
 
 TEST(DataTsv, AgNewsFourClassesSpacedHeader) {
   // Header "sentence \t label"; README: 11106 rows, labels 0–3 (awk: 2820/2801/2730/2755).
+  SKIP_WITHOUT(kText + "/agnews/train.tsv");
   auto rows = read_tsv(kText + "/agnews/train.tsv");
   ASSERT_EQ(rows.labels.size(), 11106u);
   EXPECT_EQ(std::count(rows.labels.begin(), rows.labels.end(), 0), 2820);
@@ -291,6 +306,7 @@ TEST(DataTsv, AgNewsFourClassesSpacedHeader) {
 
 TEST(DataTsv, NoFinalNewline) {
   // syntactic/sst2/test.tsv ends in "… not funny .\t1" without a newline; 912 rows, all label 1.
+  SKIP_WITHOUT(kText + "/syntactic/sst2/test.tsv");
   auto rows = read_tsv(kText + "/syntactic/sst2/test.tsv");
   ASSERT_EQ(rows.labels.size(), 912u);
   EXPECT_EQ(std::count(rows.labels.begin(), rows.labels.end(), 1), 912);
@@ -385,9 +401,12 @@ TEST(DataTsv, LoadsDirectoryAndCountsClasses) {
   TempDir dir;
   write_bytes(dir.file("train.tsv"), "sentence\tlabel\na b\t0\nc d\t2\n");
   write_bytes(dir.file("test.tsv"), "sentence\tlabel\ne f\t1\n");
-  auto d = load_tsv_dir(dir.path.string(), "mine");
+  // Training labels 0 and 2: class 1 has no rows, so three classes must be declared.
+  auto missing = error_of([&] { load_tsv_dir(dir.path.string(), "mine"); });
+  EXPECT_NE(missing.find("class 1 has no training rows"), std::string::npos) << missing;
+  auto d = load_tsv_dir(dir.path.string(), "mine", 3);
   EXPECT_EQ(d.modality, Modality::Text);
-  EXPECT_EQ(d.num_classes, 3);  // max label 2 + 1
+  EXPECT_EQ(d.num_classes, 3);
   EXPECT_EQ(d.train.texts, (std::vector<std::string>{"a b", "c d"}));
   EXPECT_EQ(to_vec(d.train.labels), (std::vector<int64_t>{0, 2}));
   EXPECT_EQ(d.test.size(), 1);

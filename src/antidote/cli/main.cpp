@@ -2,6 +2,7 @@
 // binds them to the command line.
 #include <CLI/CLI.hpp>
 
+#include <csignal>
 #include <filesystem>
 #include <iostream>
 
@@ -51,7 +52,7 @@ void add_common(CLI::App* app, Common& c, bool config_required) {
 
 ExperimentConfig load_common(const Common& c) {
   set_quiet(c.quiet);
-  ExperimentConfig cfg = c.config.empty() ? parse_config(YAML::Load(kDemoConfig), "demo") : load_config(c.config);
+  ExperimentConfig cfg = c.config.empty() ? parse_config(load_yaml(kDemoConfig, "demo"), "demo") : load_config(c.config);
   if (c.threads >= 0) cfg.threads = c.threads;
   if (!c.device.empty()) cfg.device = c.device;
   return cfg;
@@ -110,11 +111,9 @@ YAML::Node parse_sets(const std::vector<std::string>& sets) {
   for (const auto& s : sets) {
     auto eq = s.find('=');
     if (eq == std::string::npos || eq == 0) fail("--set '{}': expected key=value", s);
-    try {
-      n[s.substr(0, eq)] = YAML::Load(s.substr(eq + 1));
-    } catch (const YAML::Exception& e) {
-      fail("--set '{}': {}", s, e.what());
-    }
+    const auto key = s.substr(0, eq);
+    if (n[key]) fail("--set '{}': '{}' is set twice", excerpt(s), key);
+    n[key] = load_yaml(s.substr(eq + 1), fmt::format("--set '{}'", excerpt(s)));
   }
   return n;
 }
@@ -321,6 +320,9 @@ int cmd_list() {
 
 int main(int argc, char** argv) {
   configure_allocator();
+  // Past a file-size limit (ulimit -f) a write then fails with an error that names the
+  // file, as on a full disk, instead of the signal killing the process.
+  std::signal(SIGXFSZ, SIG_IGN);
   CLI::App app{"antidote: remove backdoors from trained classifiers (BeDKD, NT-ML, baselines)"};
   app.set_version_flag("--version", version());
   app.require_subcommand(1);
@@ -399,7 +401,7 @@ int main(int argc, char** argv) {
     std::cerr << "antidote: error: " << e.what() << std::endl;
     return 2;
   } catch (const c10::Error& e) {
-    std::cerr << "antidote: internal error: " << e.what_without_backtrace() << std::endl;
+    std::cerr << "antidote: internal error: " << std::string(e.what_without_backtrace()).substr(0, 2000) << std::endl;
     return 3;
   } catch (const std::exception& e) {
     std::cerr << "antidote: error: " << e.what() << std::endl;

@@ -145,39 +145,6 @@ void Progress::print(bool final, const std::string& extra) {
   }
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  namespace fs = std::filesystem;
-  fs::path p(path);
-  if (p.has_parent_path()) fs::create_directories(p.parent_path());
-  std::string tmp = path + fmt::format(".tmp{}", ::getpid());
-  {
-    FILE* f = std::fopen(tmp.c_str(), "wb");
-    if (!f) fail("cannot write '{}'", tmp);
-    if (!content.empty() && std::fwrite(content.data(), 1, content.size(), f) != content.size()) {
-      std::fclose(f);
-      fail("short write to '{}'", tmp);
-    }
-    std::fflush(f);
-    ::fsync(fileno(f));
-    std::fclose(f);
-  }
-  std::error_code ec;
-  fs::rename(tmp, p, ec);
-  if (ec) fail("cannot rename '{}' to '{}': {}", tmp, path, ec.message());
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("cannot open file '{}'", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool file_exists(const std::string& path) { return std::filesystem::exists(path); }
-
-void make_dirs(const std::string& path) { std::filesystem::create_directories(path); }
-
 int configure_threads(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   torch::set_num_threads(threads);

@@ -6,6 +6,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -14,7 +15,10 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include "antidote/core/io.hpp"
 
 namespace antidote {
 
@@ -53,6 +57,33 @@ class Rng {
 
 uint64_t hash_string(const std::string& s);  // FNV-1a, stable across platforms
 
+// What an option's value must read as, for error messages.
+template <class T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "true or false";
+  else if constexpr (std::is_integral_v<T> && std::is_unsigned_v<T>) return "a non-negative integer";
+  else if constexpr (std::is_integral_v<T>) return "an integer";
+  else if constexpr (std::is_floating_point_v<T>) return "a number";
+  else if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else return "the expected type";
+}
+
+// `node[key]` as a T (`fallback` when absent or null); a value of the wrong type, or a
+// number that is not finite, is an error naming `context.key` and the type expected.
+template <class T>
+T read_option(const YAML::Node& node, const std::string& key, const T& fallback, const std::string& context) {
+  if (!node || !node.IsMap() || !node[key] || node[key].IsNull()) return fallback;
+  T value;
+  try {
+    value = node[key].as<T>();
+  } catch (const YAML::Exception&) {
+    fail("{}.{}: cannot read '{}' as {}", context, key, excerpt(YAML::Dump(node[key])), type_name<T>());
+  }
+  if constexpr (std::is_floating_point_v<T>)
+    if (!std::isfinite(value)) fail("{}.{}: {} is not a finite number", context, key, value);
+  return value;
+}
+
 // A bag of method-specific options from YAML or the command line. Every read marks
 // the key as used; check_consumed() then rejects keys nobody asked for, naming them.
 class Params {
@@ -63,12 +94,7 @@ class Params {
   template <class T>
   T get(const std::string& key, const T& fallback) {
     used_.insert(key);
-    if (!node_ || !node_[key] || node_[key].IsNull()) return fallback;
-    try {
-      return node_[key].as<T>();
-    } catch (const YAML::Exception&) {
-      fail("{}.{}: cannot read value '{}' as the expected type", context_, key, YAML::Dump(node_[key]));
-    }
+    return read_option<T>(node_, key, fallback, context_);
   }
   bool has(const std::string& key) const { return node_ && node_[key] && !node_[key].IsNull(); }
   YAML::Node raw(const std::string& key) {
@@ -127,12 +153,6 @@ class Progress {
 void log_info(const std::string& msg);
 void set_quiet(bool quiet);
 bool quiet();
-
-// Write a file atomically: write to a temp file beside it, fsync, rename.
-void write_file_atomic(const std::string& path, const std::string& content);
-std::string read_file(const std::string& path);
-bool file_exists(const std::string& path);
-void make_dirs(const std::string& path);
 
 // Configure LibTorch's intra-op threads (0 = all cores; returns the count) and run
 // the BLAS it calls single-threaded, so that the two thread pools never oversubscribe.

@@ -1,9 +1,8 @@
 #include "antidote/data/data.hpp"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 #include <sstream>
 #include <unordered_map>
@@ -25,41 +24,42 @@ RawSplit RawSplit::select(const std::vector<int64_t>& idx) const {
   return out;
 }
 
+// ---- class counts -----------------------------------------------------------------
+
+int64_t class_count(const RawData& d, int64_t declared, const std::string& train_file, const std::string& test_file) {
+  const auto train_max = d.train.labels.max().item<int64_t>(), test_max = d.test.labels.max().item<int64_t>();
+  if (declared > 0) {
+    if (declared < 2 || declared > kMaxClasses) fail("dataset '{}': num_classes must lie in [2, {}], got {}", d.name,
+                                                     kMaxClasses, declared);
+    if (train_max >= declared) fail("'{}': label {} is out of range for {} classes", train_file, train_max, declared);
+    if (test_max >= declared) fail("'{}': label {} is out of range for {} classes", test_file, test_max, declared);
+    return declared;
+  }
+  // Undeclared: the labels 0..max that the training rows use, each of them at least once,
+  // so that one stray label (255, 10^12) cannot silently make a model of that many classes.
+  const int64_t n = std::max(train_max, test_max) + 1;
+  if (n > kMaxClasses) fail("dataset '{}': label {} implies more than {} classes", d.name, n - 1, kMaxClasses);
+  if (n < 2) fail("dataset '{}': fewer than two classes", d.name);
+  auto counts = torch::bincount(d.train.labels, {}, n);
+  auto missing = (counts == 0).nonzero().flatten();
+  if (missing.numel() > 0)
+    fail("dataset '{}': labels run up to {} but class {} has no training rows in '{}' ({} classes missing); fix the "
+         "labels, or declare the dataset's num_classes",
+         d.name, n - 1, missing[0].item<int64_t>(), train_file, missing.numel());
+  return n;
+}
+
 // ---- IDX ------------------------------------------------------------------------
 
 torch::Tensor read_idx(const std::string& path) {
   if (!file_exists(path)) fail("IDX file not found: '{}'", path);
-  // gzread reads gzip and plain files alike.
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) fail("cannot open IDX file '{}'", path);
-  std::string data;
-  char buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) data.append(buf, static_cast<size_t>(n));
-  int err = 0;
-  const char* msg = gzerror(f, &err);
-  gzclose(f);
-  if (n < 0 || (err != Z_OK && err != Z_STREAM_END)) fail("corrupt IDX file '{}': {}", path, msg ? msg : "read error");
-  if (data.size() < 4) fail("malformed IDX file '{}': shorter than its 4-byte header", path);
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(data[i]); };
-  if (byte(0) != 0 || byte(1) != 0) fail("malformed IDX file '{}': bad magic number", path);
-  if (byte(2) != 0x08) fail("IDX file '{}': element type 0x{:02x} is not supported (only unsigned bytes)", path, byte(2));
-  int ndim = byte(3);
-  if (ndim < 1 || ndim > 4) fail("malformed IDX file '{}': {} dimensions", path, ndim);
-  if (data.size() < 4 + 4 * static_cast<size_t>(ndim)) fail("malformed IDX file '{}': truncated header", path);
-  std::vector<int64_t> shape;
-  int64_t count = 1;
-  for (int d = 0; d < ndim; ++d) {
-    size_t o = 4 + 4 * static_cast<size_t>(d);
-    int64_t s = (int64_t(byte(o)) << 24) | (int64_t(byte(o + 1)) << 16) | (int64_t(byte(o + 2)) << 8) | byte(o + 3);
-    shape.push_back(s);
-    count *= s;
-  }
-  size_t offset = 4 + 4 * static_cast<size_t>(ndim);
-  if (data.size() - offset != static_cast<size_t>(count))
-    fail("malformed IDX file '{}': header promises {} values, file holds {}", path, count, data.size() - offset);
-  auto t = torch::empty(shape, torch::kUInt8);
-  std::memcpy(t.data_ptr<uint8_t>(), data.data() + offset, static_cast<size_t>(count));
+  const auto data = read_maybe_gzip(path, kMaxDataBytes, [&](const std::string& head) {
+    const auto h = parse_idx_header(head, path, kMaxDataBytes);
+    return h.offset + h.count;
+  });
+  const auto h = parse_idx(data, path, kMaxDataBytes);
+  auto t = torch::empty(h.shape, torch::kUInt8);
+  if (h.count > 0) std::memcpy(t.data_ptr<uint8_t>(), data.data() + h.offset, static_cast<size_t>(h.count));
   return t;
 }
 
@@ -89,7 +89,7 @@ RawSplit idx_split(const std::string& dir, const std::string& prefix) {
 }
 }  // namespace
 
-RawData load_idx_dir(const std::string& dir, const std::string& name) {
+RawData load_idx_dir(const std::string& dir, const std::string& name, int64_t num_classes) {
   if (!std::filesystem::is_directory(dir)) fail("dataset '{}': directory '{}' not found", name, dir);
   RawData d;
   d.name = name;
@@ -100,81 +100,15 @@ RawData load_idx_dir(const std::string& dir, const std::string& name) {
     fail("dataset '{}': train and test images differ in size", name);
   if (d.train.size() == 0 || d.test.size() == 0)
     fail("dataset '{}': the {} split in '{}' has no rows", name, d.train.size() == 0 ? "train" : "t10k", dir);
-  d.num_classes = std::max(d.train.labels.max().item<int64_t>(), d.test.labels.max().item<int64_t>()) + 1;
-  if (d.num_classes < 2) fail("dataset '{}': fewer than two classes", name);
+  d.num_classes = class_count(d, num_classes, dir + "/train-labels-idx1-ubyte", dir + "/t10k-labels-idx1-ubyte");
   return d;
 }
 
 // ---- TSV ------------------------------------------------------------------------
 
-namespace {
-std::string trim(const std::string& s) {
-  size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
-  return s.substr(b, e - b);
-}
-
-std::vector<std::string> split_tabs(const std::string& line) {
-  std::vector<std::string> out;
-  std::string cur;
-  for (char c : line) {
-    if (c == '\t') {
-      out.push_back(trim(cur));
-      cur.clear();
-    } else {
-      cur += c;
-    }
-  }
-  out.push_back(trim(cur));
-  return out;
-}
-}  // namespace
-
-TextRows read_tsv(const std::string& path) {
+TextRows read_tsv(const std::string& path, int64_t max_label) {
   if (!file_exists(path)) fail("TSV file not found: '{}'", path);
-  std::istringstream in(read_file(path));
-  std::string line;
-  int64_t line_no = 0;
-  int sentence_col = -1, label_col = -1;
-  size_t columns = 0;
-  TextRows rows;
-  while (std::getline(in, line)) {
-    ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (trim(line).empty()) continue;
-    auto cells = split_tabs(line);
-    if (sentence_col < 0) {
-      for (size_t i = 0; i < cells.size(); ++i) {
-        std::string h = cells[i];
-        std::transform(h.begin(), h.end(), h.begin(), [](unsigned char c) { return std::tolower(c); });
-        if (h == "sentence" || h == "sentences" || h == "text") sentence_col = static_cast<int>(i);
-        if (h == "label" || h == "labels") label_col = static_cast<int>(i);
-      }
-      if (sentence_col < 0 || label_col < 0)
-        fail("'{}' line {}: header must name a 'sentence' (or 'sentences') and a 'label' (or 'labels') column, found '{}'",
-             path, line_no, line);
-      columns = cells.size();
-      continue;
-    }
-    if (cells.size() != columns)
-      fail("'{}' line {}: expected {} tab-separated fields, found {}", path, line_no, columns, cells.size());
-    const std::string& label_text = cells[static_cast<size_t>(label_col)];
-    int64_t label = 0;
-    try {
-      size_t used = 0;
-      label = std::stoll(label_text, &used);
-      if (used != label_text.size()) throw std::invalid_argument("trailing");
-    } catch (const std::exception&) {
-      fail("'{}' line {}: label '{}' is not an integer", path, line_no, label_text);
-    }
-    if (label < 0) fail("'{}' line {}: label {} is negative", path, line_no, label);
-    rows.sentences.push_back(cells[static_cast<size_t>(sentence_col)]);
-    rows.labels.push_back(label);
-  }
-  if (sentence_col < 0) fail("'{}' is empty (no header)", path);
-  if (rows.labels.empty()) fail("'{}' has a header but no rows", path);
-  return rows;
+  return parse_tsv(read_file(path), path, max_label);
 }
 
 RawSplit text_split(const TextRows& rows) {
@@ -185,16 +119,18 @@ RawSplit text_split(const TextRows& rows) {
   return s;
 }
 
-RawData load_tsv_dir(const std::string& dir, const std::string& name) {
+RawData load_tsv_dir(const std::string& dir, const std::string& name, int64_t num_classes) {
   if (dir.empty()) fail("dataset '{}': 'path' is required (a directory with train.tsv and test.tsv)", name);
   if (!std::filesystem::is_directory(dir)) fail("dataset '{}': directory '{}' not found", name, dir);
   RawData d;
   d.name = name;
   d.modality = Modality::Text;
-  d.train = text_split(read_tsv((std::filesystem::path(dir) / "train.tsv").string()));
-  d.test = text_split(read_tsv((std::filesystem::path(dir) / "test.tsv").string()));
-  d.num_classes = std::max(d.train.labels.max().item<int64_t>(), d.test.labels.max().item<int64_t>()) + 1;
-  if (d.num_classes < 2) fail("dataset '{}': fewer than two classes", name);
+  const auto train = (std::filesystem::path(dir) / "train.tsv").string();
+  const auto test = (std::filesystem::path(dir) / "test.tsv").string();
+  const int64_t max_label = num_classes > 0 ? num_classes - 1 : kMaxClasses - 1;
+  d.train = text_split(read_tsv(train, max_label));
+  d.test = text_split(read_tsv(test, max_label));
+  d.num_classes = class_count(d, num_classes, train, test);
   return d;
 }
 

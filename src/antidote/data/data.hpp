@@ -8,10 +8,15 @@
 #include <vector>
 
 #include "antidote/core/common.hpp"
+#include "antidote/data/formats.hpp"
 
 namespace antidote {
 
 enum class Modality { Image, Text };
+
+// The most classes a dataset or model may have: far beyond any classifier antidote
+// meets, small enough that nothing sized by it fails to allocate.
+constexpr int64_t kMaxClasses = 100000;
 const char* modality_name(Modality m);
 
 // A split before encoding: images in [0, 1] or raw sentences, plus labels and the
@@ -38,20 +43,20 @@ struct RawData {
 // IDX (MNIST format), gzip-compressed or raw. Returns a uint8 tensor of the stored shape.
 torch::Tensor read_idx(const std::string& path);
 // Directory with train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-… (each
-// optionally .gz). Images become float [N, 1, H, W] in [0, 1].
-RawData load_idx_dir(const std::string& dir, const std::string& name);
+// optionally .gz). Images become float [N, 1, H, W] in [0, 1]. `num_classes` as in
+// class_count.
+RawData load_idx_dir(const std::string& dir, const std::string& name, int64_t num_classes = 0);
 
-struct TextRows {
-  std::vector<std::string> sentences;
-  std::vector<int64_t> labels;
-};
-// TSV with a header naming the sentence column (`sentence`/`sentences`) and the
-// label column (`label`/`labels`); copes with CRLF, spaces around the tab and a
-// missing final newline. Errors name the file and line.
-TextRows read_tsv(const std::string& path);
+// The TSV format of parse_tsv, from a file; labels above `max_label` are errors.
+TextRows read_tsv(const std::string& path, int64_t max_label = kMaxClasses - 1);
 // Directory with train.tsv and test.tsv (dev.tsv optional, unused).
-RawData load_tsv_dir(const std::string& dir, const std::string& name);
+RawData load_tsv_dir(const std::string& dir, const std::string& name, int64_t num_classes = 0);
 RawSplit text_split(const TextRows& rows);
+
+// The number of classes of `d`: `declared` when > 0 (every label must lie below it),
+// else the largest label + 1, where every class below it must have training rows.
+// Errors name the label files.
+int64_t class_count(const RawData& d, int64_t declared, const std::string& train_file, const std::string& test_file);
 
 // ---- text encoding -------------------------------------------------------------
 class Vocab {

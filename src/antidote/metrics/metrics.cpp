@@ -106,7 +106,11 @@ torch::Tensor batched_outputs(Classifier& model, const torch::Tensor& x, int64_t
     } else {
       xb = x.slice(0, i, end);
     }
-    out.push_back(per_batch(model.forward(xb.to(dev)).logits).to(torch::kCPU));
+    auto logits = model.forward(xb.to(dev)).logits;
+    // NaN logits would otherwise read as class 0 everywhere: an ASR of 100 % or 0 %.
+    if (!torch::isfinite(logits).all().item<bool>())
+      fail("the model's logits are NaN or infinite on rows {} to {} (a broken or diverged model)", i, end - 1);
+    out.push_back(per_batch(logits).to(torch::kCPU));
   }
   model.train(was_training);
   if (out.empty()) return torch::zeros({0, 0});

@@ -1,5 +1,7 @@
 #include "antidote/models/model.hpp"
 
+#include <sstream>
+
 #include <torch/serialize.h>
 
 #include <filesystem>
@@ -21,19 +23,28 @@ YAML::Node InputSpec::to_yaml() const {
   return n;
 }
 
-InputSpec InputSpec::from_yaml(const YAML::Node& n) {
+InputSpec InputSpec::from_yaml(const YAML::Node& n, const std::string& origin) {
+  if (!n || !n.IsMap()) fail("{}: expected a mapping with modality, num_classes and the input's sizes", origin);
+  // Bounds far beyond any real model, small enough that no allocation they imply fails.
+  auto field = [&](const char* key, int64_t lo, int64_t hi) {
+    if (!n[key]) fail("{}: '{}' is missing", origin, key);
+    const auto v = read_option<int64_t>(n, key, 0, origin);
+    if (v < lo || v > hi) fail("{}.{}: {} is outside [{}, {}]", origin, key, v, lo, hi);
+    return v;
+  };
   InputSpec s;
-  auto m = n["modality"].as<std::string>();
+  const auto m = read_option<std::string>(n, "modality", "", origin);
+  if (m != "text" && m != "image") fail("{}.modality: expected 'image' or 'text', got '{}'", origin, excerpt(m));
   s.modality = m == "text" ? Modality::Text : Modality::Image;
   if (s.modality == Modality::Image) {
-    s.channels = n["channels"].as<int64_t>();
-    s.height = n["height"].as<int64_t>();
-    s.width = n["width"].as<int64_t>();
+    s.channels = field("channels", 1, 64);
+    s.height = field("height", 1, 4096);
+    s.width = field("width", 1, 4096);
   } else {
-    s.vocab_size = n["vocab_size"].as<int64_t>();
-    s.max_len = n["max_len"].as<int64_t>();
+    s.vocab_size = field("vocab_size", 3, 10000000);
+    s.max_len = field("max_len", 2, 65536);
   }
-  s.num_classes = n["num_classes"].as<int64_t>();
+  s.num_classes = field("num_classes", 2, kMaxClasses);
   return s;
 }
 
@@ -123,9 +134,10 @@ ClassifierPtr Classifier::clone_deep() const {
 void Classifier::save_file(const std::string& path) const {
   torch::serialize::OutputArchive archive;
   save(archive);
-  std::string tmp = path + ".tmp";
-  archive.save_to(tmp);
-  std::filesystem::rename(tmp, path);
+  // Into memory first: LibTorch's file writer aborts the process when the disk fills.
+  std::ostringstream bytes;
+  archive.save_to(bytes);
+  write_file_atomic(path, bytes.str());
   YAML::Node meta;
   meta["format"] = "antidote-model";
   meta["version"] = version();
@@ -148,21 +160,17 @@ ClassifierPtr load_model(const std::string& path, const InputSpec* expected) {
     if (torchscript_loader()) return torchscript_loader()(path, expected);
     fail("model '{}': no '{}.yaml' beside it (not an antidote model)", path, path);
   }
-  YAML::Node meta;
-  try {
-    meta = YAML::LoadFile(path + ".yaml");
-  } catch (const YAML::Exception& e) {
-    fail("model metadata '{}.yaml' is malformed: {}", path, e.what());
-  }
-  if (!meta["arch"] || !meta["input"]) fail("model metadata '{}.yaml' lacks 'arch' or 'input'", path);
-  auto input = InputSpec::from_yaml(meta["input"]);
+  const YAML::Node meta = load_yaml_file(path + ".yaml");
+  if (!meta.IsMap() || !meta["arch"] || !meta["input"]) fail("model metadata '{}.yaml' lacks 'arch' or 'input'", path);
+  auto input = InputSpec::from_yaml(meta["input"], fmt::format("'{}.yaml' input", path));
   if (expected) {
     if (expected->modality != input.modality) fail("model '{}' takes {} input, the data is {}", path,
                                                    modality_name(input.modality), modality_name(expected->modality));
     if (expected->num_classes != input.num_classes)
       fail("model '{}' predicts {} classes, the data has {}", path, input.num_classes, expected->num_classes);
   }
-  auto model = make_model(meta["arch"].as<std::string>(), input, meta["options"]);
+  auto model = make_model(read_option<std::string>(meta, "arch", "", path + ".yaml"), input, meta["options"]);
+  check_zip_archive(path);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);

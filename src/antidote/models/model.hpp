@@ -23,7 +23,8 @@ struct InputSpec {
   int64_t num_classes = 2;
 
   YAML::Node to_yaml() const;
-  static InputSpec from_yaml(const YAML::Node& n);
+  // Every field checked against a sane range; errors name `origin`.
+  static InputSpec from_yaml(const YAML::Node& n, const std::string& origin = "input spec");
   // A batch of valid dummy inputs (zeros / [CLS] tokens) for shape checks.
   torch::Tensor example(int64_t batch) const;
 };

@@ -91,14 +91,14 @@ class TorchScriptClassifier : public Classifier {
     YAML::Emitter em;
     em << spec.input.to_yaml();
     torch::jit::ExtraFilesMap extra{{kInputExtra, em.c_str()}};
-    std::string tmp = path + ".tmp";
+    // Into memory first: LibTorch's file writer aborts the process when the disk fills.
+    std::ostringstream bytes;
     try {
-      copy.save(tmp, extra);
+      copy.save(bytes, extra);
     } catch (const c10::Error& e) {
-      std::filesystem::remove(tmp);
-      fail("cannot write TorchScript model '{}': {}", path, e.what_without_backtrace());
+      fail("cannot serialise TorchScript model '{}': {}", path, e.what_without_backtrace());
     }
-    std::filesystem::rename(tmp, path);
+    write_file_atomic(path, bytes.str());
   }
 
   void train(bool on = true) override {
@@ -180,6 +180,7 @@ int64_t count_vocab(const std::string& path) {
 ClassifierPtr load_torchscript(const std::string& path, const InputSpec* expected) {
   torch::jit::Module module;
   torch::jit::ExtraFilesMap extra{{kInputExtra, ""}};
+  check_zip_archive(path);
   try {
     module = torch::jit::load(path, torch::Device(torch::kCPU), extra);
   } catch (const std::exception& e) {
@@ -197,7 +198,8 @@ ClassifierPtr load_torchscript(const std::string& path, const InputSpec* expecte
   InputSpec input;
   if (!extra[kInputExtra].empty()) {
     try {
-      input = InputSpec::from_yaml(YAML::Load(extra[kInputExtra]));
+      input = InputSpec::from_yaml(load_yaml(extra[kInputExtra], fmt::format("'{}' {}", path, kInputExtra)),
+                                   fmt::format("'{}' {}", path, kInputExtra));
     } catch (const YAML::Exception& e) {
       fail("TorchScript model '{}': malformed {}: {}", path, kInputExtra, e.what());
     }

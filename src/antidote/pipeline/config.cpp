@@ -21,12 +21,7 @@ void check_keys(const YAML::Node& node, const std::set<std::string>& known, cons
 
 template <class T>
 T read(const YAML::Node& node, const std::string& key, const T& fallback, const std::string& context) {
-  if (!node || !node[key] || node[key].IsNull()) return fallback;
-  try {
-    return node[key].as<T>();
-  } catch (const YAML::Exception&) {
-    fail("{}.{}: cannot read '{}' as the expected type", context, key, YAML::Dump(node[key]));
-  }
+  return read_option<T>(node, key, fallback, context);
 }
 
 // A scalar or a list of entries: both accepted where a grid axis is expected.
@@ -60,6 +55,13 @@ Modality dataset_modality(const std::string& name) {
 
 std::string default_dataset_path(const std::string& name) {
   return name == "fmnist" ? "/usr/share/datasets/fashion-mnist" : "";
+}
+
+int64_t declared_classes(const std::string& name) {
+  if (name == "fmnist") return 10;
+  if (name == "sst2" || name == "olid") return 2;
+  if (name == "agnews") return 4;
+  return 0;
 }
 
 TrainOptions TrainConfig::resolve(Modality m) const {
@@ -137,23 +139,30 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
     if (n.IsScalar()) {
       d.name = n.as<std::string>();
     } else {
-      check_keys(n, {"name", "path", "train_limit", "test_limit", "max_len", "min_freq", "model", "train"}, ctx);
+      check_keys(n, {"name", "path", "train_limit", "test_limit", "max_len", "min_freq", "num_classes", "model", "train"},
+                 ctx);
       d.name = read<std::string>(n, "name", d.name, ctx);
       d.path = read<std::string>(n, "path", d.path, ctx);
       d.train_limit = read<int64_t>(n, "train_limit", 0, ctx);
       d.test_limit = read<int64_t>(n, "test_limit", 0, ctx);
       d.max_len = read<int64_t>(n, "max_len", 0, ctx);
       d.min_freq = read<int64_t>(n, "min_freq", 1, ctx);
+      d.num_classes = read<int64_t>(n, "num_classes", 0, ctx);
+      if (d.num_classes != 0 && (d.num_classes < 2 || d.num_classes > kMaxClasses))
+        fail("{}.num_classes must lie in [2, {}] (or be 0: the labels' own count), got {}", ctx, kMaxClasses,
+             d.num_classes);
       if (n["model"]) d.model = YAML::Clone(n["model"]);
       if (n["train"]) d.train = YAML::Clone(n["train"]);
     }
     dataset_modality(d.name);  // validates the name
     if (d.path.empty()) d.path = default_dataset_path(d.name);
+    if (d.num_classes == 0) d.num_classes = declared_classes(d.name);
     c.datasets.push_back(d);
   }
   if (c.datasets.empty()) {
     DatasetConfig d;
     d.path = default_dataset_path(d.name);
+    d.num_classes = declared_classes(d.name);
     c.datasets.push_back(d);
   }
   c.model = root["model"] ? YAML::Clone(root["model"]) : YAML::Node(YAML::NodeType::Map);
@@ -185,13 +194,7 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
 
 ExperimentConfig load_config(const std::string& path) {
   if (!file_exists(path)) fail("config file not found: '{}'", path);
-  YAML::Node root;
-  try {
-    root = YAML::LoadFile(path);
-  } catch (const YAML::Exception& e) {
-    fail("config '{}' is not valid YAML: {}", path, e.what());
-  }
-  return parse_config(root, path);
+  return parse_config(load_yaml_file(path), path);
 }
 
 }  // namespace antidote

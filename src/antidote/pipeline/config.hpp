@@ -20,6 +20,9 @@ struct DatasetConfig {
   int64_t test_limit = 0;       // > 0: a seeded subset of the test rows
   int64_t max_len = 0;          // text: 0 = longest training sentence + 1, capped at 128
   int64_t min_freq = 1;         // text: words seen fewer times map to [UNK]
+  // 0 = the labels' own count (every class below the largest label must occur);
+  // the named datasets declare theirs (fmnist 10, sst2 2, olid 2, agnews 4).
+  int64_t num_classes = 0;
   YAML::Node model;             // optional per-dataset override of `model`
   YAML::Node train;             // optional per-dataset override of `train`
 };
@@ -64,6 +67,7 @@ struct ExperimentConfig {
 ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin);
 ExperimentConfig load_config(const std::string& path);
 std::string default_dataset_path(const std::string& name);
+int64_t declared_classes(const std::string& name);  // 0 for idx and tsv
 Modality dataset_modality(const std::string& name);
 
 }  // namespace antidote

@@ -48,8 +48,8 @@ RawSplit seeded_subset(const RawSplit& s, int64_t limit, uint64_t seed) {
 }  // namespace
 
 RawData load_dataset(const DatasetConfig& cfg, uint64_t seed) {
-  RawData d = dataset_modality(cfg.name) == Modality::Image ? load_idx_dir(cfg.path, cfg.name)
-                                                            : load_tsv_dir(cfg.path, cfg.name);
+  RawData d = dataset_modality(cfg.name) == Modality::Image ? load_idx_dir(cfg.path, cfg.name, cfg.num_classes)
+                                                            : load_tsv_dir(cfg.path, cfg.name, cfg.num_classes);
   d.train = seeded_subset(d.train, cfg.train_limit, derive_seed(seed, "train_limit"));
   d.test = seeded_subset(d.test, cfg.test_limit, derive_seed(seed, "test_limit"));
   check_labels(d.train.labels, d.num_classes, cfg.name + " training labels");
@@ -301,7 +301,7 @@ json write_identification(const Identification& id, const Cell& cell, const std:
   }
   write_file_atomic(dir + "/flagged.csv", csv);
   write_file_atomic(dir + "/scores.csv", all);
-  write_file_atomic(dir + "/identification.json", doc.dump(1));
+  write_file_atomic(dir + "/identification.json", json_text(doc));
   write_file_atomic(dir + "/report.html", render_identification_html(doc));
   return doc;
 }
@@ -357,44 +357,6 @@ std::string key_of(const YAML::Node& n) {
   em << YAML::Flow << n;
   return fmt::format("{:016x}", hash_string(em.c_str()));
 }
-
-json yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Map: {
-      json j = json::object();
-      for (const auto& kv : n) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return j;
-    }
-    case YAML::NodeType::Sequence: {
-      json j = json::array();
-      for (const auto& e : n) j.push_back(yaml_to_json(e));
-      return j;
-    }
-    case YAML::NodeType::Scalar: {
-      const auto s = n.Scalar();
-      if (n.Tag() != "!") {  // unquoted: try numbers and booleans
-        try {
-          size_t used = 0;
-          long long v = std::stoll(s, &used);
-          if (used == s.size()) return v;
-        } catch (...) {
-        }
-        try {
-          size_t used = 0;
-          double v = std::stod(s, &used);
-          if (used == s.size()) return v;
-        } catch (...) {
-        }
-        if (s == "true") return true;
-        if (s == "false") return false;
-      }
-      return s;
-    }
-    default:
-      return nullptr;
-  }
-}
-
 
 json examples_json(const Cell& cell, int n) {
   json ex;
@@ -458,6 +420,8 @@ class BenchRunner {
     make_dirs(options_.out_dir);
     make_dirs(options_.out_dir + "/cells");
     make_dirs(options_.out_dir + "/models");
+    for (const auto& dir : {options_.out_dir, options_.out_dir + "/cells", options_.out_dir + "/models"})
+      if (int n = remove_stale_temps(dir)) log_info(fmt::format("removed {} temp file(s) an interrupted run left in {}", n, dir));
     doc_["version"] = version();
     doc_["config"] = yaml_to_json(cfg_.source);
     doc_["threads"] = threads;
@@ -500,6 +464,8 @@ class BenchRunner {
     st.key["test_limit"] = dcfg.test_limit;
     st.key["max_len"] = dcfg.max_len;
     st.key["min_freq"] = dcfg.min_freq;
+    // Only where it changes the model, so that earlier runs' cached models still match.
+    if (dcfg.num_classes != declared_classes(dcfg.name)) st.key["num_classes"] = dcfg.num_classes;
     st.key["arch"] = arch;
     st.key["model"] = model_opts;
     st.key["train"] = tcfg.node;
@@ -548,9 +514,14 @@ class BenchRunner {
                                                         uint64_t seed, const std::string& label,
                                                         const std::string& message) {
     if (!options_.fresh && file_exists(path) && file_exists(path + ".yaml")) {
-      auto model = load_model(path, &cell.input);
-      model->to(device_);
-      return {model, StageCost{"train", 0, 0}};
+      try {
+        auto model = load_model(path, &cell.input);
+        model->to(device_);
+        return {model, StageCost{"train", 0, 0}};
+      } catch (const Error& e) {
+        // A damaged cache costs a retraining, not the run.
+        log_info(fmt::format("retraining: the cached model cannot be used ({})", e.what()));
+      }
     }
     log_info(message);
     StageTimer timer("train");
@@ -580,17 +551,22 @@ class BenchRunner {
   // A cell finished by an earlier run, if its file is there and readable.
   std::optional<json> finished_cell(const std::string& path, double floor, const std::string& what) const {
     if (options_.fresh || !file_exists(path)) return std::nullopt;
+    json row;
     try {
-      auto row = json::parse(read_file(path));
-      // A cell finished by a run without the floor gets this run's: the floor depends
-      // on the dataset, seed and attack, not on the defense.
-      if (floor >= 0 && (!row.contains("asr_floor") || row["asr_floor"].is_null())) row["asr_floor"] = floor;
-      log_info(fmt::format("{} finished earlier: {}", what, path));
-      return row;
-    } catch (const json::exception&) {
-      log_info(fmt::format("ignoring unreadable cell '{}'", path));
+      row = parse_json(read_file(path, kMaxJsonBytes), fmt::format("cell '{}'", path));
+    } catch (const Error& e) {
+      log_info(fmt::format("{} recomputing: {}", what, e.what()));
       return std::nullopt;
     }
+    if (const auto problem = run_row_problem(row); !problem.empty()) {
+      log_info(fmt::format("{} recomputing: cell '{}' is not a valid result ({})", what, path, problem));
+      return std::nullopt;
+    }
+    // A cell finished by a run without the floor gets this run's: the floor depends
+    // on the dataset, seed and attack, not on the defense.
+    if (floor >= 0 && row["asr_floor"].is_null()) row["asr_floor"] = floor;
+    log_info(fmt::format("{} finished earlier: {}", what, path));
+    return row;
   }
 
   void run_cell(const Cell& cell, const AttackConfig& acfg, const Setting& st, const Suspect& suspect, size_t di) {
@@ -632,7 +608,7 @@ class BenchRunner {
     }
     log_info(fmt::format("{} CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", what, 100 * run.after.cacc,
                          100 * run.after.asr, 100 * run.after.ra, row["der"].get<double>()));
-    write_file_atomic(cell_path, row.dump(1));
+    write_file_atomic(cell_path, json_text(row));
     doc_["runs"].push_back(row);
     save();
   }

@@ -158,10 +158,58 @@ std::string results_markdown(const json& doc) {
 }
 
 void write_results(const std::string& out_dir, const json& doc) {
-  write_file_atomic(out_dir + "/results.json", doc.dump(1));
-  write_file_atomic(out_dir + "/results.csv", results_csv(doc));
-  write_file_atomic(out_dir + "/results.md", results_markdown(doc));
-  write_file_atomic(out_dir + "/report.html", render_html_report(doc));
+  // One set: all four are written before any replaces its predecessor.
+  write_files_atomic({{out_dir + "/results.csv", results_csv(doc)},
+                      {out_dir + "/results.md", results_markdown(doc)},
+                      {out_dir + "/report.html", render_html_report(doc)},
+                      {out_dir + "/results.json", json_text(doc)}});
+}
+
+namespace {
+std::string type_problem(const json& row, const char* key, json::value_t want, bool nullable) {
+  if (!row.contains(key)) return fmt::format("'{}' is missing", key);
+  const auto& v = row[key];
+  if (nullable && v.is_null()) return "";
+  const bool ok = want == json::value_t::number_float ? v.is_number()
+                  : want == json::value_t::number_integer ? v.is_number_integer()
+                                                          : v.type() == want;
+  return ok ? "" : fmt::format("'{}' has the wrong type ({})", key, excerpt(v.dump(), 40));
+}
+
+std::string fraction_problem(const json& row, const char* key, bool nullable) {
+  if (auto p = type_problem(row, key, json::value_t::number_float, nullable); !p.empty()) return p;
+  const auto& v = row[key];
+  if (v.is_null()) return "";
+  const double x = v.get<double>();
+  return x >= 0 && x <= 1 ? "" : fmt::format("'{}' = {} lies outside [0, 1]", key, x);
+}
+}  // namespace
+
+std::string run_row_problem(const json& row) {
+  if (!row.is_object()) return "not a JSON object";
+  using t = json::value_t;
+  for (const char* key : {"dataset", "model", "attack", "defense"})
+    if (auto p = type_problem(row, key, t::string, false); !p.empty()) return p;
+  for (const char* key : {"cacc", "asr", "ra", "pcc", "poison_rate"})
+    if (auto p = fraction_problem(row, key, false); !p.empty()) return p;
+  if (auto p = fraction_problem(row, "asr_floor", true); !p.empty()) return p;
+  for (const char* key : {"seed", "target", "clean_samples"})
+    if (auto p = type_problem(row, key, t::number_integer, false); !p.empty()) return p;
+  if (auto p = type_problem(row, "der", t::number_float, true); !p.empty()) return p;
+  if (auto p = type_problem(row, "seconds", t::number_float, false); !p.empty()) return p;
+  if (auto p = type_problem(row, "stages", t::array, false); !p.empty()) return p;
+  for (const auto& st : row["stages"])
+    if (!st.is_object() || !st.value("name", json()).is_string() || !st.value("seconds", json()).is_number() ||
+        !st.value("peak_rss_mb", json()).is_number())
+      return "a stage lacks its name, seconds or peak_rss_mb";
+  if (auto p = type_problem(row, "detection", t::object, true); !p.empty()) return p;
+  if (row["detection"].is_object()) {
+    for (const char* key : {"precision", "recall", "f1"})
+      if (auto p = fraction_problem(row["detection"], key, false); !p.empty()) return "detection: " + p;
+    if (auto p = type_problem(row["detection"], "flagged", t::number_integer, false); !p.empty()) return "detection: " + p;
+  }
+  if (row.contains("details") && !row["details"].is_object()) return "'details' is not an object";
+  return "";
 }
 
 }  // namespace antidote

@@ -8,8 +8,13 @@
 
 namespace antidote {
 
-// Writes all four files into `out_dir`, each atomically.
+// Writes all four files into `out_dir` as one set: every file is written before any
+// replaces its predecessor, so a failed write leaves the previous set whole.
 void write_results(const std::string& out_dir, const nlohmann::json& doc);
+// What makes `row` unfit to be a run in a results document (a cell read back from an
+// earlier run): "" when it holds every field the tables read, of the right type and
+// range; else the first problem found.
+std::string run_row_problem(const nlohmann::json& row);
 std::string results_csv(const nlohmann::json& doc);
 std::string results_markdown(const nlohmann::json& doc);
 // The mean ± sample standard deviation of CACC, ASR, ASR floor, RA, DER and detection

@@ -8,7 +8,11 @@ namespace antidote {
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const std::vector<torch::Tensor>& params,
                                                         const OptimizerConfig& cfg) {
-  if (!(cfg.lr > 0)) fail("optimizer: lr must be positive, got {}", cfg.lr);
+  // LibTorch checks these too, but as internal errors that name no option.
+  if (!(cfg.lr > 0) || !std::isfinite(cfg.lr)) fail("optimizer: lr must be a positive number, got {}", cfg.lr);
+  if (!(cfg.momentum >= 0 && cfg.momentum < 1)) fail("optimizer: momentum must lie in [0, 1), got {}", cfg.momentum);
+  if (!(cfg.weight_decay >= 0) || !std::isfinite(cfg.weight_decay))
+    fail("optimizer: weight_decay must be >= 0, got {}", cfg.weight_decay);
   if (cfg.name == "sgd")
     return std::make_unique<torch::optim::SGD>(
         params, torch::optim::SGDOptions(cfg.lr).momentum(cfg.momentum).weight_decay(cfg.weight_decay));
