@@ -2,6 +2,8 @@
 // oversized inputs, YAML and JSON built to exhaust a reader, invalid text. Each case
 // must end in an antidote::Error naming the culprit, in bounded time and memory, with
 // nothing already written lost.
+#include "antidote/core/io.hpp"
+
 #include <gtest/gtest.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
@@ -13,7 +15,6 @@
 #include <filesystem>
 #include <fstream>
 
-#include "antidote/core/io.hpp"
 #include "antidote/data/data.hpp"
 #include "antidote/metrics/metrics.hpp"
 #include "antidote/models/model.hpp"
@@ -140,7 +141,9 @@ TEST(IoWrite, ASetIsReplacedWholeOrNotAtAll) {
   {
     FileSizeLimit limit(1000);
     // The first file fits, the second does not: neither may change.
-    msg = error_of([&] { write_files_atomic({{dir.file("a.csv"), "new a"}, {dir.file("b.md"), std::string(5000, 'b')}}); });
+    msg = error_of([&] {
+      write_files_atomic({{dir.file("a.csv"), "new a"}, {dir.file("b.md"), std::string(5000, 'b')}});
+    });
   }
   EXPECT_TRUE(has(msg, "b.md")) << msg;
   EXPECT_EQ(read_file(dir.file("a.csv")), "old a");
@@ -171,10 +174,11 @@ TEST(IoRead, CorruptGzipIsACleanErrorNamingTheFile) {
   bad_crc[bad_crc.size() - 6] ^= 0x5a;  // the CRC-32 in the gzip trailer
   std::string flipped = good;
   flipped[good.size() / 2] ^= 0xff;  // inside the deflate stream
-  const std::map<std::string, std::string> cases{{"truncated.gz", good.substr(0, good.size() / 2)},
-                                                 {"bad_crc.gz", bad_crc},
-                                                 {"flipped.gz", flipped},
-                                                 {"garbage.gz", std::string("\x1f\x8b\x08\x00", 4) + std::string(200, '\xee')}};
+  const std::map<std::string, std::string> cases{
+      {"truncated.gz", good.substr(0, good.size() / 2)},
+      {"bad_crc.gz", bad_crc},
+      {"flipped.gz", flipped},
+      {"garbage.gz", std::string("\x1f\x8b\x08\x00", 4) + std::string(200, '\xee')}};
   for (const auto& [name, bytes] : cases) {
     const auto path = dir.write(name, bytes);
     auto msg = error_of([&] { read_idx(path); });
@@ -209,14 +213,15 @@ TEST(IoRead, ZipArchiveDeclaringTooMuchIsRefused) {
   auto u32 = [&](uint32_t v) { return u16(v & 0xffff) + u16(v >> 16); };
   std::string cd = u32(0x02014b50) + u16(20) + u16(20) + u16(0) + u16(8) + u16(0) + u16(0) + u32(0) + u32(10) +
                    u32(0xf0000000u) + u16(1) + u16(0) + u16(0) + u16(0) + u16(0) + u32(0) + u32(0) + "w";
-  std::string eocd = u32(0x06054b50) + u16(0) + u16(0) + u16(1) + u16(1) + u32(static_cast<uint32_t>(cd.size())) +
-                     u32(0) + u16(0);
+  std::string eocd =
+      u32(0x06054b50) + u16(0) + u16(0) + u16(1) + u16(1) + u32(static_cast<uint32_t>(cd.size())) + u32(0) + u16(0);
   const auto path = dir.write("bomb.pt", cd + eocd);
   auto msg = error_of([&] { check_zip_archive(path); });
   EXPECT_TRUE(has(msg, path)) << msg;
   EXPECT_TRUE(has(msg, "4026531840 bytes")) << msg;
   // The same through the model loader, beside a valid metadata file.
-  dir.write("bomb.pt.yaml", "arch: cnn\ninput: {modality: image, channels: 1, height: 28, width: 28, num_classes: 10}\n");
+  dir.write("bomb.pt.yaml",
+            "arch: cnn\ninput: {modality: image, channels: 1, height: 28, width: 28, num_classes: 10}\n");
   msg = error_of([&] { load_model(path); });
   EXPECT_TRUE(has(msg, "zip bomb")) << msg;
   // A real model passes the check and loads.
@@ -266,7 +271,8 @@ TEST(IoYaml, DuplicateKeysAreAnErrorNamingTheLine) {
 
 TEST(IoYaml, DeepNestingAndComplexKeysAreErrors) {
   std::string deep = std::string(100, '[') + std::string(100, ']');
-  EXPECT_TRUE(has(error_of([&] { load_yaml(deep, "deep"); }), "deeper than 64")) << error_of([&] { load_yaml(deep, "deep"); });
+  EXPECT_TRUE(has(error_of([&] { load_yaml(deep, "deep"); }), "deeper than 64"))
+      << error_of([&] { load_yaml(deep, "deep"); });
   EXPECT_TRUE(has(error_of([&] { load_yaml("? [a, b]\n: 1\n", "complex"); }), "plain value"));
   // Malformed YAML names its origin.
   EXPECT_TRUE(has(error_of([&] { load_yaml("a: [1, 2\n", "'broken.yaml'"); }), "'broken.yaml' is not valid YAML"));
@@ -307,11 +313,11 @@ TEST(IoText, ExcerptEscapesAndCuts) {
 TEST(IoText, Utf8Validation) {
   EXPECT_EQ(invalid_utf8_at("plain ascii"), std::string::npos);
   EXPECT_EQ(invalid_utf8_at("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"), std::string::npos);  // é € 😀
-  EXPECT_EQ(invalid_utf8_at("caf\xe9!"), 3u);             // Latin-1 é
-  EXPECT_EQ(invalid_utf8_at("\xc0\xaf"), 0u);             // overlong '/'
-  EXPECT_EQ(invalid_utf8_at("ab\xed\xa0\x80"), 2u);       // a UTF-16 surrogate
-  EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);     // above U+10FFFF
-  EXPECT_EQ(invalid_utf8_at("x\xe2\x82"), 1u);            // cut short
+  EXPECT_EQ(invalid_utf8_at("caf\xe9!"), 3u);                                                  // Latin-1 é
+  EXPECT_EQ(invalid_utf8_at("\xc0\xaf"), 0u);                                                  // overlong '/'
+  EXPECT_EQ(invalid_utf8_at("ab\xed\xa0\x80"), 2u);                                            // a UTF-16 surrogate
+  EXPECT_EQ(invalid_utf8_at("\xf4\x90\x80\x80"), 0u);                                          // above U+10FFFF
+  EXPECT_EQ(invalid_utf8_at("x\xe2\x82"), 1u);                                                 // cut short
 }
 
 // ---- data, models and results ----------------------------------------------------------
@@ -375,7 +381,8 @@ TEST(IoModel, NanLogitsAreAnErrorNotAnAsr) {
 
 TEST(IoOptions, NonFiniteAndOutOfRangeNumbersAreErrorsNamingTheKey) {
   Params p(YAML::Load("{momentum: .nan, lr: .inf, steps: abc}"), "defense 'ft'");
-  EXPECT_TRUE(has(error_of([&] { p.get<double>("momentum", 0.9); }), "defense 'ft'.momentum: nan is not a finite number"));
+  EXPECT_TRUE(
+      has(error_of([&] { p.get<double>("momentum", 0.9); }), "defense 'ft'.momentum: nan is not a finite number"));
   EXPECT_TRUE(has(error_of([&] { p.get<double>("lr", 0.1); }), "not a finite number"));
   EXPECT_TRUE(has(error_of([&] { p.get<int64_t>("steps", 1); }), "cannot read 'abc' as an integer"));
   auto w = torch::zeros({2}, torch::requires_grad());
@@ -385,13 +392,24 @@ TEST(IoOptions, NonFiniteAndOutOfRangeNumbersAreErrorsNamingTheKey) {
 
 TEST(IoResults, CellsAreCheckedAgainstTheirSchema) {
   EXPECT_EQ(run_row_problem(nlohmann::json::object()), "'dataset' is missing");
-  nlohmann::json row = {{"dataset", "sst2"}, {"model", "transformer"}, {"attack", "badnet-word"},
-                        {"defense", "ntml"}, {"cacc", 0.78},          {"asr", 0.1},
-                        {"ra", 0.8},         {"pcc", 0.05},           {"poison_rate", 0.1},
-                        {"asr_floor", nullptr}, {"seed", 0},          {"target", 1},
-                        {"clean_samples", 64}, {"der", 0.9},          {"seconds", 12.5},
-                        {"stages", nlohmann::json::array({{{"name", "train"}, {"seconds", 1.0}, {"peak_rss_mb", 9.0}}})},
-                        {"detection", nullptr}};
+  nlohmann::json row = {
+      {"dataset", "sst2"},
+      {"model", "transformer"},
+      {"attack", "badnet-word"},
+      {"defense", "ntml"},
+      {"cacc", 0.78},
+      {"asr", 0.1},
+      {"ra", 0.8},
+      {"pcc", 0.05},
+      {"poison_rate", 0.1},
+      {"asr_floor", nullptr},
+      {"seed", 0},
+      {"target", 1},
+      {"clean_samples", 64},
+      {"der", 0.9},
+      {"seconds", 12.5},
+      {"stages", nlohmann::json::array({{{"name", "train"}, {"seconds", 1.0}, {"peak_rss_mb", 9.0}}})},
+      {"detection", nullptr}};
   EXPECT_EQ(run_row_problem(row), "");
   auto bad = row;
   bad["cacc"] = "abc";

@@ -65,9 +65,7 @@ void sync_folder_of(const std::string& path) {
 }
 }  // namespace
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  write_files_atomic({{path, content}});
-}
+void write_file_atomic(const std::string& path, const std::string& content) { write_files_atomic({{path, content}}); }
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
   std::vector<std::string> temps;
@@ -131,7 +129,8 @@ std::string read_file(const std::string& path, uint64_t max_bytes) {
   // Chunks rather than the file's size: pipes and devices have none.
   while (in.read(buf, sizeof buf) || in.gcount() > 0) {
     data.append(buf, static_cast<size_t>(in.gcount()));
-    if (data.size() > max_bytes) fail("'{}' is larger than {} bytes, more than antidote reads from one file", path, max_bytes);
+    if (data.size() > max_bytes)
+      fail("'{}' is larger than {} bytes, more than antidote reads from one file", path, max_bytes);
   }
   if (in.bad()) fail("cannot read file '{}'", path);
   return data;
@@ -164,7 +163,8 @@ std::string read_maybe_gzip(const std::string& path, uint64_t max_bytes,
     }
     if (data.size() > max_bytes) {
       gzclose(f);
-      if (expected_size && max_bytes < kMaxDataBytes) fail("'{}' holds more than the {} bytes its header promises", path, max_bytes);
+      if (expected_size && max_bytes < kMaxDataBytes)
+        fail("'{}' holds more than the {} bytes its header promises", path, max_bytes);
       fail("'{}' holds more than {} bytes, more than antidote reads from one file", path, max_bytes);
     }
   }
@@ -198,7 +198,8 @@ uint64_t declared_zip_bytes(const std::string& cd, uint64_t entries, const std::
   uint64_t total = 0;
   size_t at = 0;
   for (uint64_t e = 0; e < entries; ++e) {
-    if (at + 46 > cd.size() || le(cd, at, 4) != 0x02014b50) fail("malformed zip archive '{}': bad central directory", path);
+    if (at + 46 > cd.size() || le(cd, at, 4) != 0x02014b50)
+      fail("malformed zip archive '{}': bad central directory", path);
     uint64_t size = le(cd, at + 24, 4);
     const size_t name = le(cd, at + 28, 2), extra = le(cd, at + 30, 2), comment = le(cd, at + 32, 2);
     if (at + 46 + name + extra + comment > cd.size()) fail("malformed zip archive '{}': truncated entry", path);
@@ -318,8 +319,8 @@ void check_yaml(const YAML::Node& node, const std::string& origin) {
 }
 
 YAML::Node load_yaml(const std::string& text, const std::string& origin) {
-  if (text.size() > kMaxConfigBytes) fail("{}: {} bytes of YAML, more than the {} antidote reads", origin, text.size(),
-                                          kMaxConfigBytes);
+  if (text.size() > kMaxConfigBytes)
+    fail("{}: {} bytes of YAML, more than the {} antidote reads", origin, text.size(), kMaxConfigBytes);
   YAML::Node root;
   try {
     root = YAML::Load(text);
@@ -341,7 +342,8 @@ nlohmann::json yaml_to_json(const YAML::Node& node) {
 }
 
 nlohmann::json parse_json(const std::string& text, const std::string& origin, uint64_t max_bytes) {
-  if (text.size() > max_bytes) fail("{}: {} bytes of JSON, more than the {} antidote reads", origin, text.size(), max_bytes);
+  if (text.size() > max_bytes)
+    fail("{}: {} bytes of JSON, more than the {} antidote reads", origin, text.size(), max_bytes);
   // Deeper documents would overflow the stack of the recursive readers and writers.
   struct TooDeep {};
   auto depth_limit = [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
@@ -367,11 +369,16 @@ std::string excerpt(const std::string& s, size_t max) {
   std::string out;
   for (size_t i = 0; i < s.size() && i < max; ++i) {
     const auto c = static_cast<unsigned char>(s[i]);
-    if (c == '\t') out += "\\t";
-    else if (c == '\n') out += "\\n";
-    else if (c == '\r') out += "\\r";
-    else if (c < 0x20 || c >= 0x7f) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
+    if (c == '\t')
+      out += "\\t";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else if (c < 0x20 || c >= 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
   }
   if (s.size() > max) out += fmt::format("... ({} bytes)", s.size());
   return out;
@@ -388,14 +395,22 @@ size_t invalid_utf8_at(const std::string& s) {
     }
     size_t len;
     unsigned lo = 0x80, hi = 0xbf;  // the allowed range of the second byte
-    if (c >= 0xc2 && c <= 0xdf) len = 2;
-    else if (c == 0xe0) len = 3, lo = 0xa0;                 // no overlong 3-byte forms
-    else if (c == 0xed) len = 3, hi = 0x9f;                 // no surrogates
-    else if (c >= 0xe1 && c <= 0xef) len = 3;
-    else if (c == 0xf0) len = 4, lo = 0x90;                 // no overlong 4-byte forms
-    else if (c >= 0xf1 && c <= 0xf3) len = 4;
-    else if (c == 0xf4) len = 4, hi = 0x8f;                 // nothing above U+10FFFF
-    else return i;
+    if (c >= 0xc2 && c <= 0xdf)
+      len = 2;
+    else if (c == 0xe0)
+      len = 3, lo = 0xa0;  // no overlong 3-byte forms
+    else if (c == 0xed)
+      len = 3, hi = 0x9f;  // no surrogates
+    else if (c >= 0xe1 && c <= 0xef)
+      len = 3;
+    else if (c == 0xf0)
+      len = 4, lo = 0x90;  // no overlong 4-byte forms
+    else if (c >= 0xf1 && c <= 0xf3)
+      len = 4;
+    else if (c == 0xf4)
+      len = 4, hi = 0x8f;  // nothing above U+10FFFF
+    else
+      return i;
     if (i + len > n || p[i + 1] < lo || p[i + 1] > hi) return i;
     for (size_t k = 2; k < len; ++k)
       if (p[i + k] < 0x80 || p[i + k] > 0xbf) return i;

@@ -5,11 +5,11 @@
 // LibTorch, so the fuzz targets build this file on its own.
 #pragma once
 
-#include <nlohmann/json.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,7 +18,7 @@ namespace antidote {
 
 // Limits on what one read may take. Fashion-MNIST's largest file is 47 MB, SST-2's
 // training TSV 0.7 MB, a config a few kB.
-constexpr uint64_t kMaxDataBytes = uint64_t(2) << 30;   // one data file, decompressed
+constexpr uint64_t kMaxDataBytes = uint64_t(2) << 30;    // one data file, decompressed
 constexpr uint64_t kMaxConfigBytes = uint64_t(4) << 20;  // one YAML file
 constexpr uint64_t kMaxJsonBytes = uint64_t(256) << 20;  // one cell or results document
 constexpr int64_t kMaxYamlNodes = 100000;                // after expanding aliases

@@ -23,8 +23,8 @@ IdxHeader parse_idx_header(const std::string& bytes, const std::string& origin, 
   h.count = 1;
   for (int d = 0; d < ndim; ++d) {
     const size_t o = 4 + 4 * static_cast<size_t>(d);
-    const uint64_t s = (uint64_t(byte(o)) << 24) | (uint64_t(byte(o + 1)) << 16) | (uint64_t(byte(o + 2)) << 8) |
-                       byte(o + 3);
+    const uint64_t s =
+        (uint64_t(byte(o)) << 24) | (uint64_t(byte(o + 1)) << 16) | (uint64_t(byte(o + 2)) << 8) | byte(o + 3);
     h.shape.push_back(static_cast<int64_t>(s));
     // Checked before multiplying, so that four large sizes cannot overflow.
     if (s != 0 && h.count > max_values / s)

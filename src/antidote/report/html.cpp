@@ -195,7 +195,7 @@ std::vector<Cell> group_cells(const json& runs) {
   if (!runs.is_array()) return cells;
   for (const auto& r : runs) {
     if (!r.is_object()) continue;
-    Cell c{text(r, "dataset"), text(r, "model"), text(r, "attack"), percent(r.value("poison_rate", json())),
+    Cell c{text(r, "dataset"), text(r, "model"), text(r, "attack"), percent(field(r, "poison_rate")),
            text(r, "target"), text(r, "seed"), {}, nullptr};
     std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target + '\x1f' + c.seed;
     auto it = index.find(key);
@@ -853,8 +853,8 @@ std::string ntml_section(const std::vector<Cell>& cells) {
       if (d.contains("checks") && d["checks"].is_array() && !d["checks"].empty()) {
         h += "<table class=\"ntml-checks\"><thead><tr><th class=\"l\">check</th><th class=\"l\">result</th></tr></thead><tbody>";
         for (const auto& ch : d["checks"]) {
-          bool passed = ch.value("passed", false);
-          bool info = ch.value("informational", false);
+          const bool passed = field(ch, "passed") == true;
+          const bool info = field(ch, "informational") == true;
           h += fmt::format("<tr class=\"{}\"><td class=\"l\">{}{}</td><td class=\"l\">{}</td></tr>",
                            passed ? "success" : (info ? "unknown" : "fail"), esc(text(ch, "check")),
                            info ? " (informational)" : "", passed ? "holds" : "does not hold");

@@ -12,6 +12,13 @@ namespace antidote {
 
 using nlohmann::json;
 
+const json& field(const json& j, const std::string& key) {
+  static const json null;
+  if (!j.is_object()) return null;
+  const auto it = j.find(key);
+  return it == j.end() ? null : *it;
+}
+
 std::string percent(const json& v) {
   if (v.is_null() || !v.is_number()) return "–";
   return fmt::format("{:.1f}", 100.0 * v.get<double>());
@@ -63,15 +70,17 @@ std::string results_csv(const json& doc) {
   std::string out =
       "dataset,model,attack,poison_rate,target,seed,defense,clean_samples,cacc,asr,asr_floor,ra,pcc,der,"
       "det_precision,det_recall,det_f1,det_flagged,seconds,stages\n";
-  for (const auto& r : doc["runs"]) {
-    const auto& d = r["detection"];
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(num(r["dataset"])),
-                       csv_field(num(r["model"])), csv_field(num(r["attack"])), num(r["poison_rate"]), num(r["target"]),
-                       num(r["seed"]), csv_field(num(r["defense"])), num(r["clean_samples"]), num(r["cacc"]),
-                       num(r["asr"]), num(r["asr_floor"]), num(r["ra"]), num(r["pcc"]), num(r["der"]),
-                       d.is_null() ? "" : num(d["precision"]), d.is_null() ? "" : num(d["recall"]),
-                       d.is_null() ? "" : num(d["f1"]), d.is_null() ? "" : num(d["flagged"]), num(r["seconds"]),
-                       csv_field(stage_summary(r["stages"])));
+  for (const auto& r : field(doc, "runs")) {
+    const auto& d = field(r, "detection");
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
+                       csv_field(num(field(r, "dataset"))), csv_field(num(field(r, "model"))),
+                       csv_field(num(field(r, "attack"))), num(field(r, "poison_rate")), num(field(r, "target")),
+                       num(field(r, "seed")), csv_field(num(field(r, "defense"))), num(field(r, "clean_samples")),
+                       num(field(r, "cacc")), num(field(r, "asr")), num(field(r, "asr_floor")), num(field(r, "ra")),
+                       num(field(r, "pcc")), num(field(r, "der")), d.is_null() ? "" : num(field(d, "precision")),
+                       d.is_null() ? "" : num(field(d, "recall")), d.is_null() ? "" : num(field(d, "f1")),
+                       d.is_null() ? "" : num(field(d, "flagged")), num(field(r, "seconds")),
+                       csv_field(stage_summary(field(r, "stages"))));
   }
   return out;
 }
@@ -89,19 +98,20 @@ std::string seed_summary_markdown(const json& doc) {
   auto push = [](std::vector<double>& v, const json& x) {
     if (x.is_number()) v.push_back(x.get<double>());
   };
-  for (const auto& r : doc["runs"]) {
-    auto key = json::array({r.value("dataset", ""), r.value("model", ""), r.value("attack", ""), r.value("poison_rate", 0.0),
-                            r.value("target", 0), r.value("defense", ""), r.value("clean_samples", 0)})
-                   .dump();
+  for (const auto& r : field(doc, "runs")) {
+    auto key =
+        json::array({r.value("dataset", ""), r.value("model", ""), r.value("attack", ""), r.value("poison_rate", 0.0),
+                     r.value("target", 0), r.value("defense", ""), r.value("clean_samples", 0)})
+            .dump();
     auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return g.key == key; });
     if (it == groups.end()) it = groups.insert(groups.end(), Group{key, &r, {}, {}, {}, {}, {}, {}, 0});
     ++it->seeds;
-    push(it->cacc, r["cacc"]);
-    push(it->asr, r["asr"]);
-    push(it->floor, r["asr_floor"]);
-    push(it->ra, r["ra"]);
-    push(it->der, r["der"]);
-    if (r.contains("detection") && r["detection"].is_object()) push(it->precision, r["detection"]["precision"]);
+    push(it->cacc, field(r, "cacc"));
+    push(it->asr, field(r, "asr"));
+    push(it->floor, field(r, "asr_floor"));
+    push(it->ra, field(r, "ra"));
+    push(it->der, field(r, "der"));
+    push(it->precision, field(field(r, "detection"), "precision"));
   }
   bool several = std::any_of(groups.begin(), groups.end(), [](const Group& g) { return g.seeds > 1; });
   if (!several) return "";
@@ -113,10 +123,11 @@ std::string seed_summary_markdown(const json& doc) {
     const json& r = *g.first;
     // DER lies in [0, 1] and prints as a fraction, as in the table above.
     const std::string der = g.der.empty() ? "–" : fmt::format("{:.3f}", mean_of(g.der));
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.value("dataset", ""),
-                       r.value("model", ""), r.value("attack", ""), percent(r["poison_rate"]), r.value("target", 0),
-                       r.value("defense", ""), g.seeds, mean_sd_percent(g.cacc), mean_sd_percent(g.asr),
-                       mean_sd_percent(g.floor), mean_sd_percent(g.ra), der, mean_sd_percent(g.precision));
+    out +=
+        fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.value("dataset", ""),
+                    r.value("model", ""), r.value("attack", ""), percent(field(r, "poison_rate")), r.value("target", 0),
+                    r.value("defense", ""), g.seeds, mean_sd_percent(g.cacc), mean_sd_percent(g.asr),
+                    mean_sd_percent(g.floor), mean_sd_percent(g.ra), der, mean_sd_percent(g.precision));
   }
   return out;
 }
@@ -125,35 +136,42 @@ std::string results_markdown(const json& doc) {
   std::string out = fmt::format("# antidote results\n\nantidote {} · threads {} · device {}\n\n",
                                 doc.value("version", "?"), doc.value("threads", 0), doc.value("device", "cpu"));
   out +=
-      "| dataset | model | attack | rate | target | seed | defense | clean | CACC % | ASR % | ASR floor % | RA % | PCC % "
+      "| dataset | model | attack | rate | target | seed | defense | clean | CACC % | ASR % | ASR floor % | RA % | PCC "
+      "% "
       "| DER | detection P/R/F1 % (flagged) | seconds |\n"
       "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-  for (const auto& r : doc["runs"]) {
-    const auto& d = r["detection"];
-    std::string det = d.is_null() ? "–"
-                                  : fmt::format("{}/{}/{} ({})", percent(d["precision"]), percent(d["recall"]),
-                                                percent(d["f1"]), d.value("flagged", 0));
+  for (const auto& r : field(doc, "runs")) {
+    const auto& d = field(r, "detection");
+    std::string det = d.is_null()
+                          ? "–"
+                          : fmt::format("{}/{}/{} ({})", percent(field(d, "precision")), percent(field(d, "recall")),
+                                        percent(field(d, "f1")), d.value("flagged", 0));
     out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} |\n",
-                       r.value("dataset", ""), r.value("model", ""), r.value("attack", ""), percent(r["poison_rate"]),
-                       r.value("target", 0), r.value("seed", 0), r.value("defense", ""), r.value("clean_samples", 0),
-                       percent(r["cacc"]), percent(r["asr"]), percent(r["asr_floor"]), percent(r["ra"]),
-                       percent(r["pcc"]), fixed3(r["der"]), det, r.value("seconds", 0.0));
+                       r.value("dataset", ""), r.value("model", ""), r.value("attack", ""),
+                       percent(field(r, "poison_rate")), r.value("target", 0), r.value("seed", 0),
+                       r.value("defense", ""), r.value("clean_samples", 0), percent(field(r, "cacc")),
+                       percent(field(r, "asr")), percent(field(r, "asr_floor")), percent(field(r, "ra")),
+                       percent(field(r, "pcc")), fixed3(field(r, "der")), det, r.value("seconds", 0.0));
   }
   out += seed_summary_markdown(doc);
   // Stage tables (NT-ML and any defense that reports one).
-  for (const auto& r : doc["runs"]) {
-    if (!r.contains("details") || !r["details"].contains("stages")) continue;
-    out += fmt::format("\n### {} stages: {} × {} (seed {})\n\n| stage | model | CACC % | ASR % | RA % | PCC % |\n|---|---|---|---|---|---|\n",
-                       r.value("defense", ""), r.value("dataset", ""), r.value("attack", ""), r.value("seed", 0));
-    for (const auto& s : r["details"]["stages"])
+  for (const auto& r : field(doc, "runs")) {
+    const json& details = field(r, "details");
+    if (!field(details, "stages").is_array()) continue;
+    out += fmt::format(
+        "\n### {} stages: {} × {} (seed {})\n\n| stage | model | CACC % | ASR % | RA % | PCC % "
+        "|\n|---|---|---|---|---|---|\n",
+        r.value("defense", ""), r.value("dataset", ""), r.value("attack", ""), r.value("seed", 0));
+    for (const auto& s : field(details, "stages"))
       out += fmt::format("| {} | {} | {} | {} | {} | {} |\n", s.value("stage", ""), s.value("model", ""),
-                         percent(s["cacc"]), percent(s["asr"]), percent(s["ra"]), percent(s["pcc"]));
-    if (r["details"].contains("verdict")) out += "\n" + r["details"]["verdict"].get<std::string>() + "\n";
+                         percent(field(s, "cacc")), percent(field(s, "asr")), percent(field(s, "ra")),
+                         percent(field(s, "pcc")));
+    if (field(details, "verdict").is_string()) out += "\n" + field(details, "verdict").get<std::string>() + "\n";
   }
   out += "\n### Cost per stage\n\n| dataset | attack | defense | stages (seconds / peak RSS) |\n|---|---|---|---|\n";
-  for (const auto& r : doc["runs"])
-    out += fmt::format("| {} | {} | {} | {} |\n", r.value("dataset", ""), r.value("attack", ""),
-                       r.value("defense", ""), stage_summary(r["stages"]));
+  for (const auto& r : field(doc, "runs"))
+    out += fmt::format("| {} | {} | {} | {} |\n", r.value("dataset", ""), r.value("attack", ""), r.value("defense", ""),
+                       stage_summary(field(r, "stages")));
   return out;
 }
 
@@ -170,7 +188,7 @@ std::string type_problem(const json& row, const char* key, json::value_t want, b
   if (!row.contains(key)) return fmt::format("'{}' is missing", key);
   const auto& v = row[key];
   if (nullable && v.is_null()) return "";
-  const bool ok = want == json::value_t::number_float ? v.is_number()
+  const bool ok = want == json::value_t::number_float     ? v.is_number()
                   : want == json::value_t::number_integer ? v.is_number_integer()
                                                           : v.type() == want;
   return ok ? "" : fmt::format("'{}' has the wrong type ({})", key, excerpt(v.dump(), 40));
@@ -206,7 +224,8 @@ std::string run_row_problem(const json& row) {
   if (row["detection"].is_object()) {
     for (const char* key : {"precision", "recall", "f1"})
       if (auto p = fraction_problem(row["detection"], key, false); !p.empty()) return "detection: " + p;
-    if (auto p = type_problem(row["detection"], "flagged", t::number_integer, false); !p.empty()) return "detection: " + p;
+    if (auto p = type_problem(row["detection"], "flagged", t::number_integer, false); !p.empty())
+      return "detection: " + p;
   }
   if (row.contains("details") && !row["details"].is_object()) return "'details' is not an object";
   return "";
