@@ -1,6 +1,8 @@
 // Attacks: trigger values worked out by hand, poison counts and
 // semantics, option checking and determinism.
 #include <gtest/gtest.h>
+
+#include "support.hpp"
 #include <png.h>
 #include <unistd.h>
 
@@ -51,12 +53,6 @@ AttackSettings settings(double rate, int64_t target, int64_t classes, uint64_t s
 
 AttackPtr attack(const std::string& name, const std::string& yaml, const AttackSettings& s) {
   return make_attack(name, yaml.empty() ? YAML::Node() : YAML::Load(yaml), s, "attack");
-}
-
-std::string temp_dir() {
-  auto dir = std::filesystem::temp_directory_path() / fmt::format("antidote_attacks_test_{}", getpid());
-  std::filesystem::create_directories(dir);
-  return dir.string();
 }
 
 // Writes an RGB PNG from row-major bytes.
@@ -146,7 +142,8 @@ TEST_F(AttackImage, BlendDefaultNoisePattern) {
 }
 
 TEST_F(AttackImage, BlendPngPatternNearestResize) {
-  auto path = temp_dir() + "/pattern.png";
+  antidote::testing::TempDir dir;
+  auto path = dir.file("pattern.png");
   // 2x2 RGB: red, green / blue, white.
   write_png_rgb(path, 2, 2, {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255});
   auto blend = attack("blend", fmt::format("{{alpha: 0.5, pattern: '{}'}}", path), settings(0.1, 0, 10));
@@ -267,7 +264,8 @@ TEST_F(AttackImage, WaNetCrossSamples) {
 }
 
 TEST_F(AttackImage, PatchFileFromPng) {
-  auto path = temp_dir() + "/patch.png";
+  antidote::testing::TempDir dir;
+  auto path = dir.file("patch.png");
   // 3 wide, 2 high: red green blue / white black gray(128).
   write_png_rgb(path, 3, 2, {255, 0, 0, 0, 255, 0, 0, 0, 255, 255, 255, 255, 0, 0, 0, 128, 128, 128});
   Rng rng(1);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "support.hpp"
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -383,4 +384,31 @@ TEST(CLI, ModelMetadataWithAnAbsurdClassCountIsRefused) {
   auto r = run("eval -q --config '" + cfg + "' --model '" + dir.file("m.pt") + "'");
   EXPECT_USER_ERROR(r);
   EXPECT_TRUE(contains(r.output, "num_classes: 1000000000000 is outside [2, 100000]")) << r.output;
+}
+
+TEST(CLI, BenchOnAFullTmpfsFailsCleanlyAndLeavesNoTemp) {
+  TempDir dir;
+  const auto out = dir.file("small");
+  fs::create_directories(out);
+  if (::geteuid() != 0 || ::mount("tmpfs", out.c_str(), "tmpfs", 0, "size=48k") != 0)
+    GTEST_SKIP() << "needs root to mount a small tmpfs";
+  write_tiny_idx(dir, "idx");
+  auto cfg = tiny_idx_config(dir, "defenses: [none]\n");
+  auto r = run("bench -q --config '" + cfg + "' --out '" + out + "'");
+  const auto temps = temp_files_under(out);
+  ::umount(out.c_str());
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "No space left on device")) << r.output;
+  EXPECT_TRUE(contains(r.output, "cannot write '" + out)) << r.output;
+  EXPECT_EQ(temps, std::vector<std::string>{});
+}
+
+TEST(CLI, CommandsWithoutAConfigSayTheyUseTheDemoConfig) {
+  TempDir dir;
+  auto r = run("eval -q --model '" + dir.file("absent.pt") + "'");
+  EXPECT_USER_ERROR(r);
+  EXPECT_TRUE(contains(r.output, "no --config given; using the embedded demo config")) << r.output;
+  r = run("demo --print-config");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "no --config given")) << r.output;
 }

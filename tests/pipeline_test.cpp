@@ -2,6 +2,8 @@
 // real data; bit-identical reruns; resuming a bench without redoing finished cells.
 #include <gtest/gtest.h>
 
+#include "support.hpp"
+
 #include <filesystem>
 
 #include "antidote/pipeline/experiment.hpp"
@@ -12,12 +14,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-fs::path temp_dir(const std::string& name) {
-  auto p = fs::temp_directory_path() / fmt::format("antidote-pipeline-{}-{}", name, ::getpid());
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
+// A fresh output folder, removed with the test's TempDir.
+using antidote::testing::TempDir;
 
 ExperimentConfig small_fmnist(const std::string& attack, int64_t epochs = 2) {
   auto root = YAML::Load(fmt::format(R"(
@@ -40,7 +38,8 @@ bool fmnist_available() { return fs::exists("/usr/share/datasets/fashion-mnist/t
 TEST(Pipeline, FmnistBadnetsBackdoorIsLearnedAndFloorIsLow) {
   if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   set_quiet(true);
-  auto out = temp_dir("fmnist");
+  TempDir tmp;
+  auto out = tmp.path;
   BenchOptions o;
   o.out_dir = out.string();
   auto doc = run_bench(small_fmnist("badnets", 3), o);
@@ -63,7 +62,8 @@ TEST(Pipeline, FmnistBadnetsBackdoorIsLearnedAndFloorIsLow) {
 TEST(Pipeline, SameConfigAndSeedGiveBitIdenticalResultsAndWeights) {
   if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   set_quiet(true);
-  auto a = temp_dir("repro-a"), b = temp_dir("repro-b");
+  TempDir tmp_a, tmp_b;
+  auto a = tmp_a.path, b = tmp_b.path;
   auto cfg = small_fmnist("blend", 1);
   BenchOptions oa, ob;
   oa.out_dir = a.string();
@@ -90,7 +90,8 @@ TEST(Pipeline, SameConfigAndSeedGiveBitIdenticalResultsAndWeights) {
 TEST(Pipeline, RerunResumesFinishedCellsWithoutRetraining) {
   if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   set_quiet(true);
-  auto out = temp_dir("resume");
+  TempDir tmp;
+  auto out = tmp.path;
   auto cfg = small_fmnist("badnets", 1);
   BenchOptions o;
   o.out_dir = out.string();
@@ -109,7 +110,8 @@ TEST(Pipeline, RerunResumesFinishedCellsWithoutRetraining) {
 TEST(Pipeline, RerunWithTheFloorFillsItIntoFinishedCells) {
   if (!fmnist_available()) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   set_quiet(true);
-  auto out = temp_dir("floor");
+  TempDir tmp;
+  auto out = tmp.path;
   auto cfg = small_fmnist("badnets", 1);
   cfg.asr_floor = false;
   BenchOptions o;
@@ -139,7 +141,8 @@ TEST(Pipeline, Sst2BadnetWordRunsOnRealText) {
   auto text = fs::path(ANTIDOTE_SHARED_DATA) / "text";
   if (!fs::exists(text / "sst2")) GTEST_SKIP() << "shared text data not found";
   set_quiet(true);
-  auto out = fs::absolute(temp_dir("sst2"));
+  TempDir tmp;
+  auto out = fs::absolute(tmp.path);
   // The cell's seed is hashed from its config, the data path as written included. A
   // path relative to the shared text data gives every checkout the same seed; with
   // the absolute path, a clone elsewhere drew another seed and once failed the ASR

@@ -40,6 +40,7 @@ struct Common {
   int threads = -1;
   std::string device;
   bool quiet = false;
+  bool demo = false;  // `antidote demo`: the embedded config is what was asked for
 };
 
 void add_common(CLI::App* app, Common& c, bool config_required) {
@@ -52,6 +53,9 @@ void add_common(CLI::App* app, Common& c, bool config_required) {
 
 ExperimentConfig load_common(const Common& c) {
   set_quiet(c.quiet);
+  // Said even with --quiet: numbers from the demo's data are easy to mistake for the user's.
+  if (c.config.empty() && !c.demo)
+    std::cerr << "antidote: note: no --config given; using the embedded demo config (antidote demo --print-config)\n";
   ExperimentConfig cfg = c.config.empty() ? parse_config(load_yaml(kDemoConfig, "demo"), "demo") : load_config(c.config);
   if (c.threads >= 0) cfg.threads = c.threads;
   if (!c.device.empty()) cfg.device = c.device;
@@ -385,6 +389,7 @@ int main(int argc, char** argv) {
   try {
     if (bench->parsed()) return cmd_bench(common, out, fresh);
     if (demo->parsed()) {
+      common.demo = true;
       if (clean) {
         std::cout << kDemoConfig;
         return 0;

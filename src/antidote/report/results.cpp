@@ -163,7 +163,7 @@ std::string results_markdown(const json& doc) {
         "|\n|---|---|---|---|---|---|\n",
         r.value("defense", ""), r.value("dataset", ""), r.value("attack", ""), r.value("seed", 0));
     for (const auto& s : field(details, "stages"))
-      out += fmt::format("| {} | {} | {} | {} | {} | {} |\n", s.value("stage", ""), s.value("model", ""),
+      out += fmt::format("| {} | {} | {} | {} | {} | {} |\n", num(field(s, "stage")), num(field(s, "model")),
                          percent(field(s, "cacc")), percent(field(s, "asr")), percent(field(s, "ra")),
                          percent(field(s, "pcc")));
     if (field(details, "verdict").is_string()) out += "\n" + field(details, "verdict").get<std::string>() + "\n";
