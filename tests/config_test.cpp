@@ -14,19 +14,10 @@
 #include "antidote/pipeline/config.hpp"
 
 using namespace antidote;
+using antidote::testing::error_of;
 namespace fs = std::filesystem;
 
 namespace {
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no antidote::Error thrown>";
-}
-
 ExperimentConfig parse(const std::string& yaml) { return parse_config(YAML::Load(yaml), "test.yaml"); }
 
 std::string parse_error(const std::string& yaml) {

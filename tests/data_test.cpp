@@ -19,6 +19,7 @@
 #include "antidote/data/data.hpp"
 
 using namespace antidote;
+using antidote::testing::error_of;
 namespace fs = std::filesystem;
 
 namespace {
@@ -57,16 +58,6 @@ std::vector<uint8_t> iota_bytes(int n) {
   std::vector<uint8_t> v(static_cast<size_t>(n));
   for (int i = 0; i < n; ++i) v[static_cast<size_t>(i)] = static_cast<uint8_t>(i);
   return v;
-}
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no antidote::Error thrown>";
 }
 
 std::vector<int64_t> to_vec(const torch::Tensor& t) {

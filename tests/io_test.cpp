@@ -23,20 +23,11 @@
 #include "support.hpp"
 
 using namespace antidote;
+using antidote::testing::error_of;
 using antidote::testing::TempDir;
 namespace fs = std::filesystem;
 
 namespace {
-
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no antidote::Error thrown>";
-}
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

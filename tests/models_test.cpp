@@ -15,19 +15,10 @@
 #include "antidote/models/model.hpp"
 
 using namespace antidote;
+using antidote::testing::error_of;
 namespace fs = std::filesystem;
 
 namespace {
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no antidote::Error thrown>";
-}
-
 bool contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }

@@ -11,6 +11,17 @@
 
 namespace antidote::testing {
 
+// What `f` throws as an antidote::Error, or a marker that no such error came.
+template <class F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no antidote::Error thrown>";
+}
+
 // A fresh directory under the system's temporary directory, removed with everything
 // in it when the object goes.
 struct TempDir {

@@ -3,6 +3,8 @@
 // and a tiny end-to-end train_supervised run.
 #include <gtest/gtest.h>
 
+#include "support.hpp"
+
 #include <cmath>
 #include <set>
 
@@ -10,6 +12,7 @@
 #include "antidote/train/train.hpp"
 
 using namespace antidote;
+using antidote::testing::error_of;
 
 namespace {
 std::vector<int64_t> to_vec(const torch::Tensor& t) {
@@ -17,15 +20,6 @@ std::vector<int64_t> to_vec(const torch::Tensor& t) {
   return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
 }
 
-template <class F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no antidote::Error thrown>";
-}
 }  // namespace
 
 TEST(TrainSchedule, CosineValues) {

@@ -197,12 +197,8 @@ ClassifierPtr load_torchscript(const std::string& path, const InputSpec* expecte
 
   InputSpec input;
   if (!extra[kInputExtra].empty()) {
-    try {
-      input = InputSpec::from_yaml(load_yaml(extra[kInputExtra], fmt::format("'{}' {}", path, kInputExtra)),
-                                   fmt::format("'{}' {}", path, kInputExtra));
-    } catch (const YAML::Exception& e) {
-      fail("TorchScript model '{}': malformed {}: {}", path, kInputExtra, e.what());
-    }
+    const auto origin = fmt::format("'{}' {}", path, kInputExtra);
+    input = InputSpec::from_yaml(load_yaml(extra[kInputExtra], origin), origin);
   } else {
     bool text = has_vocab || attr_max_len > 0 || (expected && expected->modality == Modality::Text);
     input.modality = text ? Modality::Text : Modality::Image;
