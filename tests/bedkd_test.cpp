@@ -291,6 +291,15 @@ TEST(BeDKD, PunishStepRaisesTheLoss) {
   EXPECT_GT(after, before);
 }
 
+// punish_mean: "still" keeps the mean over the rows still punished; "drawn" divides by
+// every drawn row, so one row left of 16 gets a sixteenth of the step.
+TEST(BeDKD, PunishShareOfStoppedRows) {
+  EXPECT_EQ(bedkd::punish_share("still", 1, 16), 1.0);
+  EXPECT_EQ(bedkd::punish_share("drawn", 1, 16), 1.0 / 16.0);
+  EXPECT_EQ(bedkd::punish_share("drawn", 16, 16), 1.0);
+  EXPECT_EQ(bedkd::punish_share("drawn", 0, 16), 0.0);
+}
+
 namespace {
 
 struct Fixture {
@@ -387,6 +396,7 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   EXPECT_THROW(make_defense("bedkd", pd, setup), Error);
   for (auto [key, value] : {std::pair<const char*, const char*>{"score_over", "first"},
                              {"vote_by", "median"},
+                             {"punish_mean", "median"},
                              {"flip_stop_accuracy", "1.5"}}) {
     YAML::Node e;
     e[key] = value;
@@ -402,6 +412,26 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   auto f = fixture(120, 120, 3);
   auto ctx = context_of(f, f.train, 3, 0);
   EXPECT_THROW(def->run(tiny_cnn(3), ctx), Error);
+}
+
+// A clean set too small for the trust set stops before any training, naming the option
+// and the largest value that fits.
+TEST(BeDKD, TooSmallACleanSetNamesTrustPerClass) {
+  set_quiet(true);
+  auto f = fixture(120, 60, 3);  // about 20 clean rows per class
+  YAML::Node opts;
+  opts["flip_per_class"] = 5;  // the mapping takes the first 5 of each class
+  opts["flip_epochs"] = 1;
+  opts["trust_per_class"] = 50;
+  Params p(opts, "bedkd");
+  auto def = make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", 3});
+  auto ctx = context_of(f, f.train, 3, 0);
+  const auto msg = antidote::testing::error_of([&] { def->run(tiny_cnn(3), ctx); });
+  EXPECT_NE(msg.find("trust_per_class is 50"), std::string::npos) << msg;
+  const int64_t room = f.pool->available(0) - 5;  // class 0 is the first one short
+  ASSERT_LT(room, 50);
+  EXPECT_NE(msg.find(fmt::format("{} rows of class 0", room)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(fmt::format("set trust_per_class: {} or less", room)), std::string::npos) << msg;
 }
 
 TEST(BeDKD, EndToEndIsDeterministicAndRecordsStages) {

@@ -115,6 +115,13 @@ struct BeDKD : Defense {
     record_identification(id, "bedkd", result);
     // Stage 3: adversarial knowledge distillation.
     StageTimer t_akd("akd");
+    for (int64_t k = 0; k < ctx.num_classes; ++k) {
+      const int64_t room = std::max<int64_t>(0, ctx.clean->available(k) - id.clean_per_class);
+      if (room < c.trust_per_class)
+        fail("bedkd: the clean set has {} rows of class {} left for the trust set and trust_per_class is {}; "
+             "set trust_per_class: {} or less, or give a larger clean set",
+             room, k, c.trust_per_class, room);
+    }
     auto trust_rows = ctx.clean->per_class(c.trust_per_class, id.clean_per_class);
     trust_rows = trust_rows.index_select(0, torch::tensor(rng.permutation(trust_rows.size(0)), torch::kLong));
     Dataset trust = ctx.clean_set(trust_rows).to(ctx.device);
@@ -170,6 +177,7 @@ struct BeDKD : Defense {
                       {"punish_per_epoch", c.punish_per_epoch},
                       {"punish_stop", c.punish_stop},
                       {"punish_floor", c.punish_floor},
+                      {"punish_mean", c.punish_mean},
                       {"mask_padding", c.mask_padding}};
     freeze(*student);
     return student;
@@ -192,6 +200,7 @@ struct BeDKD : Defense {
       auto ib = (drawn.defined() ? drawn.index_select(0, idx) : idx).to(dev);
       auto xb = batches.rows(ib);
       auto yb = punish.y.index_select(0, ib);
+      const int64_t drawn_rows = xb.size(0);
       if (c.punish_stop != "none") {
         auto still = still_punished(student, xb, yb);
         if (still.numel() == 0) continue;
@@ -207,7 +216,7 @@ struct BeDKD : Defense {
       auto loss = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
       check_finite(loss, "bedkd akd punish pass");
       opt.zero_grad();
-      (-c.punish_weight * loss).backward();
+      (-c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows) * loss).backward();
       opt.step();
       l.punish_sum += loss.item<double>() * xb.size(0);
       l.punish_seen += xb.size(0);

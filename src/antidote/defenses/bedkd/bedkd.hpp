@@ -39,4 +39,11 @@ torch::Tensor flip_labels(const torch::Tensor& labels, int64_t num_classes, int6
 // s = mean_k |p_B,k − p_D,k| per row (lower = the mapping did not move = suspect).
 torch::Tensor direction_scores(const torch::Tensor& probs_suspect, const torch::Tensor& probs_mapped);
 
+// The weight of a punish batch's mean loss once the stopping rule has kept `still` of
+// its `drawn` rows: 1 with punish_mean "still" (the mean over the kept rows), or
+// still / drawn with "drawn" (the mean over the drawn rows, a stopped row counting 0).
+inline double punish_share(const std::string& punish_mean, int64_t still, int64_t drawn) {
+  return punish_mean == "drawn" && drawn > 0 ? static_cast<double>(still) / static_cast<double>(drawn) : 1.0;
+}
+
 }  // namespace antidote::bedkd

@@ -215,11 +215,13 @@ class Dmm : public Identifier {
                               {"voted", sel.voted},         {"voted_label", sel.voted_label},
                               {"kept", sel.kept},           {"threshold", c_.threshold},
                               {"score_over", c_.score_over}, {"vote_by", c_.vote_by}};
-    log_info(fmt::format("bedkd identify: {} rows, {}, {} after cap, {} consistent, {} voted (label {}), {} kept",
-                         ctx.train.size(),
+    // Without a vote (vote: false, or a majority short of vote_min_share) no label is chosen.
+    const std::string vote_text = sel.voted_label >= 0 ? fmt::format("{} of label {} (the vote's choice)", sel.voted, sel.voted_label)
+                                                      : fmt::format("{} (no label chosen by a vote)", sel.voted);
+    log_info(fmt::format("bedkd identify: {} rows, {}, {} after cap, {} consistent, {}, {} kept", ctx.train.size(),
                          c_.threshold > 0 ? fmt::format("{} below {}", sel.below_threshold, c_.threshold)
                                           : std::string("no threshold"),
-                         sel.after_cap, sel.consistent, sel.voted, sel.voted_label, sel.kept));
+                         sel.after_cap, sel.consistent, vote_text, sel.kept));
   }
 
   Config c_;

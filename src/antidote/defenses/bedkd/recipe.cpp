@@ -50,6 +50,11 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
     // trigger back (SST-2 badnet-word: ASR 19 % at epoch 6, 31 % at epoch 50).
     c.max_kept = 64;
     c.punish_per_epoch = 16;
+    // Twice the paper's trust set (640 rows per class; the mapping's 80 per class go
+    // unused with token_stats). With 320, the trust passes over 640 rows cost 2-5 CACC
+    // points by epoch 50 and the syntactic file passed 1 of 5 SST-2 seeds; with 640, 14
+    // of 15 SST-2 cells pass (docs/results/sst2.md).
+    c.trust_per_class = 640;
     // The feature MSE over real tokens only: the padding positions' states carry no
     // input, and leaving them out lets the AKD batches be cut to their longest row
     // (TrainBatches). Same outcome on the measured cells, AKD 1.3-1.9x faster
@@ -146,6 +151,7 @@ Config read_config(Params& p, const DefenseSetup& setup) {
   c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
   c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
   c.punish_per_epoch = p.get<int64_t>("punish_per_epoch", c.punish_per_epoch);
+  c.punish_mean = p.get<std::string>("punish_mean", c.punish_mean);
 
   const auto& ctx = p.context();
   if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
@@ -165,6 +171,8 @@ Config read_config(Params& p, const DefenseSetup& setup) {
   if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
     fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
   if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
+  if (c.punish_mean != "still" && c.punish_mean != "drawn")
+    fail("{}: punish_mean must be still or drawn, got '{}'", ctx, c.punish_mean);
   if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
   if (c.score_over != "last" && c.score_over != "epochs")
     fail("{}: score_over must be last or epochs, got '{}'", ctx, c.score_over);

@@ -54,6 +54,11 @@ struct Config {
   // prob (stop once the student's probability of the label is at most punish_floor)
   std::string punish_stop = "none";
   double punish_floor = 0.1;
+  // How a punish batch's loss is averaged once the stopping rule has dropped some of its
+  // rows: still (over the rows still punished: one row left gets a whole batch's step)
+  // or drawn (over the rows drawn: a stopped row counts as zero, so the step shrinks as
+  // the rows are unlearned).
+  std::string punish_mean = "still";
 };
 
 // The options as the config and command line give them: `recipe` (auto: tuned for the
