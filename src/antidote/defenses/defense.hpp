@@ -16,6 +16,10 @@
 
 namespace antidote {
 
+// The clean rows a defense reads unless told otherwise (`clean_samples`): the budget
+// at which NT-ML and the fine-tuning baselines are compared.
+inline constexpr int64_t kDefaultCleanSamples = 500;
+
 // What the defender holds. `train` carries the labels as trained and NO ground
 // truth (its `poisoned` is undefined). The small clean labelled set comes from
 // `clean_data` (the clean training rows, true labels): indices drawn from `clean`

@@ -115,7 +115,7 @@ class PrunedAccuracy {
 class FinePruning : public Defense {
  public:
   FinePruning(Params& p, const DefenseSetup& setup) : setup_(setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", 500);
+    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
     acc_ratio_ = p.get<double>("acc_ratio", 0.1);
     prune_step_ = p.get<double>("prune_step", 0.01);
     options_ = read_finetune_options(p, setup, "", 20, 10);
@@ -207,7 +207,7 @@ class FinePruning : public Defense {
 
  private:
   DefenseSetup setup_;
-  int64_t clean_samples_ = 500;
+  int64_t clean_samples_ = kDefaultCleanSamples;
   double acc_ratio_ = 0.1, prune_step_ = 0.01;
   TrainOptions options_;
 };

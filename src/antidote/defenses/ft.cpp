@@ -64,7 +64,7 @@ namespace {
 class FineTuning : public Defense {
  public:
   FineTuning(Params& p, const DefenseSetup& setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", 500);
+    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
     options_ = read_finetune_options(p, setup, "", 20, 10);
     options_.label = "ft finetune";
     trajectory_ = p.get<bool>("trajectory", false);
@@ -102,7 +102,7 @@ class FineTuning : public Defense {
   }
 
  private:
-  int64_t clean_samples_ = 500;
+  int64_t clean_samples_ = kDefaultCleanSamples;
   TrainOptions options_;
   bool trajectory_ = false;  // evaluate ctx.monitor after every epoch (logging only; costs test passes)
 };

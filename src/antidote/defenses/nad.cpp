@@ -81,7 +81,7 @@ namespace {
 class Nad : public Defense {
  public:
   Nad(Params& p, const DefenseSetup& setup) : setup_(setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", 500);
+    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
     options_ = read_finetune_options(p, setup, "", 10, 10);
     options_.label = "nad teacher";
     teacher_epochs_ = p.get<int64_t>("teacher_epochs", 10);
@@ -204,7 +204,7 @@ class Nad : public Defense {
   }
 
   DefenseSetup setup_;
-  int64_t clean_samples_ = 500;
+  int64_t clean_samples_ = kDefaultCleanSamples;
   TrainOptions options_;
   int64_t teacher_epochs_ = 10;
   std::vector<double> betas_;

@@ -386,7 +386,7 @@ namespace antidote {
 namespace {
 
 struct NtmlOptions {
-  int64_t clean_samples = 500;
+  int64_t clean_samples = kDefaultCleanSamples;
   std::string student_init = "suspect";  // suspect | random
   ntml::NtOptions nt;
   ntml::MlOptions ml;
