@@ -414,8 +414,9 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   EXPECT_THROW(def->run(tiny_cnn(3), ctx), Error);
 }
 
-// A clean set too small for the trust set stops before any training, naming the option
-// and the largest value that fits.
+// A clean set too small for the trust set stops before the distillation (after the
+// identification, which decides how many clean rows it used), naming the option and
+// the largest value that fits.
 TEST(BeDKD, TooSmallACleanSetNamesTrustPerClass) {
   set_quiet(true);
   auto f = fixture(120, 60, 3);  // about 20 clean rows per class

@@ -216,8 +216,9 @@ class Dmm : public Identifier {
                               {"kept", sel.kept},           {"threshold", c_.threshold},
                               {"score_over", c_.score_over}, {"vote_by", c_.vote_by}};
     // Without a vote (vote: false, or a majority short of vote_min_share) no label is chosen.
-    const std::string vote_text = sel.voted_label >= 0 ? fmt::format("{} of label {} (the vote's choice)", sel.voted, sel.voted_label)
-                                                      : fmt::format("{} (no label chosen by a vote)", sel.voted);
+    const std::string vote_text = sel.voted_label >= 0
+                                      ? fmt::format("{} of label {} (the vote's choice)", sel.voted, sel.voted_label)
+                                      : fmt::format("{} (no label chosen by a vote)", sel.voted);
     log_info(fmt::format("bedkd identify: {} rows, {}, {} after cap, {} consistent, {}, {} kept", ctx.train.size(),
                          c_.threshold > 0 ? fmt::format("{} below {}", sel.below_threshold, c_.threshold)
                                           : std::string("no threshold"),
