@@ -264,19 +264,28 @@ CleanPool::CleanPool(const torch::Tensor& labels, const torch::Tensor& poisoned,
   }
 }
 
-torch::Tensor CleanPool::per_class(int64_t per_class, int64_t offset) const {
+namespace {
+// What to do about a pool that is too small: lower the option that asked, or bring more.
+std::string pool_advice(const std::string& option, int64_t fits) {
+  if (option.empty()) return "give a larger clean set";
+  return fmt::format("set {}: {} or less, or give a larger clean set", option, fits);
+}
+}  // namespace
+
+torch::Tensor CleanPool::per_class(int64_t per_class, int64_t offset, const std::string& option) const {
   std::vector<int64_t> out;
   for (size_t c = 0; c < by_class_.size(); ++c) {
     const auto& v = by_class_[c];
-    if (offset + per_class > static_cast<int64_t>(v.size()))
-      fail("clean pool: class {} has {} clean training rows, {} requested (from row {})", c, v.size(), per_class,
-           offset);
+    const int64_t room = std::max<int64_t>(0, static_cast<int64_t>(v.size()) - offset);
+    if (per_class > room)
+      fail("clean pool: {} rows of class {} left ({} clean, {} used before) and {} is {}; {}", room, c, v.size(),
+           offset, option.empty() ? "the request" : option, per_class, pool_advice(option, room));
     out.insert(out.end(), v.begin() + offset, v.begin() + offset + per_class);
   }
   return torch::tensor(out, torch::kLong);
 }
 
-torch::Tensor CleanPool::balanced(int64_t n, int64_t offset) const {
+torch::Tensor CleanPool::balanced(int64_t n, int64_t offset, const std::string& option) const {
   std::vector<int64_t> out;
   std::vector<size_t> pos(by_class_.size(), static_cast<size_t>(offset));
   while (static_cast<int64_t>(out.size()) < n) {
@@ -287,7 +296,9 @@ torch::Tensor CleanPool::balanced(int64_t n, int64_t offset) const {
         any = true;
       }
     }
-    if (!any) fail("clean pool: only {} clean training rows available, {} requested", out.size(), n);
+    if (!any)
+      fail("clean pool: only {} clean rows available and {} is {}; {}", out.size(),
+           option.empty() ? "the request" : option, n, pool_advice(option, static_cast<int64_t>(out.size())));
   }
   return torch::tensor(out, torch::kLong);
 }

@@ -105,9 +105,11 @@ class CleanPool {
   CleanPool(const torch::Tensor& labels, const torch::Tensor& poisoned, int64_t num_classes, uint64_t seed,
             bool originals_available = false);
   // `n` rows balanced over classes (round robin), starting `offset_per_class` deep.
-  torch::Tensor balanced(int64_t n, int64_t offset_per_class = 0) const;
+  // `option` names the key that set the count, so that a pool too small says which
+  // key to lower and to what.
+  torch::Tensor balanced(int64_t n, int64_t offset_per_class = 0, const std::string& option = "") const;
   // `per_class` rows of every class, starting `offset_per_class` deep.
-  torch::Tensor per_class(int64_t per_class, int64_t offset_per_class = 0) const;
+  torch::Tensor per_class(int64_t per_class, int64_t offset_per_class = 0, const std::string& option = "") const;
   int64_t available(int64_t cls) const { return static_cast<int64_t>(by_class_.at(cls).size()); }
 
  private:

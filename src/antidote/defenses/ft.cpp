@@ -16,7 +16,7 @@ namespace antidote {
 Dataset baseline_clean_set(const DefenseContext& ctx, int64_t n, const std::string& who) {
   if (!ctx.clean) fail("{}: no clean pool was given to the defense", who);
   if (n < 1) fail("{}: clean_samples must be positive, got {}", who, n);
-  auto rows = ctx.clean->balanced(n);
+  auto rows = ctx.clean->balanced(n, 0, "clean_samples");
   if (rows.numel() < n) fail("{}: asked for {} clean rows, only {} are available", who, n, rows.numel());
   return ctx.clean_set(rows).without_ground_truth();
 }

@@ -511,7 +511,7 @@ class NtmlDefense : public Defense {
     if (ctx.train.size() == 0) fail("ntml needs the suspicious training set (non-target label training runs over it)");
     RunState r(suspect, ctx, ctx.seed);
     torch::manual_seed(r.seeds.torch);
-    r.clean = ctx.clean_set(ctx.clean->balanced(o_.clean_samples));
+    r.clean = ctx.clean_set(ctx.clean->balanced(o_.clean_samples, 0, "clean_samples"));
     r.result.clean_samples = r.clean.size();
     // f_0: the suspect, frozen (a copy: the caller's model is left as it was).
     r.f0 = suspect->clone_deep();

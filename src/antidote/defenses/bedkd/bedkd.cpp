@@ -115,14 +115,7 @@ struct BeDKD : Defense {
     record_identification(id, "bedkd", result);
     // Stage 3: adversarial knowledge distillation.
     StageTimer t_akd("akd");
-    for (int64_t k = 0; k < ctx.num_classes; ++k) {
-      const int64_t room = std::max<int64_t>(0, ctx.clean->available(k) - id.clean_per_class);
-      if (room < c.trust_per_class)
-        fail("bedkd: the clean set has {} rows of class {} left for the trust set and trust_per_class is {}; "
-             "set trust_per_class: {} or less, or give a larger clean set",
-             room, k, c.trust_per_class, room);
-    }
-    auto trust_rows = ctx.clean->per_class(c.trust_per_class, id.clean_per_class);
+    auto trust_rows = ctx.clean->per_class(c.trust_per_class, id.clean_per_class, "trust_per_class");
     trust_rows = trust_rows.index_select(0, torch::tensor(rng.permutation(trust_rows.size(0)), torch::kLong));
     Dataset trust = ctx.clean_set(trust_rows).to(ctx.device);
     Dataset punish = ctx.train.select(id.flagged).to(ctx.device);

@@ -119,7 +119,8 @@ class Dmm : public Identifier {
     auto teacher = suspect->clone_deep();
     teacher->to(dev);
     freeze(*teacher);
-    auto flip_rows = ctx.clean->per_class(c_.flip_per_class + (c_.flip_with_trust ? c_.trust_per_class : 0), 0);
+    auto flip_rows = ctx.clean->per_class(c_.flip_per_class + (c_.flip_with_trust ? c_.trust_per_class : 0), 0,
+                                          c_.flip_with_trust ? "flip_per_class + trust_per_class" : "flip_per_class");
     flip_rows = flip_rows.index_select(0, torch::tensor(rng.permutation(flip_rows.size(0)), torch::kLong));
     Dataset flip = ctx.clean_set(flip_rows).to(dev);
     auto flipped = flip_labels(flip.y, ctx.num_classes, c_.flip_shift);
