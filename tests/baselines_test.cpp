@@ -122,6 +122,17 @@ using BaselineFp = Quiet;
 using BaselineFt = Quiet;
 using BaselineNad = Quiet;
 
+// A small built-in model of `arch`, for the channel dimension it reports.
+ClassifierPtr model_of(const std::string& arch) {
+  InputSpec in;
+  if (arch != "cnn") {
+    in.modality = Modality::Text;
+    in.vocab_size = 20;
+    in.max_len = 8;
+  }
+  return make_model(arch, in, YAML::Load(arch == "cnn" ? "{}" : "{dim: 8}"), "test");
+}
+
 TEST_F(BaselineAttention, ImageMapMatchesHandWorkedValue) {
   // a [B=1, C=2, H=1, W=2]: channel 0 = (1, 2), channel 1 = (3, -4), p = 2.
   //   Σ_c |a|² per position: (1² + 3², 2² + 4²) = (10, 20)
@@ -129,7 +140,7 @@ TEST_F(BaselineAttention, ImageMapMatchesHandWorkedValue) {
   //   map = (10, 20) / (22.36068 + 1e-6) = (0.4472136, 0.8944272)
   auto a = torch::tensor({1.0f, 3.0f, 2.0f, -4.0f}).view({1, 1, 2, 2}).permute({0, 3, 1, 2}).contiguous();
   ASSERT_EQ(a.sizes(), (std::vector<int64_t>{1, 2, 1, 2}));
-  auto am = attention_map(a, 2.0, attention_channel_dim(a, Modality::Image, "cnn"));
+  auto am = attention_map(a, 2.0, model_of("cnn")->activation_channel_dim(a));
   ASSERT_EQ(am.sizes(), (std::vector<int64_t>{1, 2}));
   EXPECT_NEAR(am[0][0].item<float>(), 0.4472136f, 1e-5);
   EXPECT_NEAR(am[0][1].item<float>(), 0.8944272f, 1e-5);
@@ -148,7 +159,7 @@ TEST_F(BaselineAttention, TextMapsSumOverHiddenAndMaskPadding) {
   // the third is padding. p = 2: Σ_h |a|² = (2, 4, 50) -> masked (2, 4, 0);
   //   norm = √(4 + 16) = √20 = 4.472136 -> map (0.4472136, 0.8944272, 0).
   auto a = torch::tensor({1.0f, 1.0f, 0.0f, 2.0f, 5.0f, 5.0f}).view({1, 3, 2});
-  int64_t ch = attention_channel_dim(a, Modality::Text, "transformer");
+  int64_t ch = model_of("transformer")->activation_channel_dim(a);
   EXPECT_EQ(ch, 2);
   auto mask = torch::tensor({1, 1, 0}).view({1, 3}).to(torch::kBool);
   auto am = attention_map(a, 2.0, ch, mask);
@@ -165,12 +176,12 @@ TEST_F(BaselineAttention, TextMapsSumOverHiddenAndMaskPadding) {
   auto cut = attention_loss(a.slice(1, 0, 2), t3.slice(1, 0, 2), 2.0, ch, mask.slice(1, 0, 2)) * (2.0 / 3.0);
   EXPECT_NEAR(cut.item<float>(), full.item<float>(), 1e-6);
   // TextCNN convolutions are channel-first [B, F, L'].
-  EXPECT_EQ(attention_channel_dim(a, Modality::Text, "textcnn"), 1);
+  EXPECT_EQ(model_of("textcnn")->activation_channel_dim(a), 1);
 
   // Feature vector [B=1, H=2] = (3, -4): each unit its own position, p = 2:
   //   (9, 16) / √(81 + 256) = (9, 16) / 18.357560 = (0.4902615, 0.8715760)
   auto f = torch::tensor({3.0f, -4.0f}).view({1, 2});
-  auto fm = attention_map(f, 2.0, attention_channel_dim(f, Modality::Text, "textcnn"));
+  auto fm = attention_map(f, 2.0, model_of("textcnn")->activation_channel_dim(f));
   EXPECT_NEAR(fm[0][0].item<float>(), 0.4902615f, 1e-5);
   EXPECT_NEAR(fm[0][1].item<float>(), 0.8715760f, 1e-5);
 }

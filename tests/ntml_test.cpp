@@ -152,23 +152,23 @@ TEST(NTML, MutualLossesDetachThePeer) {
   EXPECT_TRUE(any);
 }
 
-// One ML step moves both networks; with one optimizer missing, only the other moves.
+// One ML step moves both networks; with one trainer missing, only the other moves.
 TEST(NTML, MutualStepUpdatesBothNetworks) {
   auto s = tiny_cnn(1), t = tiny_cnn(2);
   auto x = torch::rand({6, 1, 8, 8});
   auto y = torch::tensor({0, 1, 2, 0, 1, 2}, torch::kLong);
   OptimizerConfig cfg;
   cfg.lr = 0.1;
-  auto os = make_optimizer(s->parameters(), cfg), ot = make_optimizer(t->parameters(), cfg);
+  Trainer ts(s->parameters(), cfg, "student"), tt(t->parameters(), cfg, "teacher");
   auto bs = snapshot(*s), bt = snapshot(*t);
-  auto [ls, lt] = ntml::mutual_step(*s, *t, os.get(), ot.get(), x, y, 1.0, 1.0, 0.5);
+  auto [ls, lt] = ntml::mutual_step(*s, *t, &ts, &tt, x, y, 1.0, 1.0, 0.5);
   EXPECT_TRUE(std::isfinite(ls) && std::isfinite(lt));
   EXPECT_TRUE(changed(*s, bs));
   EXPECT_TRUE(changed(*t, bt));
 
   bs = snapshot(*s);
   bt = snapshot(*t);
-  ntml::mutual_step(*s, *t, os.get(), nullptr, x, y, 1.0, 1.0, 0.5);
+  ntml::mutual_step(*s, *t, &ts, nullptr, x, y, 1.0, 1.0, 0.5);
   EXPECT_TRUE(changed(*s, bs));
   EXPECT_FALSE(changed(*t, bt));
 }

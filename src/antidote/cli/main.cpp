@@ -306,18 +306,50 @@ int cmd_identify(const Common& c, const std::string& model_path, std::string met
   return 0;
 }
 
-int cmd_list() {
-  std::cout << "models:\n";
-  for (const auto& [k, v] : ModelRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
-  std::cout << "attacks:\n";
-  for (const auto& [k, v] : AttackRegistry::instance().entries()) std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
-  std::cout << "identification methods (bedkd's identify, antidote identify --method):\n";
-  for (const auto& [k, v] : IdentifierRegistry::instance().entries())
-    std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
-  std::cout << "defenses:\n";
-  for (const auto& [k, v] : DefenseRegistry::instance().entries())
-    std::cout << fmt::format("  {:<16} {}\n", k, v.summary);
+// One registry's entries: a line each, or with `options` each entry's keys.
+template <class R>
+void list_registry(const std::string& title, bool options, const std::string& only) {
+  if (only.empty()) std::cout << title << ":\n";
+  for (const auto& [name, entry] : R::instance().entries()) {
+    if (!only.empty() && name != only) continue;
+    if (!options) {
+      std::cout << fmt::format("  {:<16} {}\n", name, entry.summary);
+    } else if (entry.options) {
+      auto docs = entry.options();
+      std::cout << (docs.empty() ? name + ": no options\n" : format_option_docs(name, docs)) << "\n";
+    } else {
+      std::cout << name << ": its keys are not declared in a table yet (docs/ and the config examples name them)\n\n";
+    }
+  }
+}
+
+int cmd_list(bool options, const std::string& only) {
+  const bool known = only.empty() || ModelRegistry::instance().has(only) || AttackRegistry::instance().has(only) ||
+                     IdentifierRegistry::instance().has(only) || DefenseRegistry::instance().has(only);
+  if (!known) fail("list: no model, attack, identification method or defense is called '{}'", only);
+  list_registry<ModelRegistry>("models", options, only);
+  list_registry<AttackRegistry>("attacks", options, only);
+  list_registry<IdentifierRegistry>("identification methods (bedkd's identify, antidote identify --method)", options,
+                                    only);
+  list_registry<DefenseRegistry>("defenses", options, only);
   return 0;
+}
+
+// Runs a subcommand; an error becomes its message on stderr and exit code 2 (3 for an
+// error inside LibTorch).
+int exit_code_of(const std::function<int()>& command) {
+  try {
+    return command();
+  } catch (const Error& e) {
+    std::cerr << "antidote: error: " << e.what() << std::endl;
+    return 2;
+  } catch (const c10::Error& e) {
+    std::cerr << "antidote: internal error: " << std::string(e.what_without_backtrace()).substr(0, 2000) << std::endl;
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "antidote: error: " << e.what() << std::endl;
+    return 2;
+  }
 }
 
 }  // namespace
@@ -380,13 +412,17 @@ int main(int argc, char** argv) {
   identify->add_option("--set", sets, "method option key=value (repeatable)");
 
   auto* list = app.add_subcommand("list", "registered models, attacks, identification methods and defenses");
+  bool list_options = false;
+  std::string list_only;
+  list->add_flag("--options", list_options, "each component's option keys: default, meaning, rule");
+  list->add_option("name", list_only, "only this component");
 
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  try {
+  return exit_code_of([&] {
     if (bench->parsed()) return cmd_bench(common, out, fresh);
     if (demo->parsed()) {
       common.demo = true;
@@ -401,16 +437,7 @@ int main(int argc, char** argv) {
     if (eval->parsed()) return cmd_eval(common, model_path, json_out, predictions_out);
     if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets);
     if (identify->parsed()) return cmd_identify(common, model_path, method, out, sets);
-    if (list->parsed()) return cmd_list();
-  } catch (const Error& e) {
-    std::cerr << "antidote: error: " << e.what() << std::endl;
-    return 2;
-  } catch (const c10::Error& e) {
-    std::cerr << "antidote: internal error: " << std::string(e.what_without_backtrace()).substr(0, 2000) << std::endl;
-    return 3;
-  } catch (const std::exception& e) {
-    std::cerr << "antidote: error: " << e.what() << std::endl;
-    return 2;
-  }
-  return 0;
+    if (list->parsed()) return cmd_list(list_options, list_only);
+    return 0;
+  });
 }

@@ -1,4 +1,5 @@
 #include "antidote/core/common.hpp"
+#include "antidote/core/options.hpp"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -180,5 +181,33 @@ void configure_allocator() {
 }
 
 std::string version() { return "0.1.0"; }
+
+}  // namespace antidote
+
+namespace antidote {
+
+Rule<std::string> one_of(std::vector<std::string> choices) {
+  std::string says = "must be ";
+  for (size_t i = 0; i < choices.size(); ++i)
+    says += (i == 0 ? "" : i + 1 == choices.size() ? " or " : ", ") + choices[i];
+  return {[choices](const std::string& v) { return std::find(choices.begin(), choices.end(), v) != choices.end(); },
+          says};
+}
+
+std::string format_option_docs(const std::string& component, const OptionDocs& docs) {
+  size_t key_w = 0, value_w = 0;
+  for (const auto& d : docs) {
+    key_w = std::max(key_w, d.key.size());
+    value_w = std::max(value_w, d.value.size());
+  }
+  value_w = std::min<size_t>(value_w, 32);
+  std::string out = component + ":\n";
+  for (const auto& d : docs) {
+    out += fmt::format("  {:<{}}  {:<{}}  {}", d.key, key_w, d.value, value_w, d.meaning);
+    if (!d.rule.empty()) out += "; " + d.rule;
+    out += "\n";
+  }
+  return out;
+}
 
 }  // namespace antidote

@@ -1,5 +1,6 @@
 // A name -> factory table. Each model, attack and defense registers itself from its
-// own file with a static Registrar, so adding one is adding a file.
+// own file with a static Registrar, so adding one is adding a file. An entry may also
+// list its option keys (`antidote list --options`).
 #pragma once
 
 #include <functional>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "antidote/core/common.hpp"
+#include "antidote/core/options.hpp"
 
 namespace antidote {
 
@@ -19,14 +21,15 @@ class Registry {
   struct Entry {
     Factory make;
     std::string summary;
+    std::function<OptionDocs()> options;  // empty: the component has no options
   };
 
   static Registry& instance() {
     static Registry r;
     return r;
   }
-  void add(const std::string& name, Factory make, std::string summary) {
-    entries_[name] = Entry{std::move(make), std::move(summary)};
+  void add(const std::string& name, Factory make, std::string summary, std::function<OptionDocs()> options = {}) {
+    entries_[name] = Entry{std::move(make), std::move(summary), std::move(options)};
   }
   bool has(const std::string& name) const { return entries_.count(name) > 0; }
   std::shared_ptr<T> create(const std::string& kind, const std::string& name, Args... args) const {
@@ -46,8 +49,9 @@ class Registry {
 
 template <class R>
 struct Registrar {
-  Registrar(const std::string& name, typename R::Factory make, std::string summary) {
-    R::instance().add(name, std::move(make), std::move(summary));
+  Registrar(const std::string& name, typename R::Factory make, std::string summary,
+            std::function<OptionDocs()> options = {}) {
+    R::instance().add(name, std::move(make), std::move(summary), std::move(options));
   }
 };
 

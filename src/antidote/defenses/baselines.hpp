@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "antidote/core/options.hpp"
 #include "antidote/defenses/defense.hpp"
 #include "antidote/train/train.hpp"
 
@@ -19,10 +20,49 @@ Dataset baseline_clean_set(const DefenseContext& ctx, int64_t n, const std::stri
 // weight decay 5e-4, cosine, batch 256 on 5 % of CIFAR-10 ≈ 10 steps an epoch) to a
 // clean set of a few hundred rows (batch 64 ≈ 8 steps an epoch). Text models are
 // Adam-trained Transformers/TextCNNs: Adam, smaller lr, no weight decay.
-// Keys (each prefixed by `prefix`): epochs, batch_size, lr, optimizer, momentum,
-// weight_decay, schedule, augment.
-TrainOptions read_finetune_options(Params& params, const DefenseSetup& setup, const std::string& prefix,
-                                   int64_t default_epochs_image, int64_t default_epochs_text);
+TrainOptions finetune_defaults(Modality modality, int64_t epochs_image, int64_t epochs_text);
+// A defense's options (a struct with a `train` member) with that recipe.
+template <class C>
+C with_finetune(Modality modality, int64_t epochs_image, int64_t epochs_text) {
+  C o;
+  o.train = finetune_defaults(modality, epochs_image, epochs_text);
+  return o;
+}
+
+// The fine-tuning keys of a defense whose options hold a TrainOptions: epochs,
+// batch_size, optimizer, lr, momentum, weight_decay, schedule, warmup_epochs,
+// clip_norm, augment.
+template <class C>
+void finetune_keys(OptionTable<C>& t, TrainOptions C::*train) {
+  auto opt = [train](auto field) {
+    using T = std::remove_reference_t<decltype(std::declval<OptimizerConfig&>().*field)>;
+    return std::function<T&(C&)>([train, field](C& c) -> T& { return (c.*train).optimizer.*field; });
+  };
+  t.add("epochs", nested(train, &TrainOptions::epochs), "epochs of fine-tuning", at_least<int64_t>(0));
+  t.add("batch_size", nested(train, &TrainOptions::batch_size), "batch of fine-tuning", positive<int64_t>());
+  t.add("optimizer", opt(&OptimizerConfig::name), "optimizer of fine-tuning", one_of({"sgd", "adam", "adamw"}));
+  t.add("lr", opt(&OptimizerConfig::lr), "learning rate of fine-tuning", positive<double>());
+  t.add("momentum", opt(&OptimizerConfig::momentum), "SGD momentum", at_least(0.0));
+  t.add("weight_decay", opt(&OptimizerConfig::weight_decay), "weight decay", at_least(0.0));
+  t.add("schedule", nested(train, &TrainOptions::schedule), "learning-rate schedule", one_of({"cosine", "constant"}));
+  t.add("warmup_epochs", nested(train, &TrainOptions::warmup_epochs), "linear warm-up of the rate (epochs)",
+        at_least(0.0));
+  t.add("clip_norm", nested(train, &TrainOptions::clip_norm), "clip the gradients' L2 norm (0 = off)", at_least(0.0));
+  t.add("augment", nested(train, &TrainOptions::augment), "images: random 2-pixel shifts");
+}
+
+// A defense's keys with the defaults of each modality, for `antidote list --options`.
+template <class C>
+OptionDocs modality_docs(const OptionTable<C>& t, const std::function<C(Modality)>& defaults, const std::string& who) {
+  std::vector<std::pair<std::string, C>> profiles;
+  for (auto [name, modality] : {std::pair{"image", Modality::Image}, {"text", Modality::Text}}) {
+    Params none(YAML::Node(), who);
+    auto c = defaults(modality);
+    t.read(none, c);
+    profiles.emplace_back(name, c);
+  }
+  return t.docs(profiles);
+}
 
 // Mean cross-entropy and accuracy of `model` on `data` (eval mode, no grad; mode restored).
 struct CleanFit {
@@ -43,16 +83,13 @@ Rng seeded_streams(uint64_t seed, const std::string& defense);
 //   TextCNN conv [B, F, L'], channel_dim 1 -> [B, L']
 //   feature vectors [B, H]: no positions, each unit is its own position: |a|^p -> [B, H]
 // `position_mask` [B, positions] (1 keeps, 0 drops, e.g. padding tokens) zeroes
-// positions before normalising; pass an undefined tensor for none.
+// positions before normalising; pass an undefined tensor for none. The model tells
+// the channel dimension of its activations (Classifier::activation_channel_dim).
 torch::Tensor attention_map(const torch::Tensor& a, double p, int64_t channel_dim,
                             const torch::Tensor& position_mask = torch::Tensor());
 // AT loss = mean over batch and positions of (am(student) − am(teacher))², i.e.
 // F.mse_loss(am_s, am_t) in NAD/BackdoorBench. The teacher's map is detached.
 torch::Tensor attention_loss(const torch::Tensor& student, const torch::Tensor& teacher, double p,
                              int64_t channel_dim, const torch::Tensor& position_mask = torch::Tensor());
-// Channel dimension of an activation for the attention map: images and TextCNN
-// convolutions are channel-first (1); the Transformer's token states [B, L, H] are
-// channel-last (2); 2-D feature vectors have none (-1: each unit is a position).
-int64_t attention_channel_dim(const torch::Tensor& a, Modality modality, const std::string& arch);
 
 }  // namespace antidote

@@ -28,7 +28,7 @@ struct NoDefense : Defense {
   }
 };
 Registrar<DefenseRegistry> reg_none("none", [](Params&, const DefenseSetup&) { return std::make_shared<NoDefense>(); },
-                                    "the suspect model as is");
+                                    "the suspect model as is", [] { return OptionDocs{}; });
 }  // namespace
 
 }  // namespace antidote

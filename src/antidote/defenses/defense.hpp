@@ -65,6 +65,8 @@ class Defense {
  public:
   virtual ~Defense() = default;
   virtual DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) = 0;
+  // Every option's value as this run uses it, defaults resolved (results.json).
+  virtual nlohmann::json resolved_options() const { return nlohmann::json::object(); }
 };
 
 using DefensePtr = std::shared_ptr<Defense>;

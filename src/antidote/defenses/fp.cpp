@@ -29,8 +29,7 @@ namespace antidote {
 namespace {
 
 // Mean activation of each prunable channel over the clean set (eval mode, no grad).
-torch::Tensor channel_means(Classifier& model, const Dataset& data, Modality modality, const std::string& arch,
-                            int64_t batch_size) {
+torch::Tensor channel_means(Classifier& model, const Dataset& data, Modality modality, int64_t batch_size) {
   torch::NoGradGuard ng;
   bool was_training = model.is_training();
   model.eval();
@@ -48,7 +47,7 @@ torch::Tensor channel_means(Classifier& model, const Dataset& data, Modality mod
       s = a.sum(0);
       n = static_cast<double>(a.size(0));
     } else {
-      int64_t ch = attention_channel_dim(a, modality, arch);
+      int64_t ch = model.activation_channel_dim(a);
       auto moved = a.movedim(ch, -1).reshape({a.size(0), -1, a.size(ch)});  // [B, positions, C]
       if (modality == Modality::Text && ch == 2 && xb.dim() == 2 && xb.size(1) == moved.size(1)) {
         // Transformer token states: average over real tokens only.
@@ -112,23 +111,40 @@ class PrunedAccuracy {
   std::vector<torch::Tensor> before_;
 };
 
+struct FpOptions {
+  int64_t clean_samples = kDefaultCleanSamples;
+  double acc_ratio = 0.1, prune_step = 0.01;
+  TrainOptions train;
+};
+
+FpOptions fp_defaults(Modality modality) { return with_finetune<FpOptions>(modality, 20, 10); }
+
+const OptionTable<FpOptions>& fp_table() {
+  static const OptionTable<FpOptions> t = [] {
+    OptionTable<FpOptions> t;
+    t.add("clean_samples", &FpOptions::clean_samples, "clean rows to prune and fine-tune on", at_least<int64_t>(1));
+    t.add("acc_ratio", &FpOptions::acc_ratio, "stop pruning before clean accuracy falls by this share",
+          Rule<double>{[](const double& v) { return v > 0 && v < 1; }, "must lie in (0, 1)"});
+    t.add("prune_step", &FpOptions::prune_step, "share of the channels pruned per step",
+          Rule<double>{[](const double& v) { return v > 0 && v <= 1; }, "must lie in (0, 1]"});
+    finetune_keys(t, &FpOptions::train);
+    return t;
+  }();
+  return t;
+}
+
 class FinePruning : public Defense {
  public:
-  FinePruning(Params& p, const DefenseSetup& setup) : setup_(setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
-    acc_ratio_ = p.get<double>("acc_ratio", 0.1);
-    prune_step_ = p.get<double>("prune_step", 0.01);
-    options_ = read_finetune_options(p, setup, "", 20, 10);
-    options_.label = "fp finetune";
-    if (!(acc_ratio_ > 0 && acc_ratio_ < 1)) fail("{}.acc_ratio must be in (0, 1), got {}", p.context(), acc_ratio_);
-    if (!(prune_step_ > 0 && prune_step_ <= 1))
-      fail("{}.prune_step must be in (0, 1], got {}", p.context(), prune_step_);
+  FinePruning(Params& p, const DefenseSetup& setup) : setup_(setup), o_(fp_defaults(setup.modality)) {
+    fp_table().read(p, o_);
+    o_.train.label = "fp finetune";
   }
+  nlohmann::json resolved_options() const override { return fp_table().values(o_); }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     DefenseResult result;
     auto rng = seeded_streams(ctx.seed, "fp");
-    auto clean = baseline_clean_set(ctx, clean_samples_, "fp");
+    auto clean = baseline_clean_set(ctx, o_.clean_samples, "fp");
     result.clean_samples = clean.size();
     auto model = trainable_copy(*suspect);
     model->to(ctx.device);
@@ -137,7 +153,7 @@ class FinePruning : public Defense {
     StageTimer prune_timer("prune");
     int64_t C = model->prunable_channels();
     if (C < 2) fail("fp: the model has {} prunable channels; fine-pruning needs at least 2", C);
-    auto means = channel_means(*model, clean, setup_.modality, setup_.arch, 256);
+    auto means = channel_means(*model, clean, setup_.modality, 256);
     if (means.numel() != C)
       fail("fp: the last activation has {} channels but the model reports {} prunable channels", means.numel(), C);
     auto keep0 = model->prune_mask().to(torch::kCPU).to(torch::kFloat32).contiguous();
@@ -150,7 +166,7 @@ class FinePruning : public Defense {
     PrunedAccuracy pruned_accuracy(*model, clean, ctx.device);
     auto acc0 = pruned_accuracy();
     int64_t active = static_cast<int64_t>(order.size());
-    int64_t step = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(prune_step_ * static_cast<double>(C))));
+    int64_t step = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(o_.prune_step * static_cast<double>(C))));
     int64_t accepted = 0;
     double accepted_acc = acc0, stop_acc = -1;
     nlohmann::json curve = nlohmann::json::array();
@@ -164,7 +180,7 @@ class FinePruning : public Defense {
         double acc = pruned_accuracy();
         curve.push_back({{"pruned", n}, {"clean_acc", acc}});
         progress.advance(std::min(step, active - 1 - (n - step)), fmt::format("clean acc {:.1f}%", 100 * acc));
-        if ((acc0 - acc) / acc0 < acc_ratio_) {
+        if ((acc0 - acc) / acc0 < o_.acc_ratio) {
           accepted = n;
           accepted_acc = acc;
         } else {
@@ -186,7 +202,7 @@ class FinePruning : public Defense {
     // ---- fine-tune ---------------------------------------------------------------
     StageTimer ft_timer("finetune");
     model->train();
-    train_supervised(*model, clean, options_, rng);
+    train_supervised(*model, clean, o_.train, rng);
     auto after = clean_fit(*model, clean);
     model->eval();
     result.stages.push_back(ft_timer.finish());
@@ -195,7 +211,7 @@ class FinePruning : public Defense {
     result.details = {{"channels", C},
                       {"pruned", accepted},
                       {"pruned_channels", pruned},
-                      {"acc_ratio", acc_ratio_},
+                      {"acc_ratio", o_.acc_ratio},
                       {"clean_acc_before", acc0},
                       {"clean_acc_after_prune", accepted_acc},
                       {"clean_acc_after_finetune", after.acc},
@@ -207,16 +223,15 @@ class FinePruning : public Defense {
 
  private:
   DefenseSetup setup_;
-  int64_t clean_samples_ = kDefaultCleanSamples;
-  double acc_ratio_ = 0.1, prune_step_ = 0.01;
-  TrainOptions options_;
+  FpOptions o_;
 };
 
 Registrar<DefenseRegistry> reg("fp",
                                [](Params& p, const DefenseSetup& s) -> DefensePtr {
                                  return std::make_shared<FinePruning>(p, s);
                                },
-                               "fine-pruning: prune the least active last-layer channels, then fine-tune (baseline)");
+                               "fine-pruning: prune the least active last-layer channels, then fine-tune (baseline)",
+                               [] { return modality_docs<FpOptions>(fp_table(), fp_defaults, "fp"); });
 
 }  // namespace
 }  // namespace antidote

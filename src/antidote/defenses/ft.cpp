@@ -21,25 +21,14 @@ Dataset baseline_clean_set(const DefenseContext& ctx, int64_t n, const std::stri
   return ctx.clean_set(rows).without_ground_truth();
 }
 
-TrainOptions read_finetune_options(Params& params, const DefenseSetup& setup, const std::string& prefix,
-                                   int64_t default_epochs_image, int64_t default_epochs_text) {
-  bool text = setup.modality == Modality::Text;
+TrainOptions finetune_defaults(Modality modality, int64_t epochs_image, int64_t epochs_text) {
   TrainOptions o;
-  o.epochs = params.get<int64_t>(prefix + "epochs", text ? default_epochs_text : default_epochs_image);
-  o.batch_size = params.get<int64_t>(prefix + "batch_size", text ? 32 : 64);
-  o.optimizer.name = params.get<std::string>(prefix + "optimizer", text ? "adam" : "sgd");
-  o.optimizer.lr = params.get<double>(prefix + "lr", text ? 2e-4 : 0.01);
-  o.optimizer.momentum = params.get<double>(prefix + "momentum", 0.9);
-  o.optimizer.weight_decay = params.get<double>(prefix + "weight_decay", text ? 0.0 : 5e-4);
-  o.schedule = params.get<std::string>(prefix + "schedule", "cosine");
-  o.augment = params.get<bool>(prefix + "augment", !text);
-  if (o.epochs < 0) fail("{}.{}epochs must be >= 0, got {}", params.context(), prefix, o.epochs);
-  if (o.batch_size < 1) fail("{}.{}batch_size must be positive, got {}", params.context(), prefix, o.batch_size);
-  if (!(o.optimizer.lr > 0)) fail("{}.{}lr must be positive, got {}", params.context(), prefix, o.optimizer.lr);
-  if (o.schedule != "cosine" && o.schedule != "constant")
-    fail("{}.{}schedule must be cosine or constant, got '{}'", params.context(), prefix, o.schedule);
-  if (o.optimizer.name != "sgd" && o.optimizer.name != "adam" && o.optimizer.name != "adamw")
-    fail("{}.{}optimizer must be sgd, adam or adamw, got '{}'", params.context(), prefix, o.optimizer.name);
+  const bool text = modality == Modality::Text;
+  o.epochs = text ? epochs_text : epochs_image;
+  o.batch_size = text ? 32 : 64;
+  o.optimizer = text ? OptimizerConfig{"adam", 2e-4, 0.9, 0.0} : OptimizerConfig{"sgd", 0.01, 0.9, 5e-4};
+  o.schedule = "cosine";
+  o.augment = !text;
   return o;
 }
 
@@ -61,19 +50,37 @@ Rng seeded_streams(uint64_t seed, const std::string& defense) {
 
 namespace {
 
+struct FtOptions {
+  int64_t clean_samples = kDefaultCleanSamples;
+  TrainOptions train;
+  bool trajectory = false;  // evaluate ctx.monitor after every epoch (logging only; costs test passes)
+};
+
+FtOptions ft_defaults(Modality modality) { return with_finetune<FtOptions>(modality, 20, 10); }
+
+const OptionTable<FtOptions>& ft_table() {
+  static const OptionTable<FtOptions> t = [] {
+    OptionTable<FtOptions> t;
+    t.add("clean_samples", &FtOptions::clean_samples, "clean rows to fine-tune on", at_least<int64_t>(1));
+    finetune_keys(t, &FtOptions::train);
+    t.add("trajectory", &FtOptions::trajectory, "evaluate after every epoch (the report's trajectory)");
+    return t;
+  }();
+  return t;
+}
+
 class FineTuning : public Defense {
  public:
-  FineTuning(Params& p, const DefenseSetup& setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
-    options_ = read_finetune_options(p, setup, "", 20, 10);
-    options_.label = "ft finetune";
-    trajectory_ = p.get<bool>("trajectory", false);
+  FineTuning(Params& p, const DefenseSetup& setup) : o_(ft_defaults(setup.modality)) {
+    ft_table().read(p, o_);
+    o_.train.label = "ft finetune";
   }
+  nlohmann::json resolved_options() const override { return ft_table().values(o_); }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     DefenseResult result;
     auto rng = seeded_streams(ctx.seed, "ft");
-    auto clean = baseline_clean_set(ctx, clean_samples_, "ft");
+    auto clean = baseline_clean_set(ctx, o_.clean_samples, "ft");
     result.clean_samples = clean.size();
 
     StageTimer timer("finetune");
@@ -81,8 +88,8 @@ class FineTuning : public Defense {
     model->to(ctx.device);
     auto before = clean_fit(*model, clean);
     nlohmann::json trajectory = nlohmann::json::array();
-    train_supervised(*model, clean, options_, rng, [&](int64_t epoch) {
-      if (!trajectory_ || !ctx.monitor) return;
+    train_supervised(*model, clean, o_.train, rng, [&](int64_t epoch) {
+      if (!o_.trajectory || !ctx.monitor) return;
       auto e = ctx.monitor(*model);
       trajectory.push_back({{"epoch", epoch + 1}, {"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}});
     });
@@ -94,24 +101,23 @@ class FineTuning : public Defense {
                          100 * before.acc, 100 * after.acc));
     result.details = {{"clean_ce_before", before.ce}, {"clean_ce_after", after.ce},
                       {"clean_acc_before", before.acc}, {"clean_acc_after", after.acc},
-                      {"epochs", options_.epochs}, {"lr", options_.optimizer.lr},
-                      {"optimizer", options_.optimizer.name}};
+                      {"epochs", o_.train.epochs}, {"lr", o_.train.optimizer.lr},
+                      {"optimizer", o_.train.optimizer.name}};
     if (!trajectory.empty()) result.details["trajectory"] = trajectory;
     result.model = model;
     return result;
   }
 
  private:
-  int64_t clean_samples_ = kDefaultCleanSamples;
-  TrainOptions options_;
-  bool trajectory_ = false;  // evaluate ctx.monitor after every epoch (logging only; costs test passes)
+  FtOptions o_;
 };
 
 Registrar<DefenseRegistry> reg("ft",
                                [](Params& p, const DefenseSetup& s) -> DefensePtr {
                                  return std::make_shared<FineTuning>(p, s);
                                },
-                               "fine-tuning on the clean set with cross-entropy (baseline)");
+                               "fine-tuning on the clean set with cross-entropy (baseline)",
+                               [] { return modality_docs<FtOptions>(ft_table(), ft_defaults, "ft"); });
 
 }  // namespace
 }  // namespace antidote

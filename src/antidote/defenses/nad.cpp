@@ -31,20 +31,6 @@
 
 namespace antidote {
 
-int64_t attention_channel_dim(const torch::Tensor& a, Modality modality, const std::string& arch) {
-  switch (a.dim()) {
-    case 2:
-      return -1;
-    case 3:
-      return (modality == Modality::Text && arch != "textcnn") ? 2 : 1;
-    case 4:
-      return 1;
-    default:
-      fail("attention map: activations of {} dimensions are not supported (need [B,H], [B,L,H] or [B,C,H,W])",
-           a.dim());
-  }
-}
-
 torch::Tensor attention_map(const torch::Tensor& a, double p, int64_t channel_dim, const torch::Tensor& position_mask) {
   if (a.dim() < 2) fail("attention map: need a batch of activations, got {} dimension(s)", a.dim());
   auto am = a.abs().pow(p);
@@ -78,34 +64,54 @@ torch::Tensor attention_loss(const torch::Tensor& student, const torch::Tensor& 
 
 namespace {
 
+struct NadOptions {
+  int64_t clean_samples = kDefaultCleanSamples;
+  TrainOptions train;  // the teacher's fine-tuning and the student's distillation
+  int64_t teacher_epochs = 10;
+  std::vector<double> betas{500.0, 1000.0, 1000.0};
+  double power = 2.0;
+};
+
+NadOptions nad_defaults(Modality modality) { return with_finetune<NadOptions>(modality, 10, 10); }
+
+const OptionTable<NadOptions>& nad_table() {
+  static const OptionTable<NadOptions> t = [] {
+    OptionTable<NadOptions> t;
+    t.add("clean_samples", &NadOptions::clean_samples, "clean rows for the teacher and the distillation",
+          at_least<int64_t>(1));
+    finetune_keys(t, &NadOptions::train);
+    t.add("teacher_epochs", &NadOptions::teacher_epochs, "epochs of the teacher's fine-tuning", at_least<int64_t>(0));
+    t.add("betas", &NadOptions::betas, "attention-loss weights of the last blocks (the last weight, the last block)",
+          Rule<std::vector<double>>{[](const std::vector<double>& b) {
+                                      return !b.empty() && std::all_of(b.begin(), b.end(), [](double v) { return v >= 0; });
+                                    },
+                                    "must list at least one weight, none negative"});
+    t.add("p", &NadOptions::power, "power of the attention map", positive<double>());
+    return t;
+  }();
+  return t;
+}
+
 class Nad : public Defense {
  public:
-  Nad(Params& p, const DefenseSetup& setup) : setup_(setup) {
-    clean_samples_ = p.get<int64_t>("clean_samples", kDefaultCleanSamples);
-    options_ = read_finetune_options(p, setup, "", 10, 10);
-    options_.label = "nad teacher";
-    teacher_epochs_ = p.get<int64_t>("teacher_epochs", 10);
-    betas_ = p.get<std::vector<double>>("betas", {500.0, 1000.0, 1000.0});
-    power_ = p.get<double>("p", 2.0);
-    if (teacher_epochs_ < 0) fail("{}.teacher_epochs must be >= 0, got {}", p.context(), teacher_epochs_);
-    if (betas_.empty()) fail("{}.betas must list at least one weight", p.context());
-    for (double b : betas_)
-      if (!(b >= 0)) fail("{}.betas must be non-negative, got {}", p.context(), b);
-    if (!(power_ > 0)) fail("{}.p must be positive, got {}", p.context(), power_);
+  Nad(Params& p, const DefenseSetup& setup) : setup_(setup), o_(nad_defaults(setup.modality)) {
+    nad_table().read(p, o_);
+    o_.train.label = "nad teacher";
   }
+  nlohmann::json resolved_options() const override { return nad_table().values(o_); }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     DefenseResult result;
     auto rng = seeded_streams(ctx.seed, "nad");
-    auto clean = baseline_clean_set(ctx, clean_samples_, "nad");
+    auto clean = baseline_clean_set(ctx, o_.clean_samples, "nad");
     result.clean_samples = clean.size();
 
     // ---- teacher: the suspect fine-tuned on the clean set -------------------------
     StageTimer teacher_timer("teacher");
     auto teacher = trainable_copy(*suspect);
     teacher->to(ctx.device);
-    auto teacher_options = options_;
-    teacher_options.epochs = teacher_epochs_;
+    auto teacher_options = o_.train;
+    teacher_options.epochs = o_.teacher_epochs;
     train_supervised(*teacher, clean, teacher_options, rng);
     freeze(*teacher);
     auto teacher_fit = clean_fit(*teacher, clean);
@@ -121,7 +127,7 @@ class Nad : public Defense {
     result.stages.push_back(distill_timer.finish());
 
     result.details = {{"betas", used_betas_},
-                      {"p", power_},
+                      {"p", o_.power},
                       {"teacher_clean_acc", teacher_fit.acc},
                       {"student_clean_acc", student_fit.acc},
                       {"epochs", epochs}};
@@ -133,21 +139,21 @@ class Nad : public Defense {
   // Trains `student` in place; returns per-epoch mean losses.
   nlohmann::json distill(Classifier& student, Classifier& teacher, const Dataset& clean, Rng& rng) {
     auto dev = student.parameters().front().device();
-    auto opt = make_optimizer(student.parameters(), options_.optimizer);
-    int64_t steps_per_epoch = (clean.size() + options_.batch_size - 1) / options_.batch_size;
-    int64_t total = options_.epochs * steps_per_epoch, step = 0;
+    Trainer trainer(student.parameters(), o_.train.optimizer, "nad distill");
+    const int64_t per_epoch = steps_per_epoch(clean.size(), o_.train.batch_size);
+    trainer.schedule(o_.train.schedule, o_.train.epochs * per_epoch, std::llround(o_.train.warmup_epochs * per_epoch))
+        .clip(o_.train.clip_norm);
     bool images = clean.x.dim() == 4;
     nlohmann::json log = nlohmann::json::array();
-    const TrainBatches batches(student, clean.x, options_.batch_size);
+    const TrainBatches batches(student, clean.x, o_.train.batch_size);
     student.train();
-    for (int64_t epoch = 0; epoch < options_.epochs; ++epoch) {
-      Progress progress(fmt::format("nad distill epoch {}/{}", epoch + 1, options_.epochs), clean.size());
+    for (int64_t epoch = 0; epoch < o_.train.epochs; ++epoch) {
+      Progress progress(fmt::format("nad distill epoch {}/{}", epoch + 1, o_.train.epochs), clean.size());
       double ce_sum = 0, at_sum = 0;
       int64_t seen = 0;
       for (const auto& idx : batches.epoch(&rng)) {
-        set_learning_rate(*opt, scheduled_lr(options_.optimizer.lr, options_.schedule, step, total));
         auto x = batches.rows(idx);
-        if (options_.augment && images) x = random_shift(x, 2, rng);
+        if (o_.train.augment && images) x = random_shift(x, 2, rng);
         x = x.to(dev);
         auto y = clean.y.index_select(0, idx).to(dev);
         ModelOutput t_out;
@@ -155,20 +161,15 @@ class Nad : public Defense {
           torch::NoGradGuard ng;
           t_out = teacher.forward_full(x, true);
         }
-        opt->zero_grad();
         auto s_out = student.forward_full(x, true);
         auto ce = torch::cross_entropy_loss(s_out.logits, y);
-        auto at = distillation_term(s_out.activations, t_out.activations, x);
+        auto at = distillation_term(student, s_out.activations, t_out.activations, x);
         // The attention loss is a mean over positions, and padding positions add 0 to it
         // (masked in both maps): a batch cut to its longest row is scaled back to the
         // mean over the full width, the loss an uncut batch gives.
         if (x.dim() == 2 && x.size(1) < clean.x.size(1))
           at = at * (static_cast<double>(x.size(1)) / static_cast<double>(clean.x.size(1)));
-        auto loss = ce + at;
-        check_finite(loss, "nad distill");
-        loss.backward();
-        opt->step();
-        ++step;
+        trainer.step(ce + at);
         ce_sum += ce.item<double>() * idx.size(0);
         at_sum += at.item<double>() * idx.size(0);
         seen += idx.size(0);
@@ -183,40 +184,38 @@ class Nad : public Defense {
 
   // Σ_l β_l · AT(a_S^l, a_T^l) over the last min(#β, #blocks) blocks, pairing the
   // last activation with the last β.
-  torch::Tensor distillation_term(const std::vector<torch::Tensor>& s, const std::vector<torch::Tensor>& t,
+  torch::Tensor distillation_term(const Classifier& student, const std::vector<torch::Tensor>& s,
+                                  const std::vector<torch::Tensor>& t,
                                   const torch::Tensor& x) {
     if (s.empty() || s.size() != t.size()) fail("nad: the model exposes no per-block activations to distil");
-    size_t k = std::min(s.size(), betas_.size());
-    used_betas_.assign(betas_.end() - static_cast<std::ptrdiff_t>(k), betas_.end());
+    size_t k = std::min(s.size(), o_.betas.size());
+    used_betas_.assign(o_.betas.end() - static_cast<std::ptrdiff_t>(k), o_.betas.end());
     torch::Tensor total = torch::zeros({}, s.back().options());
     for (size_t i = 0; i < k; ++i) {
       const auto& a_s = s[s.size() - k + i];
       const auto& a_t = t[t.size() - k + i];
       double beta = used_betas_[i];
       if (beta == 0) continue;
-      int64_t ch = attention_channel_dim(a_s, setup_.modality, setup_.arch);
+      int64_t ch = student.activation_channel_dim(a_s);
       torch::Tensor mask;
       if (setup_.modality == Modality::Text && ch == 2 && x.dim() == 2 && x.size(1) == a_s.size(1))
         mask = x.ne(Vocab::kPad);  // token states: padding positions carry no attention
-      total = total + beta * attention_loss(a_s, a_t, power_, ch, mask);
+      total = total + beta * attention_loss(a_s, a_t, o_.power, ch, mask);
     }
     return total;
   }
 
   DefenseSetup setup_;
-  int64_t clean_samples_ = kDefaultCleanSamples;
-  TrainOptions options_;
-  int64_t teacher_epochs_ = 10;
-  std::vector<double> betas_;
+  NadOptions o_;
   std::vector<double> used_betas_;
-  double power_ = 2.0;
 };
 
 Registrar<DefenseRegistry> reg("nad",
                                [](Params& p, const DefenseSetup& s) -> DefensePtr {
                                  return std::make_shared<Nad>(p, s);
                                },
-                               "neural attention distillation from a clean-fine-tuned teacher (baseline)");
+                               "neural attention distillation from a clean-fine-tuned teacher (baseline)",
+                               [] { return modality_docs<NadOptions>(nad_table(), nad_defaults, "nad"); });
 
 }  // namespace
 }  // namespace antidote

@@ -65,12 +65,10 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
   return l;
 }
 
-std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
-                                      torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
+std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
+                                      Trainer* teacher_trainer, const torch::Tensor& x,
                                       const torch::Tensor& y, double temperature, double alpha_student,
                                       double alpha_teacher, const AnchorBatch* anchor) {
-  if (student_opt) student_opt->zero_grad();
-  if (teacher_opt) teacher_opt->zero_grad();
   auto zs = student.logits(x);
   auto zt = teacher.logits(x);
   auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
@@ -81,11 +79,16 @@ std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, 
   // The peers are detached inside the losses, so one backward of the sum sends
   // L_S only into S and L_T only into T.
   torch::Tensor total;
-  if (student_opt) total = l.student;
-  if (teacher_opt) total = total.defined() ? total + l.teacher : l.teacher;
-  if (total.defined()) total.backward();
-  if (student_opt) student_opt->step();
-  if (teacher_opt) teacher_opt->step();
+  std::vector<Trainer*> stepped;
+  if (student_trainer) {
+    total = l.student;
+    stepped.push_back(student_trainer);
+  }
+  if (teacher_trainer) {
+    total = total.defined() ? total + l.teacher : l.teacher;
+    stepped.push_back(teacher_trainer);
+  }
+  if (total.defined()) Trainer::step_together(stepped, total);
   return {l.student.item<double>(), l.teacher.item<double>()};
 }
 
@@ -148,12 +151,10 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
                            Rng& rng, torch::Device device, const std::string& label) {
   auto q = non_target_labels(frozen, train.x, o.temperature, device);
   const bool image = is_image(train.x);
-  auto opt = make_optimizer(student.parameters(), o.opt.cfg);
   student.train();
   const int64_t n = train.size();
-  const int64_t per_epoch = (n + o.batch_size - 1) / o.batch_size;
-  const int64_t total = per_epoch * o.epochs;
-  int64_t step = 0;
+  Trainer trainer(student.parameters(), o.opt.cfg, "ntml non-target label training");
+  trainer.schedule(o.opt.schedule, steps_per_epoch(n, o.batch_size) * o.epochs);
   Progress progress(label, n * o.epochs);
   const TrainBatches batches(student, train.x, o.batch_size);
   double last = 0;
@@ -164,13 +165,7 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
       auto x = batches.rows(b).to(device);
       if (image && o.augment) x = random_shift(x, 2, rng);
       auto target = q.index_select(0, b).to(device);
-      set_learning_rate(*opt, scheduled_lr(o.opt.cfg.lr, o.opt.schedule, step++, total));
-      opt->zero_grad();
-      auto loss = soft_cross_entropy(student.logits(x), target);
-      check_finite(loss, "ntml non-target label training");
-      loss.backward();
-      opt->step();
-      double l = loss.item<double>();
+      double l = trainer.step(soft_cross_entropy(student.logits(x), target));
       sum += l * static_cast<double>(b.numel());
       count += b.numel();
       progress.advance(b.numel(), fmt::format("epoch {}/{} loss {:.4f}", epoch + 1, o.epochs, l));
@@ -213,24 +208,22 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       }
       OptimizerConfig pc = o.student_opt.cfg;
       pc.lr = o.probe_lr;
-      auto popt = make_optimizer(head, pc);
+      Trainer probe(head, pc, "ntml linear probe");
       for (int64_t e = 0; e < o.probe_epochs; ++e)
         for (const auto& b : clean_batches.epoch(&rng)) {
           auto [x, y] = batch_of(b);
-          popt->zero_grad();
-          auto loss = torch::cross_entropy_loss(student.logits(x), y);
-          check_finite(loss, "ntml linear probe");
-          loss.backward();
-          popt->step();
+          probe.step(torch::cross_entropy_loss(student.logits(x), y));
         }
       for (auto& p : frozen) p.set_requires_grad(true);
     }
   }
 
-  auto opt_s = make_optimizer(student.parameters(), o.student_opt.cfg);
+  Trainer student_trainer(student.parameters(), o.student_opt.cfg, "ntml mutual learning (student)");
   OptimizerConfig tc = o.student_opt.cfg;
   tc.lr = o.teacher_lr;
-  auto opt_t = make_optimizer(teacher.parameters(), tc);
+  Trainer teacher_trainer(teacher.parameters(), tc, "ntml mutual learning (teacher)");
+  student_trainer.schedule(o.student_opt.schedule, o.iterations);
+  teacher_trainer.schedule(o.student_opt.schedule, o.iterations);
   Progress progress(label, o.iterations, "iterations");
   std::vector<torch::Tensor> batches;
   size_t next = 0;
@@ -249,8 +242,6 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       next = 0;
     }
     auto [x, y] = batch_of(batches[next++]);
-    set_learning_rate(*opt_s, scheduled_lr(o.student_opt.cfg.lr, o.student_opt.schedule, it, o.iterations));
-    set_learning_rate(*opt_t, scheduled_lr(o.teacher_lr, o.student_opt.schedule, it, o.iterations));
     const double alpha_t = it < o.warmup ? 0.0 : o.alpha_teacher;
     AnchorBatch ab;
     if (anchored) {
@@ -261,7 +252,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       const auto& rows = anchor_order[anchor_next++];
       ab = {anchor_batches->rows(rows).to(device), anchor.q.index_select(0, rows).to(device), anchor.weight};
     }
-    l = mutual_step(student, teacher, opt_s.get(), opt_t.get(), x, y, o.temperature, o.alpha_student, alpha_t,
+    l = mutual_step(student, teacher, &student_trainer, &teacher_trainer, x, y, o.temperature, o.alpha_student, alpha_t,
                     anchored ? &ab : nullptr);
     progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
   }
@@ -319,7 +310,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   if (set.rows.numel() == 0 || o.iterations == 0) return set;
   const bool shifted = is_image(clean.x) && o.augment;
   const int64_t bs = std::min(ml.batch_size, clean.size());
-  auto opt = make_optimizer(student.parameters(), ml.student_opt.cfg);
+  Trainer trainer(student.parameters(), ml.student_opt.cfg, "ntml consensus distillation");
   // The KL runs over the other classes only (both distributions renormalised without
   // the suspected one): the consensus rows then teach nothing about that class, not
   // even "not this class" on look-alike rows of the others; what S learns of it comes
@@ -362,16 +353,12 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
     } else {
       zt = clean_teacher_logits.index_select(0, b.to(device));
     }
-    opt->zero_grad();
     auto loss = mutual_losses(student.logits(x), zt, y, ml.temperature, ml.alpha_student, 0.0).student +
                 o.weight * o.temperature * o.temperature *
                     kl_teacher_student(teacher_logits.index_select(0, ub.to(device)),
                                        without_suspected(student.logits(xu)), o.temperature);
-    check_finite(loss, "ntml consensus distillation");
-    loss.backward();
-    opt->step();
+    last = trainer.step(loss);
     if (average) average->update();
-    last = loss.item<double>();
     progress.advance(1, fmt::format("loss {:.4f}", last));
   }
   progress.finish(fmt::format("loss {:.4f}", last));
@@ -400,100 +387,133 @@ struct NtmlOptions {
   int64_t anchor_batch_size = 32;
 };
 
-std::string read_choice(Params& p, const std::string& key, const std::string& fallback,
-                        const std::vector<std::string>& allowed) {
-  auto v = p.get<std::string>(key, fallback);
-  for (const auto& a : allowed)
-    if (v == a) return v;
-  std::string list;
-  for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-  fail("{}.{}: '{}' is not one of {}", p.context(), key, v, list);
-}
-
-ntml::StageOptimizer read_optimizer(Params& p, const std::string& prefix, const ntml::StageOptimizer& d) {
-  ntml::StageOptimizer o;
-  o.cfg.name = read_choice(p, prefix + "optimizer", d.cfg.name, {"sgd", "adam"});
-  o.cfg.lr = p.get<double>(prefix + "lr", d.cfg.lr);
-  o.cfg.momentum = p.get<double>(prefix + "momentum", d.cfg.momentum);
-  o.cfg.weight_decay = p.get<double>(prefix + "weight_decay", d.cfg.weight_decay);
-  o.schedule = read_choice(p, prefix + "schedule", d.schedule, {"constant", "cosine"});
-  if (!(o.cfg.lr > 0)) fail("{}.{}lr must be positive", p.context(), prefix);
-  if (o.cfg.momentum < 0 || o.cfg.weight_decay < 0)
-    fail("{}: {}momentum and {}weight_decay must be >= 0", p.context(), prefix, prefix);
-  return o;
-}
-
-NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
+// The defaults of a modality. Images: as measured in docs/ntml.md (Fashion-MNIST, small
+// CNN). Text models (trained from scratch with Adam 1e-3) use Adam at a smaller rate.
+NtmlOptions ntml_defaults(Modality modality) {
   NtmlOptions o;
-  const bool text = setup.modality == Modality::Text;
-  // Defaults: images as measured in docs/ntml.md (Fashion-MNIST, small CNN); text
-  // models (trained from scratch with Adam 1e-3) use Adam at a smaller rate.
-  ntml::StageOptimizer nt_default = o.nt.opt, ml_default = o.ml.student_opt;
-  if (text) {
-    nt_default.cfg = {"adam", 1e-4, 0.9, 0.0};
-    ml_default.cfg = {"adam", 1e-4, 0.9, 0.0};
-  }
-  o.clean_samples = p.get<int64_t>("clean_samples", o.clean_samples);
-  o.student_init = read_choice(p, "student_init", o.student_init, {"suspect", "random"});
-  o.control = read_choice(p, "control", o.control, {"auto", "true", "false"});
-
-  o.nt.epochs = p.get<int64_t>("nt_epochs", text ? 2 : o.nt.epochs);
-  o.nt.batch_size = p.get<int64_t>("nt_batch_size", text ? 32 : o.nt.batch_size);
-  o.nt.temperature = p.get<double>("nt_temperature", o.nt.temperature);
-  o.nt.augment = p.get<bool>("nt_augment", o.nt.augment);
-  o.nt.opt = read_optimizer(p, "nt_", nt_default);
-
-  o.ml.iterations = p.get<int64_t>("ml_iterations", o.ml.iterations);
-  o.ml.batch_size = p.get<int64_t>("ml_batch_size", text ? 32 : o.ml.batch_size);
-  o.ml.warmup = p.get<int64_t>("warmup", o.ml.warmup);
-  o.ml.temperature = p.get<double>("temperature", o.ml.temperature);
-  o.ml.alpha_student = p.get<double>("alpha_s", o.ml.alpha_student);
-  o.ml.alpha_teacher = p.get<double>("alpha_t", o.ml.alpha_teacher);
-  o.ml.augment = p.get<bool>("ml_augment", text ? false : o.ml.augment);
-  o.ml.student_opt = read_optimizer(p, "ml_", ml_default);
-  // The teacher learns ten times slower than the student: it keeps the suspect's clean
-  // accuracy instead of over-fitting the small clean set, and S distils from it
-  // (docs/ntml.md: +2.1 points of S's CACC on Fashion-MNIST BadNets).
-  o.ml.teacher_lr = p.get<double>("ml_teacher_lr", 0.1 * o.ml.student_opt.cfg.lr);
-  o.ml.probe_epochs = p.get<int64_t>("probe_epochs", o.ml.probe_epochs);
-  o.ml.probe_lr = p.get<double>("probe_lr", text ? 1e-3 : o.ml.probe_lr);
   // Consensus distillation is on for images, where docs/ntml.md measured it (Fashion-
   // MNIST: the CACC cost of NT-ML falls from about 6 points to about 2); off for text,
   // where it is not measured.
-  o.consensus.iterations = p.get<int64_t>("consensus_iterations", text ? 0 : 2000);
-  o.consensus.batch_size = p.get<int64_t>("consensus_batch_size", text ? 32 : o.consensus.batch_size);
-  o.consensus.weight = p.get<double>("consensus_weight", text ? 1.0 : 8.0);
-  o.consensus.exclude_suspected = p.get<bool>("consensus_exclude_suspected", o.consensus.exclude_suspected);
-  o.consensus.min_ratio = p.get<double>("consensus_min_ratio", o.consensus.min_ratio);
-  o.consensus.temperature = p.get<double>("consensus_temperature", o.consensus.temperature);
-  o.consensus.augment = p.get<bool>("consensus_augment", o.consensus.augment);
-  o.consensus.require_agreement = p.get<bool>("consensus_require_agreement", o.consensus.require_agreement);
-  o.consensus.ema = p.get<double>("consensus_ema", o.consensus.ema);
-  if (!(o.consensus.ema >= 0 && o.consensus.ema < 1)) fail("{}.consensus_ema must be in [0, 1)", p.context());
-  o.consensus_teacher = read_choice(p, "consensus_teacher", o.consensus_teacher, {"suspect", "ml"});
-  if (!(o.consensus.min_ratio >= 1)) fail("{}.consensus_min_ratio must be >= 1", p.context());
-  if (!(o.consensus.temperature > 0)) fail("{}.consensus_temperature must be positive", p.context());
-  if (o.consensus.iterations < 0 || o.consensus.batch_size < 1 || o.consensus.weight < 0)
-    fail("{}: consensus_iterations and consensus_weight must be >= 0, consensus_batch_size positive", p.context());
+  o.consensus.iterations = 2000;
+  o.consensus.weight = 8.0;
+  o.ml.teacher_lr = -1;  // ml_lr / 10 (the table resolves it)
+  if (modality != Modality::Text) return o;
+  o.nt.opt.cfg = {"adam", 1e-4, 0.9, 0.0};
+  o.ml.student_opt.cfg = {"adam", 1e-4, 0.9, 0.0};
+  o.nt.epochs = 2;
+  o.nt.batch_size = 32;
+  o.ml.batch_size = 32;
+  o.ml.probe_lr = 1e-3;
+  o.consensus.iterations = 0;
+  o.consensus.batch_size = 32;
+  o.consensus.weight = 1.0;
+  // The ML anchor on token_stats's flagged rows (docs/ntml.md: without it ML returned
+  // the backdoor on SST-2, ASR 84-99 %). Images keep the unanchored reading.
+  o.identify = "token_stats";
+  return o;
+}
 
-  // Text: the ML anchor on token_stats's flagged rows (docs/ntml.md: without it ML
-  // returned the backdoor on SST-2, ASR 84-99 %). Images keep the unanchored reading.
-  o.identify = p.get<std::string>("identify", text ? "token_stats" : "none");
-  o.anchor_weight = p.get<double>("anchor_weight", o.anchor_weight);
-  o.anchor_batch_size = p.get<int64_t>("anchor_batch_size", o.anchor_batch_size);
-  if (!(o.anchor_weight >= 0)) fail("{}.anchor_weight must be >= 0", p.context());
-  if (o.anchor_batch_size < 1) fail("{}.anchor_batch_size must be positive", p.context());
-  if (o.clean_samples < 1) fail("{}.clean_samples must be at least 1", p.context());
-  if (o.nt.epochs < 0) fail("{}.nt_epochs must be >= 0", p.context());
-  if (o.nt.batch_size < 1 || o.ml.batch_size < 1) fail("{}: batch sizes must be positive", p.context());
-  if (o.ml.iterations < 0 || o.ml.warmup < 0 || o.ml.probe_epochs < 0)
-    fail("{}: ml_iterations, warmup and probe_epochs must be >= 0", p.context());
-  if (!(o.nt.temperature > 0) || !(o.ml.temperature > 0)) fail("{}: temperatures must be positive", p.context());
-  if (o.ml.alpha_student < 0 || o.ml.alpha_teacher < 0) fail("{}: alpha_s and alpha_t must be >= 0", p.context());
-  if (!(o.ml.teacher_lr > 0) || !(o.ml.probe_lr > 0)) fail("{}: learning rates must be positive", p.context());
-  if (text && (o.nt.augment || o.ml.augment))
+using Opts = NtmlOptions;
+template <class T>
+using At = std::function<T&(Opts&)>;
+
+// A stage's optimizer keys: <prefix>optimizer, lr, momentum, weight_decay, schedule.
+void stage_optimizer_keys(OptionTable<Opts>& t, const std::string& prefix, const std::string& stage,
+                          const std::function<ntml::StageOptimizer&(Opts&)>& at) {
+  t.add<std::string>(prefix + "optimizer", At<std::string>([at](Opts& o) -> std::string& { return at(o).cfg.name; }),
+                     stage + ": optimizer", one_of({"sgd", "adam"}));
+  t.add<double>(prefix + "lr", At<double>([at](Opts& o) -> double& { return at(o).cfg.lr; }),
+                stage + ": learning rate", positive<double>());
+  t.add<double>(prefix + "momentum", At<double>([at](Opts& o) -> double& { return at(o).cfg.momentum; }),
+                stage + ": SGD momentum", at_least(0.0));
+  t.add<double>(prefix + "weight_decay", At<double>([at](Opts& o) -> double& { return at(o).cfg.weight_decay; }),
+                stage + ": weight decay", at_least(0.0));
+  t.add<std::string>(prefix + "schedule", At<std::string>([at](Opts& o) -> std::string& { return at(o).schedule; }),
+                     stage + ": learning-rate schedule", one_of({"constant", "cosine"}));
+}
+
+// Every NT-ML key: where it lives in NtmlOptions, what it means, the rule it must meet.
+const OptionTable<Opts>& table() {
+  static const OptionTable<Opts> t = [] {
+    OptionTable<Opts> t;
+    t.add("clean_samples", &Opts::clean_samples, "clean rows of the mutual-learning set", at_least<int64_t>(1));
+    t.add("student_init", &Opts::student_init, "the student starts as the suspect or from random weights",
+          one_of({"suspect", "random"}));
+    t.add("control", &Opts::control, "also run the control (ML without NT); auto: in bench, not in defend",
+          one_of({"auto", "true", "false"}));
+    t.add("nt_epochs", nested(&Opts::nt, &ntml::NtOptions::epochs), "epochs of non-target label training",
+                   at_least<int64_t>(0));
+    t.add("nt_batch_size", nested(&Opts::nt, &ntml::NtOptions::batch_size), "batch of non-target label training",
+                   positive<int64_t>());
+    t.add("nt_temperature", nested(&Opts::nt, &ntml::NtOptions::temperature), "temperature of the non-target labels",
+                  positive<double>());
+    t.add("nt_augment", nested(&Opts::nt, &ntml::NtOptions::augment), "images: random 2-pixel shifts in NT");
+    stage_optimizer_keys(t, "nt_", "non-target label training", [](Opts& o) -> ntml::StageOptimizer& { return o.nt.opt; });
+    t.add("ml_iterations", nested(&Opts::ml, &ntml::MlOptions::iterations), "iterations of mutual learning",
+                   at_least<int64_t>(0));
+    t.add("ml_batch_size", nested(&Opts::ml, &ntml::MlOptions::batch_size), "batch of mutual learning", positive<int64_t>());
+    t.add("warmup", nested(&Opts::ml, &ntml::MlOptions::warmup), "ML iterations with alpha_t = 0 (T learns from labels only)",
+                   at_least<int64_t>(0));
+    t.add("temperature", nested(&Opts::ml, &ntml::MlOptions::temperature), "temperature of ML's KL terms", positive<double>());
+    t.add("alpha_s", nested(&Opts::ml, &ntml::MlOptions::alpha_student), "weight of KL(T || S) in the student's loss",
+                  at_least(0.0));
+    t.add("alpha_t", nested(&Opts::ml, &ntml::MlOptions::alpha_teacher), "weight of KL(S || T) in the teacher's loss",
+                  at_least(0.0));
+    t.add("ml_augment", nested(&Opts::ml, &ntml::MlOptions::augment), "images: random 2-pixel shifts in ML");
+    stage_optimizer_keys(t, "ml_", "mutual learning (student)",
+                         [](Opts& o) -> ntml::StageOptimizer& { return o.ml.student_opt; });
+    // The teacher learns ten times slower than the student: it keeps the suspect's clean
+    // accuracy instead of over-fitting the small clean set, and S distils from it
+    // (docs/ntml.md: +2.1 points of S's CACC on Fashion-MNIST BadNets).
+    t.add("ml_teacher_lr", nested(&Opts::ml, &ntml::MlOptions::teacher_lr), "the teacher's learning rate in ML",
+                  positive<double>())
+        .follows<double>(-1, [](const Opts& o) { return 0.1 * o.ml.student_opt.cfg.lr; }, "ml_lr / 10");
+    t.add("probe_epochs", nested(&Opts::ml, &ntml::MlOptions::probe_epochs), "linear-probe warm start of S's head (0 = off)",
+                   at_least<int64_t>(0));
+    t.add("probe_lr", nested(&Opts::ml, &ntml::MlOptions::probe_lr), "learning rate of the linear probe", positive<double>());
+    t.add("consensus_iterations", nested(&Opts::consensus, &ntml::ConsensusOptions::iterations),
+                   "iterations of consensus distillation (0 = off)", at_least<int64_t>(0));
+    t.add("consensus_batch_size", nested(&Opts::consensus, &ntml::ConsensusOptions::batch_size),
+                   "batch of the consensus rows", positive<int64_t>());
+    t.add("consensus_weight", nested(&Opts::consensus, &ntml::ConsensusOptions::weight), "weight of the consensus KL", at_least(0.0));
+    t.add("consensus_exclude_suspected", nested(&Opts::consensus, &ntml::ConsensusOptions::exclude_suspected),
+                "leave out the rows T sends to the suspected target class");
+    t.add("consensus_min_ratio", nested(&Opts::consensus, &ntml::ConsensusOptions::min_ratio),
+                  "the suspected class needs this many times the runner-up's T-not-S rows", at_least(1.0));
+    t.add("consensus_temperature", nested(&Opts::consensus, &ntml::ConsensusOptions::temperature), "temperature of the consensus KL",
+                  positive<double>());
+    t.add("consensus_augment", nested(&Opts::consensus, &ntml::ConsensusOptions::augment), "images: random 2-pixel shifts");
+    t.add("consensus_require_agreement", nested(&Opts::consensus, &ntml::ConsensusOptions::require_agreement),
+                "only the rows where S and T agree");
+    t.add("consensus_ema", nested(&Opts::consensus, &ntml::ConsensusOptions::ema), "S's weights averaged with this decay (0 = off)",
+                  within_below(0, 1));
+    t.add("consensus_teacher", &Opts::consensus_teacher, "consensus from the frozen suspect or from T after ML",
+          one_of({"suspect", "ml"}));
+    t.add("identify", &Opts::identify, "the identification method whose rows anchor ML (none = no anchor)");
+    t.add("anchor_weight", &Opts::anchor_weight, "weight of the anchor's soft cross-entropy", at_least(0.0));
+    t.add("anchor_batch_size", &Opts::anchor_batch_size, "batch of the anchor rows", positive<int64_t>());
+    return t;
+  }();
+  return t;
+}
+
+NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
+  NtmlOptions o = ntml_defaults(setup.modality);
+  table().read(p, o);
+  if (setup.modality == Modality::Text && (o.nt.augment || o.ml.augment))
     fail("{}: nt_augment/ml_augment (random shifts) are for images only", p.context());
   return o;
+}
+
+OptionDocs option_docs() {
+  std::vector<std::pair<std::string, NtmlOptions>> profiles;
+  for (auto [name, modality] : {std::pair{"image", Modality::Image}, {"text", Modality::Text}}) {
+    Params none(YAML::Node(), "ntml");
+    auto o = ntml_defaults(modality);
+    table().read(none, o);
+    profiles.emplace_back(name, o);
+  }
+  return table().docs(profiles);
 }
 
 void make_trainable(Classifier& m, torch::Device device) {
@@ -505,6 +525,7 @@ void make_trainable(Classifier& m, torch::Device device) {
 class NtmlDefense : public Defense {
  public:
   NtmlDefense(NtmlOptions o, IdentifierPtr identifier) : o_(std::move(o)), identifier_(std::move(identifier)) {}
+  nlohmann::json resolved_options() const override { return table().values(o_); }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean) fail("ntml needs a clean pool");
@@ -745,7 +766,8 @@ Registrar<DefenseRegistry> reg("ntml",
                                  return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
                                },
                                "NT-ML: non-target label training of a student over the training set, then mutual "
-                               "learning with the suspect on the clean set (our reading of arXiv 2508.05404)");
+                               "learning with the suspect on the clean set (our reading of arXiv 2508.05404)",
+                               option_docs);
 
 }  // namespace
 }  // namespace antidote

@@ -38,8 +38,8 @@ struct AnchorBatch {
   torch::Tensor x, q;
   double weight = 0;
 };
-std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, torch::optim::Optimizer* student_opt,
-                                      torch::optim::Optimizer* teacher_opt, const torch::Tensor& x,
+std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
+                                      Trainer* teacher_trainer, const torch::Tensor& x,
                                       const torch::Tensor& y, double temperature, double alpha_student,
                                       double alpha_teacher, const AnchorBatch* anchor = nullptr);
 

@@ -87,6 +87,19 @@ torch::Tensor Classifier::apply_prune_mask(const torch::Tensor& t, int64_t dim) 
   return t * prune_mask_.view(shape);
 }
 
+int64_t Classifier::activation_channel_dim(const torch::Tensor& a) const {
+  switch (a.dim()) {
+    case 2:
+      return -1;
+    case 3:
+      return 2;
+    case 4:
+      return 1;
+    default:
+      fail("activations of {} dimensions are not supported (need [B,H], [B,L,H], [B,F,L] or [B,C,H,W])", a.dim());
+  }
+}
+
 torch::Tensor Classifier::cuttable_lengths(const torch::Tensor& x) const {
   if (!ignores_trailing_padding() || x.dim() != 2 || x.is_floating_point()) return {};
   auto positions = torch::arange(1, x.size(1) + 1, torch::TensorOptions(torch::kLong).device(x.device())).unsqueeze(0);

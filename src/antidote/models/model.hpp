@@ -65,6 +65,13 @@ class Classifier : public torch::nn::Module {
     return after_prune_mask(before, x).logits;
   }
 
+  // The channel dimension of one of this model's per-block activations (attention
+  // maps sum |a|^p over it; fine-pruning averages over the rest): 1 for [B, C, H, W]
+  // feature maps and [B, F, L] convolutions over time, 2 for token states [B, L, H],
+  // -1 for [B, H] vectors (no positions). A model whose 3-D activations are
+  // convolutions over time says so by overriding.
+  virtual int64_t activation_channel_dim(const torch::Tensor& activation) const;
+
   // True for a text model whose logits do not depend on the [PAD] ids after a row's
   // last token (attention masks them, pooling skips them): inference may then cut each
   // batch to its longest row (predict_probs). False where padding is read (TextCNN's

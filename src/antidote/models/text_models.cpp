@@ -187,6 +187,10 @@ struct TextCnn : Classifier {
     return out;
   }
   int64_t prunable_channels() const override { return prune_mask_.numel(); }
+  // The convolutions' maps are [B, F, L']: filters first.
+  int64_t activation_channel_dim(const torch::Tensor& a) const override {
+    return a.dim() == 3 ? 1 : Classifier::activation_channel_dim(a);
+  }
 };
 
 template <class M>

@@ -310,10 +310,11 @@ json write_identification(const Identification& id, const Cell& cell, const std:
 
 
 namespace {
-json defense_row(const DefenseRun& run, const std::string& name, const Cell& cell) {
+json defense_row(const DefenseRun& run, const std::string& name, const Defense& defense, const Cell& cell) {
   const auto& r = run.result;
   json row = evaluation_json(run.after);
   row["defense"] = name;
+  if (auto resolved = defense.resolved_options(); !resolved.empty()) row["resolved_options"] = resolved;
   row["clean_samples"] = r.clean_samples;
   row["der"] = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
   row["detection"] = nullptr;
@@ -347,7 +348,7 @@ DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const Def
                   ? run.before
                   : evaluate(*run.result.model, cell.test_clean, cell.test_triggered, target, rq.eval_batch);
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.row = defense_row(run, rq.name, cell);
+  run.row = defense_row(run, rq.name, *defense, cell);
   return run;
 }
 

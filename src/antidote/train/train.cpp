@@ -133,6 +133,55 @@ void check_finite(const torch::Tensor& loss, const std::string& where) {
          loss.isnan().any().item<bool>() ? "NaN" : "infinite");
 }
 
+Trainer::Trainer(const std::vector<torch::Tensor>& params, const OptimizerConfig& optimizer, std::string label)
+    : params_(params), optimizer_(make_optimizer(params, optimizer)), label_(std::move(label)),
+      base_lr_(optimizer.lr) {}
+
+Trainer& Trainer::schedule(const std::string& name, int64_t total_steps, int64_t warmup_steps) {
+  schedule_ = name;
+  total_ = total_steps;
+  warmup_ = std::min(total_steps, warmup_steps);
+  return *this;
+}
+
+Trainer& Trainer::clip(double max_norm) {
+  clip_norm_ = max_norm;
+  return *this;
+}
+
+Trainer& Trainer::sync(GradientSync* sync) {
+  sync_ = sync;
+  return *this;
+}
+
+void Trainer::zero_grad() { optimizer_->zero_grad(); }
+
+void Trainer::finish_step() {
+  if (sync_) sync_->sync(params_);
+  // After the sync, so that every worker clips the same combined gradient.
+  if (clip_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_norm_);
+  if (total_ > 0) set_learning_rate(*optimizer_, scheduled_lr(base_lr_, schedule_, steps_, total_, warmup_));
+  optimizer_->step();
+  ++steps_;
+}
+
+double Trainer::step(const torch::Tensor& loss, double scale) {
+  check_finite(loss, label_);
+  zero_grad();
+  if (scale == 1.0)
+    loss.backward();
+  else
+    (scale * loss).backward();
+  finish_step();
+  return loss.item<double>();
+}
+
+void Trainer::step_together(const std::vector<Trainer*>& trainers, const torch::Tensor& loss) {
+  for (auto* t : trainers) t->zero_grad();
+  loss.backward();
+  for (auto* t : trainers) t->finish_step();
+}
+
 int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size) {
   return (rows / world_size + batch_size - 1) / batch_size;
 }
@@ -140,13 +189,12 @@ int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size) {
 void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& o, Rng& rng,
                       const std::function<void(int64_t)>& on_epoch, GradientSync* sync,
                       const std::function<bool(int64_t)>& on_step) {
-  GradientSync local;
-  if (!sync) sync = &local;
   auto dev = model.parameters().front().device();
-  auto opt = make_optimizer(model.parameters(), o.optimizer);
-  const int64_t per_epoch = steps_per_epoch(data.size(), o.batch_size, sync->world_size());
-  int64_t total = o.epochs * per_epoch, step = 0;
-  const auto warmup = std::min(total, static_cast<int64_t>(std::llround(o.warmup_epochs * per_epoch)));
+  Trainer trainer(model.parameters(), o.optimizer, o.label);
+  trainer.sync(sync).clip(o.clip_norm);
+  const int64_t per_epoch = steps_per_epoch(data.size(), o.batch_size, trainer.world_size());
+  const int64_t total = o.epochs * per_epoch;
+  trainer.schedule(o.schedule, total, std::llround(o.warmup_epochs * per_epoch));
   bool stop = false;
   bool images = data.x.dim() == 4;
   const TrainBatches batches(model, data.x, o.batch_size, /*cut=*/true, o.group_by_length);
@@ -155,27 +203,17 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
     Progress progress(fmt::format("{} epoch {}/{}", o.label, epoch + 1, o.epochs), data.size());
     double loss_sum = 0;
     int64_t seen = 0, correct = 0;
-    for (const auto& idx : batches.epoch(&rng, sync->rank(), sync->world_size())) {
-      set_learning_rate(*opt, scheduled_lr(o.optimizer.lr, o.schedule, step, total, warmup));
+    for (const auto& idx : batches.epoch(&rng, trainer.rank(), trainer.world_size())) {
       auto x = batches.rows(idx);
       if (o.augment && images) x = random_shift(x, 2, rng);
       x = x.to(dev);
       auto y = data.y.index_select(0, idx).to(dev);
-      opt->zero_grad();
       auto logits = model.forward(x).logits;
-      auto loss = torch::cross_entropy_loss(logits, y);
-      check_finite(loss, o.label);
-      loss.backward();
-      sync->sync(model.parameters());
-      // After the sync, so that every worker clips the same averaged gradient.
-      if (o.clip_norm > 0) torch::nn::utils::clip_grad_norm_(model.parameters(), o.clip_norm);
-      opt->step();
-      ++step;
-      loss_sum += loss.item<double>() * idx.size(0);
+      loss_sum += trainer.step(torch::cross_entropy_loss(logits, y)) * idx.size(0);
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       seen += idx.size(0);
       progress.advance(idx.size(0));
-      if (on_step && !on_step(step)) {
+      if (on_step && !on_step(trainer.steps())) {
         stop = true;
         break;
       }

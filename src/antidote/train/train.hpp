@@ -30,7 +30,7 @@ double cosine_lr(double base, int64_t step, int64_t total);
 // The rate of step `step` of `total`: a linear warm-up over the first `warmup` steps
 // (base·(step+1)/warmup), then the schedule (cosine from base to 0 over the remaining
 // steps, or constant). Every training loop (supervised training, FT, NAD, NT-ML) sets
-// its rate with it.
+// its rate with it (through the Trainer).
 double scheduled_lr(double base, const std::string& schedule, int64_t step, int64_t total, int64_t warmup = 0);
 
 struct TrainOptions {
@@ -51,6 +51,44 @@ struct GradientSync {
   virtual void sync(const std::vector<torch::Tensor>& params) { (void)params; }
   virtual int rank() const { return 0; }
   virtual int world_size() const { return 1; }
+};
+
+// The optimizer step that every training in antidote takes: the loss checked finite,
+// gradients zeroed, back-propagated, combined across workers, clipped, the rate set
+// from the schedule (warm-up, then cosine or constant) and the optimizer stepped. Each
+// loop keeps its own batching (which rows, in which order, with which random draws);
+// what a step does is here, once.
+class Trainer {
+ public:
+  Trainer(const std::vector<torch::Tensor>& params, const OptimizerConfig& optimizer, std::string label);
+  // The rate of each step: scheduled_lr over `total_steps`, warm-up first. Without a
+  // call the rate stays optimizer.lr.
+  Trainer& schedule(const std::string& name, int64_t total_steps, int64_t warmup_steps = 0);
+  // Clip the gradients' global L2 norm to `max_norm` before each step (0 = never).
+  Trainer& clip(double max_norm);
+  // Combine gradients across workers before clipping (null = this process alone).
+  Trainer& sync(GradientSync* sync);
+
+  // One step on `loss`, its gradient scaled by `scale` (-1 ascends); returns the loss.
+  double step(const torch::Tensor& loss, double scale = 1.0);
+  // One backward of `loss` stepping each trainer (peers whose losses are detached from
+  // each other, e.g. mutual learning's student and teacher).
+  static void step_together(const std::vector<Trainer*>& trainers, const torch::Tensor& loss);
+
+  int64_t steps() const { return steps_; }
+  int rank() const { return sync_ ? sync_->rank() : 0; }
+  int world_size() const { return sync_ ? sync_->world_size() : 1; }
+  torch::optim::Optimizer& optimizer() { return *optimizer_; }
+
+ private:
+  void zero_grad();
+  void finish_step();  // sync, clip, rate, optimizer step
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<torch::optim::Optimizer> optimizer_;
+  std::string label_, schedule_ = "constant";
+  double base_lr_, clip_norm_ = 0;
+  int64_t total_ = 0, warmup_ = 0, steps_ = 0;
+  GradientSync* sync_ = nullptr;
 };
 
 // Index batches of one epoch: a seeded permutation (or in order), strided by rank.

@@ -102,6 +102,7 @@ struct BeDKD : Defense {
   IdentifierPtr identifier;
 
   BeDKD(Config cfg, IdentifierPtr id) : c(std::move(cfg)), identifier(std::move(id)) {}
+  nlohmann::json resolved_options() const override { return option_values(c); }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean || ctx.clean_data.size() == 0) fail("bedkd needs a clean labelled set (clean pool)");
@@ -134,7 +135,7 @@ struct BeDKD : Defense {
     freeze(*teacher);
     auto student = trainable_copy(*suspect);
     student->to(ctx.device);
-    auto opt = make_optimizer(student->parameters(), OptimizerConfig{c.optimizer, c.akd_lr, 0.0, c.weight_decay});
+    Trainer trainer(student->parameters(), OptimizerConfig{c.optimizer, c.akd_lr, 0.0, c.weight_decay}, "bedkd akd");
     torch::manual_seed(rng.fork_seed("akd"));
     Rng akd_shuffle(rng.fork_seed("akd-order"));
     // Forked only when used, so that the default recipe's random streams stay as they were.
@@ -152,15 +153,11 @@ struct BeDKD : Defense {
         auto xb = trust_batches.rows(idx);
         auto loss = kd_loss(student->forward(xb), cached_batch(trust_teacher, ib, xb.size(1)),
                             trust.y.index_select(0, ib), c.akd_temperature, akd_w, padding_mask(c, xb));
-        check_finite(loss, "bedkd akd trust pass");
-        opt->zero_grad();
-        loss.backward();
-        opt->step();
-        l.trust_sum += loss.item<double>() * idx.size(0);
+        l.trust_sum += trainer.step(loss) * idx.size(0);
         l.trust_seen += idx.size(0);
       }
       if (punish.size() > 0 && c.punish_weight > 0)
-        punish_pass(*student, *teacher, *opt, punish, punish_batches, punish_draw, ctx.device, l);
+        punish_pass(*student, *teacher, trainer, punish, punish_batches, punish_draw, ctx.device, l);
       trajectory.push_back(trajectory_row(epoch, l, *student, ctx, progress));
     }
     progress.finish();
@@ -178,7 +175,7 @@ struct BeDKD : Defense {
 
   // One epoch's punish pass: gradient ascent on L_KD over the identified rows (a fresh
   // draw of punish_per_epoch of them, or all), under the stopping rule.
-  void punish_pass(Classifier& student, Classifier& teacher, torch::optim::Optimizer& opt, const Dataset& punish,
+  void punish_pass(Classifier& student, Classifier& teacher, Trainer& trainer, const Dataset& punish,
                    const TrainBatches& batches, Rng& draw, torch::Device dev, EpochLosses& l) const {
     const KdWeights akd_w{c.alpha, c.kl_weight, c.mse_weight};
     torch::Tensor drawn;  // this epoch's punish rows (indices into D_p), or all of them
@@ -207,11 +204,9 @@ struct BeDKD : Defense {
         tout = teacher.forward(xb);
       }
       auto loss = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
-      check_finite(loss, "bedkd akd punish pass");
-      opt.zero_grad();
-      (-c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows) * loss).backward();
-      opt.step();
-      l.punish_sum += loss.item<double>() * xb.size(0);
+      // Gradient ascent: the step's sign is flipped.
+      l.punish_sum += trainer.step(loss, -c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows)) *
+                      xb.size(0);
       l.punish_seen += xb.size(0);
     }
   }
@@ -259,7 +254,8 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
 
 Registrar<DefenseRegistry> reg("bedkd", make_bedkd,
                                "BeDKD: an identification stage (the directional label-flip mapping, or identify: <method>) finds the "
-                               "poisoned rows, then trust/punish adversarial distillation (recipe: reference | tuned)");
+                               "poisoned rows, then trust/punish adversarial distillation (recipe: reference | tuned)",
+                               option_docs);
 
 }  // namespace
 }  // namespace antidote::bedkd

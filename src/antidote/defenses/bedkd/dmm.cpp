@@ -126,8 +126,8 @@ class Dmm : public Identifier {
     auto flipped = flip_labels(flip.y, ctx.num_classes, c_.flip_shift);
     auto mapped = trainable_copy(*suspect);
     mapped->to(dev);
-    auto flip_opt = make_optimizer(select_parameters(*mapped, c_.flip_params),
-                                   OptimizerConfig{c_.optimizer, c_.flip_lr, 0.0, c_.weight_decay});
+    Trainer flip_trainer(select_parameters(*mapped, c_.flip_params),
+                         OptimizerConfig{c_.optimizer, c_.flip_lr, 0.0, c_.weight_decay}, "bedkd dmm");
     torch::manual_seed(rng.fork_seed("dmm"));
     Rng flip_shuffle(rng.fork_seed("dmm-order"));
     const auto flip_teacher = teacher_outputs(*teacher, flip.x, c_.score_batch);
@@ -162,11 +162,7 @@ class Dmm : public Identifier {
         auto xb = flip_batches.rows(idx);
         auto loss = kd_loss(mapped->forward(xb), cached_batch(flip_teacher, ib, xb.size(1)),
                             flipped.index_select(0, ib), c_.flip_temperature, flip_w, padding_mask(c_, xb));
-        check_finite(loss, "bedkd dmm");
-        flip_opt->zero_grad();
-        loss.backward();
-        flip_opt->step();
-        sum += loss.item<double>() * idx.size(0);
+        sum += flip_trainer.step(loss) * idx.size(0);
         seen += idx.size(0);
         progress.advance(idx.size(0));
       }

@@ -2,14 +2,15 @@
 // per modality) and the reader that applies a config's keys and checks them.
 #include "antidote/defenses/bedkd/recipe.hpp"
 
+#include <tuple>
 #include <vector>
 
 namespace antidote::bedkd {
 namespace {
 
-bool builtin_arch(const std::string& arch) {
-  return arch == "cnn" || arch == "preact_resnet18" || arch == "transformer" || arch == "textcnn";
-}
+// The tuned recipe was measured on the architectures antidote builds and trains from
+// scratch (the model registry's); an imported model (TorchScript) gets the reference.
+bool builtin_arch(const std::string& arch) { return ModelRegistry::instance().has(arch); }
 
 // Defaults of a recipe for a setup. "reference" = the authors' released code.
 Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
@@ -87,17 +88,78 @@ Config recipe_defaults(const std::string& recipe, const DefenseSetup& setup) {
   return c;
 }
 
-// The keys only the directional mapping reads: with another identification method they
-// would be accepted and do nothing, so naming one is an error.
-void check_dmm_keys(const Params& p, const Config& c) {
-  if (c.identify == "dmm") return;
-  static const char* const dmm_only[] = {
-      "flip_per_class", "flip_shift", "flip_epochs", "flip_batch", "flip_lr", "flip_temperature",
-      "flip_alpha", "flip_kl_weight", "flip_mse_weight", "flip_params", "flip_with_trust", "flip_stop_accuracy",
-      "score", "score_over", "threshold", "max_flagged", "max_kept", "consistency", "vote", "vote_min_share",
-      "vote_by"};
-  for (const char* k : dmm_only)
-    if (p.has(k)) fail("{}: '{}' belongs to identify: dmm, and identify is '{}'", p.context(), k, c.identify);
+// The directional mapping's keys (stage 1 and its scoring).
+void dmm_keys(OptionTable<Config>& t) {
+  auto dmm = [&t](auto&&... args) { t.add(args...).group("dmm"); };
+  dmm("flip_per_class", &Config::flip_per_class, "clean rows per class the mapping flips", at_least<int64_t>(1));
+  dmm("flip_shift", &Config::flip_shift, "the mapping's label y -> (y + flip_shift) mod classes", Rule<int64_t>{});
+  dmm("flip_epochs", &Config::flip_epochs, "epochs of the directional mapping", at_least<int64_t>(0));
+  dmm("flip_batch", &Config::flip_batch, "batch of the directional mapping", positive<int64_t>());
+  dmm("flip_lr", &Config::flip_lr, "learning rate of the directional mapping", positive<double>());
+  dmm("flip_temperature", &Config::flip_temperature, "temperature of the mapping's KL", positive<double>());
+  dmm("flip_alpha", &Config::flip_alpha, "the mapping's alpha", within(0, 1));
+  t.follows<double>(-1, [](const Config& c) { return c.alpha; }, "alpha");
+  dmm("flip_kl_weight", &Config::flip_kl_weight, "the mapping's KL weight", at_least(0.0));
+  t.follows<double>(-1, [](const Config& c) { return c.kl_weight; }, "kl_weight");
+  dmm("flip_mse_weight", &Config::flip_mse_weight, "the mapping's MSE weight", at_least(0.0));
+  t.follows<double>(-1, [](const Config& c) { return c.mse_weight; }, "mse_weight");
+  dmm("flip_params", &Config::flip_params, "the parameters the mapping trains", Rule<std::string>{});
+  dmm("flip_with_trust", &Config::flip_with_trust, "also flip the trust rows (the whole clean budget)", Rule<bool>{});
+  dmm("flip_stop_accuracy", &Config::flip_stop_accuracy,
+      "stop the mapping once it gives this share of the flip rows their flipped label", within(0, 1, " (0 = off)"));
+  dmm("score", &Config::score, "prob: mean |dp| over classes; target: |dp| of the suspect's top class",
+      one_of({"prob", "target"}));
+  dmm("score_over", &Config::score_over, "last: score after the last epoch; epochs: mean rank over the epochs",
+      one_of({"last", "epochs"}));
+  dmm("threshold", &Config::threshold, "rows moved by less than this are suspect", at_least(0.0));
+  dmm("max_flagged", &Config::max_flagged, "at most this many least-moved rows are suspect",
+      at_least<int64_t>(0, " (0 = no cap)"));
+  dmm("max_kept", &Config::max_kept, "at most this many suspect rows are punished", at_least<int64_t>(0, " (0 = no cap)"));
+  dmm("consistency", &Config::consistency, "keep only the suspect rows whose label the suspect predicts", Rule<bool>{});
+  dmm("vote", &Config::vote, "keep only the suspect rows of the label an all-to-one vote picks", Rule<bool>{});
+  dmm("vote_min_share", &Config::vote_min_share, "the vote's label must hold this share of the suspect rows",
+      within(0, 1));
+  dmm("vote_by", &Config::vote_by, "count: the most frequent label; lowest_mean: the label whose rows sit lowest",
+      one_of({"count", "lowest_mean"}));
+}
+
+// Every BeDKD key: where it lives in Config, what it means, the rule it must meet.
+// Keys in the "dmm" group are read by the directional mapping alone.
+const OptionTable<Config>& table() {
+  static const OptionTable<Config> t = [] {
+    OptionTable<Config> t;
+    t.add("identify", &Config::identify, "where the punish set comes from (an identification method, or dmm)");
+    t.add("alpha", &Config::alpha, "L_KD's weight of the cross-entropy; 1 - alpha goes to the KL and MSE",
+          within(0, 1));
+    t.add("kl_weight", &Config::kl_weight, "weight of the KL term of L_KD", at_least(0.0));
+    t.add("mse_weight", &Config::mse_weight, "weight of the feature-MSE term of L_KD", at_least(0.0));
+    t.add("mask_padding", &Config::mask_padding, "text: the feature MSE over real tokens only");
+    t.add("optimizer", &Config::optimizer, "optimizer of both stages", one_of({"sgd", "adam", "adamw"}));
+    t.add("weight_decay", &Config::weight_decay, "weight decay of both stages", at_least(0.0));
+    t.add("reshuffle", &Config::reshuffle, "reshuffle the batches every epoch (both stages)");
+    dmm_keys(t);
+    t.add("min_confidence", &Config::min_confidence,
+          "below this share of the target label among the most suspect rows, identification warns", within(0, 1));
+    t.add("score_batch", &Config::score_batch, "rows per forward pass when scoring", positive<int64_t>());
+    t.add("trust_per_class", &Config::trust_per_class, "clean rows per class in the trust set D_t", at_least<int64_t>(0));
+    t.add("akd_epochs", &Config::akd_epochs, "epochs of adversarial distillation", at_least<int64_t>(0));
+    t.add("batch_size", &Config::batch_size, "batch of the trust passes", positive<int64_t>());
+    t.add("punish_batch", &Config::punish_batch, "batch of the punish passes", positive<int64_t>())
+        .follows<int64_t>(0, [](const Config& c) { return c.batch_size; }, "batch_size");
+    t.add("punish_per_epoch", &Config::punish_per_epoch, "rows of D_p drawn afresh for each punish pass",
+          at_least<int64_t>(0, " (0 = all of D_p)"));
+    t.add("akd_lr", &Config::akd_lr, "learning rate of adversarial distillation", positive<double>());
+    t.add("akd_temperature", &Config::akd_temperature, "temperature of L_KD's KL in distillation", positive<double>());
+    t.add("punish_weight", &Config::punish_weight, "weight of the gradient-ascent (punish) loss", at_least(0.0));
+    t.add("punish_stop", &Config::punish_stop, "stop punishing a row once the student has let go of its label",
+          one_of({"none", "flipped", "prob"}));
+    t.add("punish_floor", &Config::punish_floor, "punish_stop prob: punish while the label's probability exceeds this",
+          within_below(0, 1));
+    t.add("punish_mean", &Config::punish_mean, "a punish batch's loss averaged over the rows still punished or drawn",
+          one_of({"still", "drawn"}));
+    return t;
+  }();
+  return t;
 }
 
 }  // namespace
@@ -110,78 +172,39 @@ Config read_config(Params& p, const DefenseSetup& setup) {
   auto recipe = p.get<std::string>("recipe", "auto");
   if (recipe == "auto") recipe = builtin_arch(setup.arch) ? "tuned" : "reference";
   Config c = recipe_defaults(recipe, setup);
-  c.identify = p.get<std::string>("identify", c.identify);
-  c.alpha = p.get<double>("alpha", c.alpha);
-  c.kl_weight = p.get<double>("kl_weight", c.kl_weight);
-  c.mse_weight = p.get<double>("mse_weight", c.mse_weight);
-  c.mask_padding = p.get<bool>("mask_padding", c.mask_padding);
-  c.optimizer = p.get<std::string>("optimizer", c.optimizer);
-  c.weight_decay = p.get<double>("weight_decay", c.weight_decay);
-  c.flip_per_class = p.get<int64_t>("flip_per_class", c.flip_per_class);
-  c.flip_shift = p.get<int64_t>("flip_shift", c.flip_shift);
-  c.flip_epochs = p.get<int64_t>("flip_epochs", c.flip_epochs);
-  c.flip_batch = p.get<int64_t>("flip_batch", c.flip_batch);
-  c.flip_lr = p.get<double>("flip_lr", c.flip_lr);
-  c.flip_temperature = p.get<double>("flip_temperature", c.flip_temperature);
-  c.flip_alpha = p.get<double>("flip_alpha", c.flip_alpha >= 0 ? c.flip_alpha : c.alpha);
-  c.flip_kl_weight = p.get<double>("flip_kl_weight", c.kl_weight);
-  c.flip_mse_weight = p.get<double>("flip_mse_weight", c.mse_weight);
-  c.flip_params = p.get<std::string>("flip_params", c.flip_params);
-  c.reshuffle = p.get<bool>("reshuffle", c.reshuffle);
-  c.flip_with_trust = p.get<bool>("flip_with_trust", c.flip_with_trust);
-  c.score = p.get<std::string>("score", c.score);
-  c.score_over = p.get<std::string>("score_over", c.score_over);
-  c.flip_stop_accuracy = p.get<double>("flip_stop_accuracy", c.flip_stop_accuracy);
-  c.threshold = p.get<double>("threshold", c.threshold);
-  c.min_confidence = p.get<double>("min_confidence", c.min_confidence);
-  c.max_flagged = p.get<int64_t>("max_flagged", c.max_flagged);
-  c.max_kept = p.get<int64_t>("max_kept", c.max_kept);
-  c.consistency = p.get<bool>("consistency", c.consistency);
-  c.vote = p.get<bool>("vote", c.vote);
-  c.vote_min_share = p.get<double>("vote_min_share", c.vote_min_share);
-  c.vote_by = p.get<std::string>("vote_by", c.vote_by);
-  c.score_batch = p.get<int64_t>("score_batch", c.score_batch);
-  c.trust_per_class = p.get<int64_t>("trust_per_class", c.trust_per_class);
-  c.akd_epochs = p.get<int64_t>("akd_epochs", c.akd_epochs);
-  c.batch_size = p.get<int64_t>("batch_size", c.batch_size);
-  c.punish_batch = p.get<int64_t>("punish_batch", c.batch_size);
-  c.akd_lr = p.get<double>("akd_lr", c.akd_lr);
-  c.akd_temperature = p.get<double>("akd_temperature", c.akd_temperature);
-  c.punish_weight = p.get<double>("punish_weight", c.punish_weight);
-  c.punish_stop = p.get<std::string>("punish_stop", c.punish_stop);
-  c.punish_floor = p.get<double>("punish_floor", c.punish_floor);
-  c.punish_per_epoch = p.get<int64_t>("punish_per_epoch", c.punish_per_epoch);
-  c.punish_mean = p.get<std::string>("punish_mean", c.punish_mean);
-
-  const auto& ctx = p.context();
-  if (!(c.alpha >= 0 && c.alpha <= 1) || !(c.flip_alpha >= 0 && c.flip_alpha <= 1))
-    fail("{}: alpha and flip_alpha must lie in [0, 1]", ctx);
-  if (c.flip_per_class < 1 || c.trust_per_class < 0) fail("{}: flip_per_class must be >= 1, trust_per_class >= 0", ctx);
-  if (c.flip_epochs < 0 || c.akd_epochs < 0) fail("{}: epochs must be >= 0", ctx);
-  if (c.flip_batch < 1 || c.batch_size < 1 || c.punish_batch < 1 || c.score_batch < 1)
-    fail("{}: batch sizes must be positive", ctx);
-  if (!(c.flip_lr > 0) || !(c.akd_lr > 0)) fail("{}: learning rates must be positive", ctx);
-  if (!(c.flip_temperature > 0) || !(c.akd_temperature > 0)) fail("{}: temperatures must be positive", ctx);
-  if (!(c.min_confidence >= 0 && c.min_confidence <= 1)) fail("{}: min_confidence must lie in [0, 1]", ctx);
-  if (!(c.vote_min_share >= 0 && c.vote_min_share <= 1)) fail("{}: vote_min_share must lie in [0, 1]", ctx);
-  if (c.vote_by != "count" && c.vote_by != "lowest_mean")
-    fail("{}: vote_by must be count or lowest_mean, got '{}'", ctx, c.vote_by);
-  if (c.punish_per_epoch < 0) fail("{}: punish_per_epoch must be >= 0 (0 = all of D_p)", ctx);
-  if (c.max_flagged < 0 || c.max_kept < 0) fail("{}: max_flagged and max_kept must be >= 0 (0 = no cap)", ctx);
-  if (c.punish_stop != "none" && c.punish_stop != "flipped" && c.punish_stop != "prob")
-    fail("{}: punish_stop must be none, flipped or prob, got '{}'", ctx, c.punish_stop);
-  if (!(c.punish_floor >= 0 && c.punish_floor < 1)) fail("{}: punish_floor must lie in [0, 1)", ctx);
-  if (c.punish_mean != "still" && c.punish_mean != "drawn")
-    fail("{}: punish_mean must be still or drawn, got '{}'", ctx, c.punish_mean);
-  if (c.score != "prob" && c.score != "target") fail("{}: score must be prob or target, got '{}'", ctx, c.score);
-  if (c.score_over != "last" && c.score_over != "epochs")
-    fail("{}: score_over must be last or epochs, got '{}'", ctx, c.score_over);
-  if (!(c.flip_stop_accuracy >= 0 && c.flip_stop_accuracy <= 1))
-    fail("{}: flip_stop_accuracy must lie in [0, 1] (0 = off)", ctx);
+  table().read(p, c);
   if (setup.num_classes > 0 && (c.flip_shift % setup.num_classes) == 0)
-    fail("{}: flip_shift {} maps every label onto itself with {} classes", ctx, c.flip_shift, setup.num_classes);
-  check_dmm_keys(p, c);
+    fail("{}: flip_shift {} maps every label onto itself with {} classes", p.context(), c.flip_shift,
+         setup.num_classes);
+  if (c.identify != "dmm")
+    for (const auto& key : table().given(p, "dmm"))
+      fail("{}: '{}' belongs to identify: dmm, and identify is '{}'", p.context(), key, c.identify);
   return c;
+}
+
+nlohmann::json option_values(const Config& c) {
+  auto v = table().values(c);
+  v["recipe"] = c.recipe;
+  return v;
+}
+
+OptionDocs option_docs() {
+  OptionDocs docs{{"recipe", "a string", "auto",
+                   "tuned (the built-in architectures' values) or reference (the authors' code); auto picks", ""}};
+  std::vector<std::pair<std::string, Config>> profiles;
+  for (const auto& [name, modality, recipe] :
+       {std::tuple{"image", Modality::Image, "tuned"}, {"text", Modality::Text, "tuned"},
+        {"reference", Modality::Image, "reference"}}) {
+    DefenseSetup setup;
+    setup.modality = modality;
+    Params none(YAML::Node(), "bedkd");
+    Config c = recipe_defaults(recipe, setup);
+    table().read(none, c);
+    profiles.emplace_back(name, c);
+  }
+  auto rest = table().docs(profiles);
+  docs.insert(docs.end(), rest.begin(), rest.end());
+  return docs;
 }
 
 }  // namespace antidote::bedkd

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "antidote/defenses/bedkd/bedkd.hpp"
+#include "antidote/core/options.hpp"
 #include "antidote/defenses/defense.hpp"
 
 namespace antidote::bedkd {
@@ -22,8 +23,8 @@ struct Config {
   // stage 1: directional mapping
   int64_t flip_per_class = 80, flip_shift = 1, flip_epochs = 20, flip_batch = 16;
   double flip_lr = 3e-5, flip_temperature = 1.5;
-  // flip_alpha < 0: the same as alpha (the reference uses one loss for both stages)
-  double flip_alpha = -1, flip_kl_weight = 1.0, flip_mse_weight = 1.0;
+  // -1: the same as alpha, kl_weight, mse_weight (the reference uses one loss for both stages)
+  double flip_alpha = -1, flip_kl_weight = -1, flip_mse_weight = -1;
   std::string flip_params = "all";
   bool reshuffle = false;
   bool flip_with_trust = false;  // also flip the trust rows (the whole clean budget; not in the reference)
@@ -45,7 +46,8 @@ struct Config {
   std::string vote_by = "count";
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
-  int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16, punish_batch = 16;
+  int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16;
+  int64_t punish_batch = 0;  // 0: batch_size
   // 0 = the whole of D_p in every punish pass; N = a fresh seeded draw of N rows of
   // D_p per epoch, so that no row is punished often enough to be memorised.
   int64_t punish_per_epoch = 0;
@@ -66,6 +68,10 @@ struct Config {
 // one, and the values are checked. Keys of the directional mapping given while another
 // identification method is chosen are an error.
 Config read_config(Params& p, const DefenseSetup& setup);
+// The resolved values (results.json) and the keys with each recipe's defaults
+// (`antidote list --options`).
+nlohmann::json option_values(const Config& c);
+OptionDocs option_docs();
 
 // The identification method BeDKD uses by default for a setup (also `antidote
 // identify`'s default).
