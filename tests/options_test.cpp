@@ -1,8 +1,9 @@
 // The option table: reading, following, checking, listing and recording keys; and the
 // defenses' tables as `antidote list --options` and results.json see them.
+#include "antidote/core/options.hpp"
+
 #include <gtest/gtest.h>
 
-#include "antidote/core/options.hpp"
 #include "antidote/defenses/defense.hpp"
 
 namespace antidote {
@@ -25,7 +26,8 @@ const OptionTable<Knobs>& knobs() {
     t.add("count", &Knobs::count, "how many", positive<int64_t>());
     t.add("rate", nested(&Knobs::inner, &Inner::rate), "how fast", within(0, 1));
     t.add("weight", &Knobs::weight, "how heavy", at_least(0.0))
-        .follows<double>(-1, [](const Knobs& k) { return k.inner.rate; }, "rate");
+        .follows<double>(
+            -1, [](const Knobs& k) { return k.inner.rate; }, "rate");
     t.add("mode", &Knobs::mode, "which way", one_of({"fast", "slow", "steady"})).group("way");
     t.add("verbose", &Knobs::verbose, "say more");
     return t;

@@ -78,7 +78,9 @@ class Bpp : public Attack {
 Registrar<AttackRegistry> reg_bpp(
     "bpp", [](Params& p, const AttackSettings& s) -> AttackPtr { return std::make_shared<Bpp>(p, s); },
     "BppAttack: colour depth reduced to levels (default 8) per channel, Floyd-Steinberg dithered",
-    [] { return bpp_table().docs({{"", BppOptions{}}}); });
+    [] {
+      return bpp_table().docs({{"", BppOptions{}}});
+    });
 
 }  // namespace
 }  // namespace antidote

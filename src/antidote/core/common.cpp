@@ -1,13 +1,11 @@
 #include "antidote/core/common.hpp"
-#include "antidote/core/options.hpp"
 
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +13,8 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+
+#include "antidote/core/options.hpp"
 
 namespace antidote {
 

@@ -8,11 +8,11 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <any>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,7 +37,8 @@ Rule<T> at_least(T lo, std::string note = "") {
   return {[lo](const T& v) { return v >= lo; }, fmt::format("must be >= {}{}", lo, note)};
 }
 inline Rule<double> within(double lo, double hi, std::string note = "") {
-  return {[lo, hi](const double& v) { return v >= lo && v <= hi; }, fmt::format("must lie in [{}, {}]{}", lo, hi, note)};
+  return {[lo, hi](const double& v) { return v >= lo && v <= hi; },
+          fmt::format("must lie in [{}, {}]{}", lo, hi, note)};
 }
 inline Rule<double> within_below(double lo, double hi) {
   return {[lo, hi](const double& v) { return v >= lo && v < hi; }, fmt::format("must lie in [{}, {})", lo, hi)};
@@ -53,16 +54,22 @@ using OptionDocs = std::vector<OptionDoc>;
 // A value as a config would spell it.
 template <class T>
 std::string option_text(const T& v) {
-  if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-  else if constexpr (std::is_same_v<T, std::string>) return v.empty() ? "''" : v;
-  else if constexpr (std::is_same_v<T, std::vector<double>>) return fmt::format("[{}]", fmt::join(v, ", "));
-  else return fmt::format("{}", v);
+  if constexpr (std::is_same_v<T, bool>)
+    return v ? "true" : "false";
+  else if constexpr (std::is_same_v<T, std::string>)
+    return v.empty() ? "''" : v;
+  else if constexpr (std::is_same_v<T, std::vector<double>>)
+    return fmt::format("[{}]", fmt::join(v, ", "));
+  else
+    return fmt::format("{}", v);
 }
 
 template <class T>
 const char* option_type() {
-  if constexpr (std::is_same_v<T, std::vector<double>>) return "a list of numbers";
-  else return type_name<T>();
+  if constexpr (std::is_same_v<T, std::vector<double>>)
+    return "a list of numbers";
+  else
+    return type_name<T>();
 }
 
 // A field of a member of C (c.outer.inner), for add().
@@ -77,7 +84,8 @@ class OptionTable {
   // A member of C, or a field nested deeper (reached through `at`).
   template <class T>
   OptionTable& add(const std::string& key, T C::*member, std::string meaning, Rule<T> rule = {}) {
-    return add<T>(key, [member](C& c) -> T& { return c.*member; }, std::move(meaning), std::move(rule));
+    return add<T>(
+        key, [member](C& c) -> T& { return c.*member; }, std::move(meaning), std::move(rule));
   }
   template <class T>
   OptionTable& add(const std::string& key, std::function<T&(C&)> at, std::string meaning, Rule<T> rule = {}) {

@@ -89,7 +89,7 @@ torch::Tensor attention_map(const torch::Tensor& a, double p, int64_t channel_di
                             const torch::Tensor& position_mask = torch::Tensor());
 // AT loss = mean over batch and positions of (am(student) − am(teacher))², i.e.
 // F.mse_loss(am_s, am_t) in NAD/BackdoorBench. The teacher's map is detached.
-torch::Tensor attention_loss(const torch::Tensor& student, const torch::Tensor& teacher, double p,
-                             int64_t channel_dim, const torch::Tensor& position_mask = torch::Tensor());
+torch::Tensor attention_loss(const torch::Tensor& student, const torch::Tensor& teacher, double p, int64_t channel_dim,
+                             const torch::Tensor& position_mask = torch::Tensor());
 
 }  // namespace antidote

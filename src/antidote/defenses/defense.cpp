@@ -27,8 +27,9 @@ struct NoDefense : Defense {
     return r;
   }
 };
-Registrar<DefenseRegistry> reg_none("none", [](Params&, const DefenseSetup&) { return std::make_shared<NoDefense>(); },
-                                    "the suspect model as is", [] { return OptionDocs{}; });
+Registrar<DefenseRegistry> reg_none(
+    "none", [](Params&, const DefenseSetup&) { return std::make_shared<NoDefense>(); }, "the suspect model as is",
+    [] { return OptionDocs{}; });
 }  // namespace
 
 }  // namespace antidote

@@ -226,12 +226,10 @@ class FinePruning : public Defense {
   FpOptions o_;
 };
 
-Registrar<DefenseRegistry> reg("fp",
-                               [](Params& p, const DefenseSetup& s) -> DefensePtr {
-                                 return std::make_shared<FinePruning>(p, s);
-                               },
-                               "fine-pruning: prune the least active last-layer channels, then fine-tune (baseline)",
-                               [] { return modality_docs<FpOptions>(fp_table(), fp_defaults, "fp"); });
+Registrar<DefenseRegistry> reg(
+    "fp", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<FinePruning>(p, s); },
+    "fine-pruning: prune the least active last-layer channels, then fine-tune (baseline)",
+    [] { return modality_docs<FpOptions>(fp_table(), fp_defaults, "fp"); });
 
 }  // namespace
 }  // namespace antidote

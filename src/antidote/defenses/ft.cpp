@@ -99,9 +99,9 @@ class FineTuning : public Defense {
 
     log_info(fmt::format("ft: clean-set CE {:.4f} -> {:.4f}, accuracy {:.1f}% -> {:.1f}%", before.ce, after.ce,
                          100 * before.acc, 100 * after.acc));
-    result.details = {{"clean_ce_before", before.ce}, {"clean_ce_after", after.ce},
-                      {"clean_acc_before", before.acc}, {"clean_acc_after", after.acc},
-                      {"epochs", o_.train.epochs}, {"lr", o_.train.optimizer.lr},
+    result.details = {{"clean_ce_before", before.ce},        {"clean_ce_after", after.ce},
+                      {"clean_acc_before", before.acc},      {"clean_acc_after", after.acc},
+                      {"epochs", o_.train.epochs},           {"lr", o_.train.optimizer.lr},
                       {"optimizer", o_.train.optimizer.name}};
     if (!trajectory.empty()) result.details["trajectory"] = trajectory;
     result.model = model;
@@ -112,12 +112,10 @@ class FineTuning : public Defense {
   FtOptions o_;
 };
 
-Registrar<DefenseRegistry> reg("ft",
-                               [](Params& p, const DefenseSetup& s) -> DefensePtr {
-                                 return std::make_shared<FineTuning>(p, s);
-                               },
-                               "fine-tuning on the clean set with cross-entropy (baseline)",
-                               [] { return modality_docs<FtOptions>(ft_table(), ft_defaults, "ft"); });
+Registrar<DefenseRegistry> reg(
+    "ft", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<FineTuning>(p, s); },
+    "fine-tuning on the clean set with cross-entropy (baseline)",
+    [] { return modality_docs<FtOptions>(ft_table(), ft_defaults, "ft"); });
 
 }  // namespace
 }  // namespace antidote

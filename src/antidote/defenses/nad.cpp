@@ -83,7 +83,8 @@ const OptionTable<NadOptions>& nad_table() {
     t.add("teacher_epochs", &NadOptions::teacher_epochs, "epochs of the teacher's fine-tuning", at_least<int64_t>(0));
     t.add("betas", &NadOptions::betas, "attention-loss weights of the last blocks (the last weight, the last block)",
           Rule<std::vector<double>>{[](const std::vector<double>& b) {
-                                      return !b.empty() && std::all_of(b.begin(), b.end(), [](double v) { return v >= 0; });
+                                      return !b.empty() &&
+                                             std::all_of(b.begin(), b.end(), [](double v) { return v >= 0; });
                                     },
                                     "must list at least one weight, none negative"});
     t.add("p", &NadOptions::power, "power of the attention map", positive<double>());
@@ -185,8 +186,7 @@ class Nad : public Defense {
   // Σ_l β_l · AT(a_S^l, a_T^l) over the last min(#β, #blocks) blocks, pairing the
   // last activation with the last β.
   torch::Tensor distillation_term(const Classifier& student, const std::vector<torch::Tensor>& s,
-                                  const std::vector<torch::Tensor>& t,
-                                  const torch::Tensor& x) {
+                                  const std::vector<torch::Tensor>& t, const torch::Tensor& x) {
     if (s.empty() || s.size() != t.size()) fail("nad: the model exposes no per-block activations to distil");
     size_t k = std::min(s.size(), o_.betas.size());
     used_betas_.assign(o_.betas.end() - static_cast<std::ptrdiff_t>(k), o_.betas.end());
@@ -210,12 +210,10 @@ class Nad : public Defense {
   std::vector<double> used_betas_;
 };
 
-Registrar<DefenseRegistry> reg("nad",
-                               [](Params& p, const DefenseSetup& s) -> DefensePtr {
-                                 return std::make_shared<Nad>(p, s);
-                               },
-                               "neural attention distillation from a clean-fine-tuned teacher (baseline)",
-                               [] { return modality_docs<NadOptions>(nad_table(), nad_defaults, "nad"); });
+Registrar<DefenseRegistry> reg(
+    "nad", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<Nad>(p, s); },
+    "neural attention distillation from a clean-fine-tuned teacher (baseline)",
+    [] { return modality_docs<NadOptions>(nad_table(), nad_defaults, "nad"); });
 
 }  // namespace
 }  // namespace antidote

@@ -66,9 +66,9 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 }
 
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
-                                      Trainer* teacher_trainer, const torch::Tensor& x,
-                                      const torch::Tensor& y, double temperature, double alpha_student,
-                                      double alpha_teacher, const AnchorBatch* anchor) {
+                                      Trainer* teacher_trainer, const torch::Tensor& x, const torch::Tensor& y,
+                                      double temperature, double alpha_student, double alpha_teacher,
+                                      const AnchorBatch* anchor) {
   auto zs = student.logits(x);
   auto zt = teacher.logits(x);
   auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
@@ -422,8 +422,8 @@ void stage_optimizer_keys(OptionTable<Opts>& t, const std::string& prefix, const
                           const std::function<ntml::StageOptimizer&(Opts&)>& at) {
   t.add<std::string>(prefix + "optimizer", At<std::string>([at](Opts& o) -> std::string& { return at(o).cfg.name; }),
                      stage + ": optimizer", one_of({"sgd", "adam"}));
-  t.add<double>(prefix + "lr", At<double>([at](Opts& o) -> double& { return at(o).cfg.lr; }),
-                stage + ": learning rate", positive<double>());
+  t.add<double>(prefix + "lr", At<double>([at](Opts& o) -> double& { return at(o).cfg.lr; }), stage + ": learning rate",
+                positive<double>());
   t.add<double>(prefix + "momentum", At<double>([at](Opts& o) -> double& { return at(o).cfg.momentum; }),
                 stage + ": SGD momentum", at_least(0.0));
   t.add<double>(prefix + "weight_decay", At<double>([at](Opts& o) -> double& { return at(o).cfg.weight_decay; }),
@@ -442,23 +442,26 @@ const OptionTable<Opts>& table() {
     t.add("control", &Opts::control, "also run the control (ML without NT); auto: in bench, not in defend",
           one_of({"auto", "true", "false"}));
     t.add("nt_epochs", nested(&Opts::nt, &ntml::NtOptions::epochs), "epochs of non-target label training",
-                   at_least<int64_t>(0));
+          at_least<int64_t>(0));
     t.add("nt_batch_size", nested(&Opts::nt, &ntml::NtOptions::batch_size), "batch of non-target label training",
-                   positive<int64_t>());
+          positive<int64_t>());
     t.add("nt_temperature", nested(&Opts::nt, &ntml::NtOptions::temperature), "temperature of the non-target labels",
-                  positive<double>());
+          positive<double>());
     t.add("nt_augment", nested(&Opts::nt, &ntml::NtOptions::augment), "images: random 2-pixel shifts in NT");
-    stage_optimizer_keys(t, "nt_", "non-target label training", [](Opts& o) -> ntml::StageOptimizer& { return o.nt.opt; });
+    stage_optimizer_keys(t, "nt_", "non-target label training",
+                         [](Opts& o) -> ntml::StageOptimizer& { return o.nt.opt; });
     t.add("ml_iterations", nested(&Opts::ml, &ntml::MlOptions::iterations), "iterations of mutual learning",
-                   at_least<int64_t>(0));
-    t.add("ml_batch_size", nested(&Opts::ml, &ntml::MlOptions::batch_size), "batch of mutual learning", positive<int64_t>());
-    t.add("warmup", nested(&Opts::ml, &ntml::MlOptions::warmup), "ML iterations with alpha_t = 0 (T learns from labels only)",
-                   at_least<int64_t>(0));
-    t.add("temperature", nested(&Opts::ml, &ntml::MlOptions::temperature), "temperature of ML's KL terms", positive<double>());
+          at_least<int64_t>(0));
+    t.add("ml_batch_size", nested(&Opts::ml, &ntml::MlOptions::batch_size), "batch of mutual learning",
+          positive<int64_t>());
+    t.add("warmup", nested(&Opts::ml, &ntml::MlOptions::warmup),
+          "ML iterations with alpha_t = 0 (T learns from labels only)", at_least<int64_t>(0));
+    t.add("temperature", nested(&Opts::ml, &ntml::MlOptions::temperature), "temperature of ML's KL terms",
+          positive<double>());
     t.add("alpha_s", nested(&Opts::ml, &ntml::MlOptions::alpha_student), "weight of KL(T || S) in the student's loss",
-                  at_least(0.0));
+          at_least(0.0));
     t.add("alpha_t", nested(&Opts::ml, &ntml::MlOptions::alpha_teacher), "weight of KL(S || T) in the teacher's loss",
-                  at_least(0.0));
+          at_least(0.0));
     t.add("ml_augment", nested(&Opts::ml, &ntml::MlOptions::augment), "images: random 2-pixel shifts in ML");
     stage_optimizer_keys(t, "ml_", "mutual learning (student)",
                          [](Opts& o) -> ntml::StageOptimizer& { return o.ml.student_opt; });
@@ -466,27 +469,31 @@ const OptionTable<Opts>& table() {
     // accuracy instead of over-fitting the small clean set, and S distils from it
     // (docs/ntml.md: +2.1 points of S's CACC on Fashion-MNIST BadNets).
     t.add("ml_teacher_lr", nested(&Opts::ml, &ntml::MlOptions::teacher_lr), "the teacher's learning rate in ML",
-                  positive<double>())
-        .follows<double>(-1, [](const Opts& o) { return 0.1 * o.ml.student_opt.cfg.lr; }, "ml_lr / 10");
-    t.add("probe_epochs", nested(&Opts::ml, &ntml::MlOptions::probe_epochs), "linear-probe warm start of S's head (0 = off)",
-                   at_least<int64_t>(0));
-    t.add("probe_lr", nested(&Opts::ml, &ntml::MlOptions::probe_lr), "learning rate of the linear probe", positive<double>());
+          positive<double>())
+        .follows<double>(
+            -1, [](const Opts& o) { return 0.1 * o.ml.student_opt.cfg.lr; }, "ml_lr / 10");
+    t.add("probe_epochs", nested(&Opts::ml, &ntml::MlOptions::probe_epochs),
+          "linear-probe warm start of S's head (0 = off)", at_least<int64_t>(0));
+    t.add("probe_lr", nested(&Opts::ml, &ntml::MlOptions::probe_lr), "learning rate of the linear probe",
+          positive<double>());
     t.add("consensus_iterations", nested(&Opts::consensus, &ntml::ConsensusOptions::iterations),
-                   "iterations of consensus distillation (0 = off)", at_least<int64_t>(0));
+          "iterations of consensus distillation (0 = off)", at_least<int64_t>(0));
     t.add("consensus_batch_size", nested(&Opts::consensus, &ntml::ConsensusOptions::batch_size),
-                   "batch of the consensus rows", positive<int64_t>());
-    t.add("consensus_weight", nested(&Opts::consensus, &ntml::ConsensusOptions::weight), "weight of the consensus KL", at_least(0.0));
+          "batch of the consensus rows", positive<int64_t>());
+    t.add("consensus_weight", nested(&Opts::consensus, &ntml::ConsensusOptions::weight), "weight of the consensus KL",
+          at_least(0.0));
     t.add("consensus_exclude_suspected", nested(&Opts::consensus, &ntml::ConsensusOptions::exclude_suspected),
-                "leave out the rows T sends to the suspected target class");
+          "leave out the rows T sends to the suspected target class");
     t.add("consensus_min_ratio", nested(&Opts::consensus, &ntml::ConsensusOptions::min_ratio),
-                  "the suspected class needs this many times the runner-up's T-not-S rows", at_least(1.0));
-    t.add("consensus_temperature", nested(&Opts::consensus, &ntml::ConsensusOptions::temperature), "temperature of the consensus KL",
-                  positive<double>());
-    t.add("consensus_augment", nested(&Opts::consensus, &ntml::ConsensusOptions::augment), "images: random 2-pixel shifts");
+          "the suspected class needs this many times the runner-up's T-not-S rows", at_least(1.0));
+    t.add("consensus_temperature", nested(&Opts::consensus, &ntml::ConsensusOptions::temperature),
+          "temperature of the consensus KL", positive<double>());
+    t.add("consensus_augment", nested(&Opts::consensus, &ntml::ConsensusOptions::augment),
+          "images: random 2-pixel shifts");
     t.add("consensus_require_agreement", nested(&Opts::consensus, &ntml::ConsensusOptions::require_agreement),
-                "only the rows where S and T agree");
-    t.add("consensus_ema", nested(&Opts::consensus, &ntml::ConsensusOptions::ema), "S's weights averaged with this decay (0 = off)",
-                  within_below(0, 1));
+          "only the rows where S and T agree");
+    t.add("consensus_ema", nested(&Opts::consensus, &ntml::ConsensusOptions::ema),
+          "S's weights averaged with this decay (0 = off)", within_below(0, 1));
     t.add("consensus_teacher", &Opts::consensus_teacher, "consensus from the frozen suspect or from T after ML",
           one_of({"suspect", "ml"}));
     t.add("identify", &Opts::identify, "the identification method whose rows anchor ML (none = no anchor)");
@@ -754,20 +761,21 @@ class NtmlDefense : public Defense {
 
 constexpr int64_t kAnchorRows = 128;
 
-Registrar<DefenseRegistry> reg("ntml",
-                               [](Params& p, const DefenseSetup& setup) -> DefensePtr {
-                                 auto o = read_options(p, setup);
-                                 if (o.identify == "none") return std::make_shared<NtmlDefense>(std::move(o), nullptr);
-                                 // The anchor takes twice the identification's usual rows:
-                                 // on SST-2, 128 rows passed 13 of 15 cells where 64
-                                 // passed 11 (docs/ntml.md), still all poisoned.
-                                 if (!p.has("flag_count")) p.set("flag_count", YAML::Node(kAnchorRows));
-                                 auto id = make_identifier(o.identify, p, setup);
-                                 return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
-                               },
-                               "NT-ML: non-target label training of a student over the training set, then mutual "
-                               "learning with the suspect on the clean set (our reading of arXiv 2508.05404)",
-                               option_docs);
+Registrar<DefenseRegistry> reg(
+    "ntml",
+    [](Params& p, const DefenseSetup& setup) -> DefensePtr {
+      auto o = read_options(p, setup);
+      if (o.identify == "none") return std::make_shared<NtmlDefense>(std::move(o), nullptr);
+      // The anchor takes twice the identification's usual rows:
+      // on SST-2, 128 rows passed 13 of 15 cells where 64
+      // passed 11 (docs/ntml.md), still all poisoned.
+      if (!p.has("flag_count")) p.set("flag_count", YAML::Node(kAnchorRows));
+      auto id = make_identifier(o.identify, p, setup);
+      return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
+    },
+    "NT-ML: non-target label training of a student over the training set, then mutual "
+    "learning with the suspect on the clean set (our reading of arXiv 2508.05404)",
+    option_docs);
 
 }  // namespace
 }  // namespace antidote

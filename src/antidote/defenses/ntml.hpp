@@ -39,9 +39,9 @@ struct AnchorBatch {
   double weight = 0;
 };
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
-                                      Trainer* teacher_trainer, const torch::Tensor& x,
-                                      const torch::Tensor& y, double temperature, double alpha_student,
-                                      double alpha_teacher, const AnchorBatch* anchor = nullptr);
+                                      Trainer* teacher_trainer, const torch::Tensor& x, const torch::Tensor& y,
+                                      double temperature, double alpha_student, double alpha_teacher,
+                                      const AnchorBatch* anchor = nullptr);
 
 // The classifier head of a model: the last 2-D parameter of shape [K, H] (H = the
 // feature width) and its [K] bias, if any. Empty when no such parameter exists

@@ -134,7 +134,9 @@ void check_finite(const torch::Tensor& loss, const std::string& where) {
 }
 
 Trainer::Trainer(const std::vector<torch::Tensor>& params, const OptimizerConfig& optimizer, std::string label)
-    : params_(params), optimizer_(make_optimizer(params, optimizer)), label_(std::move(label)),
+    : params_(params),
+      optimizer_(make_optimizer(params, optimizer)),
+      label_(std::move(label)),
       base_lr_(optimizer.lr) {}
 
 Trainer& Trainer::schedule(const std::string& name, int64_t total_steps, int64_t warmup_steps) {

@@ -205,8 +205,8 @@ struct BeDKD : Defense {
       }
       auto loss = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
       // Gradient ascent: the step's sign is flipped.
-      l.punish_sum += trainer.step(loss, -c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows)) *
-                      xb.size(0);
+      l.punish_sum +=
+          trainer.step(loss, -c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows)) * xb.size(0);
       l.punish_seen += xb.size(0);
     }
   }
@@ -252,10 +252,11 @@ std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   return std::make_shared<BeDKD>(c, id);
 }
 
-Registrar<DefenseRegistry> reg("bedkd", make_bedkd,
-                               "BeDKD: an identification stage (the directional label-flip mapping, or identify: <method>) finds the "
-                               "poisoned rows, then trust/punish adversarial distillation (recipe: reference | tuned)",
-                               option_docs);
+Registrar<DefenseRegistry> reg(
+    "bedkd", make_bedkd,
+    "BeDKD: an identification stage (the directional label-flip mapping, or identify: <method>) finds the "
+    "poisoned rows, then trust/punish adversarial distillation (recipe: reference | tuned)",
+    option_docs);
 
 }  // namespace
 }  // namespace antidote::bedkd

@@ -98,11 +98,14 @@ void dmm_keys(OptionTable<Config>& t) {
   dmm("flip_lr", &Config::flip_lr, "learning rate of the directional mapping", positive<double>());
   dmm("flip_temperature", &Config::flip_temperature, "temperature of the mapping's KL", positive<double>());
   dmm("flip_alpha", &Config::flip_alpha, "the mapping's alpha", within(0, 1));
-  t.follows<double>(-1, [](const Config& c) { return c.alpha; }, "alpha");
+  t.follows<double>(
+      -1, [](const Config& c) { return c.alpha; }, "alpha");
   dmm("flip_kl_weight", &Config::flip_kl_weight, "the mapping's KL weight", at_least(0.0));
-  t.follows<double>(-1, [](const Config& c) { return c.kl_weight; }, "kl_weight");
+  t.follows<double>(
+      -1, [](const Config& c) { return c.kl_weight; }, "kl_weight");
   dmm("flip_mse_weight", &Config::flip_mse_weight, "the mapping's MSE weight", at_least(0.0));
-  t.follows<double>(-1, [](const Config& c) { return c.mse_weight; }, "mse_weight");
+  t.follows<double>(
+      -1, [](const Config& c) { return c.mse_weight; }, "mse_weight");
   dmm("flip_params", &Config::flip_params, "the parameters the mapping trains", Rule<std::string>{});
   dmm("flip_with_trust", &Config::flip_with_trust, "also flip the trust rows (the whole clean budget)", Rule<bool>{});
   dmm("flip_stop_accuracy", &Config::flip_stop_accuracy,
@@ -114,7 +117,8 @@ void dmm_keys(OptionTable<Config>& t) {
   dmm("threshold", &Config::threshold, "rows moved by less than this are suspect", at_least(0.0));
   dmm("max_flagged", &Config::max_flagged, "at most this many least-moved rows are suspect",
       at_least<int64_t>(0, " (0 = no cap)"));
-  dmm("max_kept", &Config::max_kept, "at most this many suspect rows are punished", at_least<int64_t>(0, " (0 = no cap)"));
+  dmm("max_kept", &Config::max_kept, "at most this many suspect rows are punished",
+      at_least<int64_t>(0, " (0 = no cap)"));
   dmm("consistency", &Config::consistency, "keep only the suspect rows whose label the suspect predicts", Rule<bool>{});
   dmm("vote", &Config::vote, "keep only the suspect rows of the label an all-to-one vote picks", Rule<bool>{});
   dmm("vote_min_share", &Config::vote_min_share, "the vote's label must hold this share of the suspect rows",
@@ -141,11 +145,13 @@ const OptionTable<Config>& table() {
     t.add("min_confidence", &Config::min_confidence,
           "below this share of the target label among the most suspect rows, identification warns", within(0, 1));
     t.add("score_batch", &Config::score_batch, "rows per forward pass when scoring", positive<int64_t>());
-    t.add("trust_per_class", &Config::trust_per_class, "clean rows per class in the trust set D_t", at_least<int64_t>(0));
+    t.add("trust_per_class", &Config::trust_per_class, "clean rows per class in the trust set D_t",
+          at_least<int64_t>(0));
     t.add("akd_epochs", &Config::akd_epochs, "epochs of adversarial distillation", at_least<int64_t>(0));
     t.add("batch_size", &Config::batch_size, "batch of the trust passes", positive<int64_t>());
     t.add("punish_batch", &Config::punish_batch, "batch of the punish passes", positive<int64_t>())
-        .follows<int64_t>(0, [](const Config& c) { return c.batch_size; }, "batch_size");
+        .follows<int64_t>(
+            0, [](const Config& c) { return c.batch_size; }, "batch_size");
     t.add("punish_per_epoch", &Config::punish_per_epoch, "rows of D_p drawn afresh for each punish pass",
           at_least<int64_t>(0, " (0 = all of D_p)"));
     t.add("akd_lr", &Config::akd_lr, "learning rate of adversarial distillation", positive<double>());
@@ -192,9 +198,9 @@ OptionDocs option_docs() {
   OptionDocs docs{{"recipe", "a string", "auto",
                    "tuned (the built-in architectures' values) or reference (the authors' code); auto picks", ""}};
   std::vector<std::pair<std::string, Config>> profiles;
-  for (const auto& [name, modality, recipe] :
-       {std::tuple{"image", Modality::Image, "tuned"}, {"text", Modality::Text, "tuned"},
-        {"reference", Modality::Image, "reference"}}) {
+  for (const auto& [name, modality, recipe] : {std::tuple{"image", Modality::Image, "tuned"},
+                                               {"text", Modality::Text, "tuned"},
+                                               {"reference", Modality::Image, "reference"}}) {
     DefenseSetup setup;
     setup.modality = modality;
     Params none(YAML::Node(), "bedkd");

@@ -4,8 +4,8 @@
 
 #include <string>
 
-#include "antidote/defenses/bedkd/bedkd.hpp"
 #include "antidote/core/options.hpp"
+#include "antidote/defenses/bedkd/bedkd.hpp"
 #include "antidote/defenses/defense.hpp"
 
 namespace antidote::bedkd {
