@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 8: build antidote_bench, run it and its PyTorch-Python twins (same work, same
+# Build antidote_bench, run it and its PyTorch-Python twins (same work, same
 # threads, one after the other), then the BLAS before/after (reference BLAS for this
 # process only, through LD_LIBRARY_PATH) and the torch × OpenBLAS threads check, and
 # write bench/RESULTS.md.

@@ -81,6 +81,21 @@ TEST(CLI, ListSucceeds) {
     EXPECT_TRUE(contains(r.output, name)) << name << "\n" << r.output;
 }
 
+// Every option of a component with its default, meaning and rule; an unknown name is an error.
+TEST(CLI, ListOptionsPrintsEachKeyWithItsDefaultAndRule) {
+  auto r = run("list --options bedkd");
+  EXPECT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "punish_floor")) << r.output;
+  EXPECT_TRUE(contains(r.output, "image 0.05, text 0.1, reference 0.1")) << r.output;
+  EXPECT_TRUE(contains(r.output, "must lie in [0, 1)")) << r.output;
+  EXPECT_FALSE(contains(r.output, "ntml:")) << r.output;
+  auto all = run("list --options");
+  EXPECT_EQ(all.rc, 0) << all.output;
+  for (auto name : {"bedkd:", "ntml:", "ft:", "fp:", "nad:", "badnets:", "token_stats:", "early_loss:"})
+    EXPECT_TRUE(contains(all.output, name)) << name;
+  EXPECT_USER_ERROR(run("list --options nosuchthing"));
+}
+
 TEST(CLI, UnknownSubcommandFails) {
   auto r = run("frobnicate");
   EXPECT_NE(r.rc, 0) << r.output;
@@ -325,6 +340,22 @@ TEST(CLI, BenchRecomputesCellsThatAreNotValidResults) {
     EXPECT_FALSE(contains(all, "abc")) << all;
     EXPECT_EQ(temp_files_under(out), std::vector<std::string>{});
   }
+}
+
+// Blank images teach no trigger: the suspect answers one class whatever the input, and
+// with target 1 that class is another. The bench says so even with -q, since the
+// defenses' numbers on such a cell say nothing about them. The data path is relative
+// (run from the folder): the cell's seeds derive from its config, path included.
+TEST(CLI, BenchWarnsWhenTheSuspectNeverLearnedTheBackdoor) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  dir.write("c.yaml",
+            "threads: 1\nasr_floor: false\ndataset: {name: idx, path: idx}\ntrain: {epochs: 1}\n"
+            "attacks: [{name: badnets, poison_rate: 0.1, target: 1}]\ndefenses: [none]\n");
+  auto r = run("bench -q --config c.yaml --out out", "cd '" + dir.file("") + "' && ");
+  ASSERT_EQ(r.rc, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "warning: [idx × badnets] the suspect never learned the backdoor (ASR 0.0%"))
+      << r.output;
 }
 
 TEST(CLI, HostileConfigsFailFastNamingTheCulprit) {

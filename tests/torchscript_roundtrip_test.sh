@@ -1,5 +1,5 @@
 #!/bin/sh
-# Issue 7, the way a user does it: a PyTorch model trained on poisoned Fashion-MNIST,
+# The way a user does it: a PyTorch model trained on poisoned Fashion-MNIST,
 # exported with torch.jit.script, purified by antidote (bedkd, ntml), loaded back with
 # torch.jit.load; its predictions equal antidote's and its ASR is lower than the
 # input's. Also: a built-in model's state_dict reads with torch.load under the

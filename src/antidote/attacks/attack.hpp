@@ -51,6 +51,18 @@ using AttackRegistry = Registry<Attack, Params&, const AttackSettings&>;
 AttackPtr make_attack(const std::string& name, const YAML::Node& options, const AttackSettings& settings,
                       const std::string& context = "attack");
 
+// Registration of an attack class T (built from Params and the settings, with a nested
+// Options struct and a static table()): Registrar<AttackRegistry> reg("name",
+// construct<T>, "summary", option_docs_of<T>).
+template <class T>
+AttackPtr construct(Params& p, const AttackSettings& s) {
+  return std::make_shared<T>(p, s);
+}
+template <class T>
+OptionDocs option_docs_of() {
+  return T::table().docs({{"", typename T::Options{}}});
+}
+
 // Rows of `split` whose label differs from `target`.
 std::vector<int64_t> non_target_rows(const RawSplit& split, int64_t target);
 

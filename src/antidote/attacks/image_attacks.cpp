@@ -57,36 +57,60 @@ std::pair<torch::Tensor, torch::Tensor> png_to_channels(const torch::Tensor& rgb
 
 class BadNets : public Attack {
  public:
+  struct Options {
+    int64_t size = 3;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("size", &Options::size, "side of the white square, in pixels", at_least<int64_t>(1));
+      return t;
+    }();
+    return t;
+  }
   BadNets(Params& p, const AttackSettings& s) {
     settings_ = s;
-    size_ = p.get<int64_t>("size", 3);
-    if (size_ < 1) fail("{}.size: the patch size must be at least 1, got {}", p.context(), size_);
+    table().read(p, o_);
   }
   Modality modality() const override { return Modality::Image; }
   torch::Tensor apply_image(const torch::Tensor& images, Rng&) const override {
     check_batch(images, "badnets");
     const int64_t h = images.size(2), w = images.size(3);
-    if (size_ > h || size_ > w) fail("badnets: patch size {} exceeds the image size {}x{}", size_, h, w);
+    const int64_t size = o_.size;
+    if (size > h || size > w) fail("badnets: patch size {} exceeds the image size {}x{}", size, h, w);
     auto out = images.clone();
-    out.slice(2, h - size_, h).slice(3, w - size_, w).fill_(1.0);
+    out.slice(2, h - size, h).slice(3, w - size, w).fill_(1.0);
     return out;
   }
 
  private:
-  int64_t size_;
+  Options o_;
 };
 
 // ---- Blend ------------------------------------------------------------------------
 
 class Blend : public Attack {
  public:
+  struct Options {
+    double alpha = 0.2;
+    uint64_t seed = 0;  // the experiment's seed unless given
+    std::string pattern;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("alpha", &Options::alpha, "weight of the pattern in the blend", within(0, 1));
+      t.add("seed", &Options::seed, "seed of the noise pattern (default: the experiment's)");
+      t.add("pattern", &Options::pattern, "a PNG to blend instead of seeded noise");
+      return t;
+    }();
+    return t;
+  }
   Blend(Params& p, const AttackSettings& s) {
     settings_ = s;
-    alpha_ = p.get<double>("alpha", 0.2);
-    seed_ = p.get<uint64_t>("seed", s.seed);
-    pattern_path_ = p.get<std::string>("pattern", "");
-    if (!(alpha_ >= 0.0 && alpha_ <= 1.0)) fail("{}.alpha: must be in [0, 1], got {}", p.context(), alpha_);
-    if (!pattern_path_.empty()) pattern_rgba_ = read_png_rgba(pattern_path_, p.context() + ".pattern");
+    o_.seed = s.seed;
+    table().read(p, o_);
+    if (!o_.pattern.empty()) pattern_rgba_ = read_png_rgba(o_.pattern, p.context() + ".pattern");
   }
   Modality modality() const override { return Modality::Image; }
 
@@ -99,7 +123,7 @@ class Blend : public Attack {
           .squeeze(0)
           .contiguous();
     }
-    Rng rng(seed_ ^ hash_string("blend-pattern"));
+    Rng rng(o_.seed ^ hash_string("blend-pattern"));
     std::vector<float> values(static_cast<size_t>(c * h * w));
     for (auto& v : values) v = static_cast<float>(rng.uniform());
     return torch::tensor(values, torch::kFloat32).reshape({c, h, w});
@@ -108,13 +132,11 @@ class Blend : public Attack {
   torch::Tensor apply_image(const torch::Tensor& images, Rng&) const override {
     check_batch(images, "blend");
     auto p = pattern(images.size(1), images.size(2), images.size(3)).to(images.dtype()).unsqueeze(0);
-    return ((1.0 - alpha_) * images + alpha_ * p).clamp(0.0, 1.0);
+    return ((1.0 - o_.alpha) * images + o_.alpha * p).clamp(0.0, 1.0);
   }
 
  private:
-  double alpha_;
-  uint64_t seed_;
-  std::string pattern_path_;
+  Options o_;
   torch::Tensor pattern_rgba_;
 };
 
@@ -122,10 +144,21 @@ class Blend : public Attack {
 
 class Sig : public Attack {
  public:
+  struct Options {
+    double delta = 40.0 / 255.0, frequency = 6.0;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("delta", &Options::delta, "amplitude of the sinusoid (40/255 = 0.157)", at_least(0.0));
+      t.add("frequency", &Options::frequency, "periods across the image's width", positive<double>());
+      return t;
+    }();
+    return t;
+  }
   Sig(Params& p, const AttackSettings& s) {
     settings_ = s;
-    delta_ = p.get<double>("delta", 40.0 / 255.0);
-    frequency_ = p.get<double>("frequency", 6.0);
+    table().read(p, o_);
   }
   Modality modality() const override { return Modality::Image; }
   bool clean_label() const override { return true; }
@@ -134,14 +167,14 @@ class Sig : public Attack {
     const int64_t w = images.size(3);
     std::vector<float> signal(static_cast<size_t>(w));
     for (int64_t j = 0; j < w; ++j)
-      signal[static_cast<size_t>(j)] =
-          static_cast<float>(delta_ * std::sin(2.0 * M_PI * static_cast<double>(j) * frequency_ / static_cast<double>(w)));
+      signal[static_cast<size_t>(j)] = static_cast<float>(
+          o_.delta * std::sin(2.0 * M_PI * static_cast<double>(j) * o_.frequency / static_cast<double>(w)));
     auto s = torch::tensor(signal, torch::kFloat32).to(images.dtype()).reshape({1, 1, 1, w});
     return (images + s).clamp(0.0, 1.0);
   }
 
  private:
-  double delta_, frequency_;
+  Options o_;
 };
 
 // ---- WaNet ---------------------------------------------------------------------------
@@ -151,24 +184,37 @@ class Sig : public Attack {
 
 class WaNet : public Attack {
  public:
+  struct Options {
+    int64_t k = 4;
+    double s = 0.5, grid_rescale = 1.0, cross_ratio = 2.0;
+    uint64_t seed = 0;  // the experiment's seed unless given
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("k", &Options::k, "side of the random flow grid", at_least<int64_t>(2));
+      t.add("s", &Options::s, "strength of the warp", at_least(0.0));
+      t.add("grid_rescale", &Options::grid_rescale, "scale of the warped grid", positive<double>());
+      t.add("cross_ratio", &Options::cross_ratio, "noise-mode rows (random warps, true labels) per poisoned row",
+            at_least(0.0));
+      t.add("seed", &Options::seed, "seed of the flow field (default: the experiment's)");
+      return t;
+    }();
+    return t;
+  }
   WaNet(Params& p, const AttackSettings& s) {
     settings_ = s;
-    k_ = p.get<int64_t>("k", 4);
-    s_ = p.get<double>("s", 0.5);
-    grid_rescale_ = p.get<double>("grid_rescale", 1.0);
-    cross_ratio_ = p.get<double>("cross_ratio", 2.0);
-    seed_ = p.get<uint64_t>("seed", s.seed);
-    if (k_ < 2) fail("{}.k: the flow grid size must be at least 2, got {}", p.context(), k_);
-    if (cross_ratio_ < 0) fail("{}.cross_ratio: must be non-negative, got {}", p.context(), cross_ratio_);
+    o_.seed = s.seed;
+    table().read(p, o_);
   }
   Modality modality() const override { return Modality::Image; }
 
   // The k x k flow field [1, 2, k, k], uniform in (-1, 1), normalised to mean |.| = 1.
   torch::Tensor noise_field() const {
-    Rng rng(seed_ ^ hash_string("wanet-noise"));
-    std::vector<float> values(static_cast<size_t>(2 * k_ * k_));
+    Rng rng(o_.seed ^ hash_string("wanet-noise"));
+    std::vector<float> values(static_cast<size_t>(2 * o_.k * o_.k));
     for (auto& v : values) v = static_cast<float>(rng.uniform() * 2.0 - 1.0);
-    auto ins = torch::tensor(values, torch::kFloat32).reshape({1, 2, k_, k_});
+    auto ins = torch::tensor(values, torch::kFloat32).reshape({1, 2, o_.k, o_.k});
     return ins / ins.abs().mean();
   }
 
@@ -185,7 +231,7 @@ class WaNet : public Attack {
     auto grid_x = xs.view({1, w}).expand({h, w});
     auto identity = torch::stack({grid_x, grid_y}, 2).unsqueeze(0);  // [1, H, W, 2], (x, y)
     // As in the reference, the displacement is divided by the image height.
-    return ((identity + s_ * noise / static_cast<double>(h)) * grid_rescale_).clamp(-1.0, 1.0);
+    return ((identity + o_.s * noise / static_cast<double>(h)) * o_.grid_rescale).clamp(-1.0, 1.0);
   }
 
   static torch::Tensor warp(const torch::Tensor& images, const torch::Tensor& grid) {
@@ -214,7 +260,7 @@ class WaNet : public Attack {
     std::vector<int64_t> rest;
     for (int64_t i = 0; i < n; ++i)
       if (!taken[static_cast<size_t>(i)]) rest.push_back(i);
-    auto num_cross = static_cast<int64_t>(std::llround(cross_ratio_ * static_cast<double>(rows.size())));
+    auto num_cross = static_cast<int64_t>(std::llround(o_.cross_ratio * static_cast<double>(rows.size())));
     num_cross = std::min<int64_t>(num_cross, static_cast<int64_t>(rest.size()));
     if (num_cross == 0) return out;
     rng.shuffle(rest);
@@ -233,33 +279,41 @@ class WaNet : public Attack {
   }
 
  private:
-  int64_t k_;
-  double s_, grid_rescale_, cross_ratio_;
-  uint64_t seed_;
+  Options o_;
 };
 
 // ---- patch from a PNG file -------------------------------------------------------------
 
 class PatchFile : public Attack {
  public:
+  struct Options {
+    std::string path;
+    int64_t x = -1, y = -1;  // -1: flush with the right / bottom edge
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("path", &Options::path, "the PNG to paste (required; its alpha channel is kept)",
+            Rule<std::string>{[](const std::string& v) { return !v.empty(); }, "must name a PNG file"});
+      t.add("x", &Options::x, "left edge of the patch (-1: flush right)", at_least<int64_t>(-1));
+      t.add("y", &Options::y, "top edge of the patch (-1: flush with the bottom)", at_least<int64_t>(-1));
+      return t;
+    }();
+    return t;
+  }
   PatchFile(Params& p, const AttackSettings& s) {
     settings_ = s;
-    path_ = p.get<std::string>("path", "");
-    if (path_.empty()) fail("{}.path: a PNG file with the patch is required", p.context());
-    x_ = p.get<int64_t>("x", -1);
-    y_ = p.get<int64_t>("y", -1);
-    if (p.has("x") && x_ < 0) fail("{}.x: must be non-negative, got {}", p.context(), x_);
-    if (p.has("y") && y_ < 0) fail("{}.y: must be non-negative, got {}", p.context(), y_);
-    rgba_ = read_png_rgba(path_, p.context() + ".path");
+    table().read(p, o_);
+    rgba_ = read_png_rgba(o_.path, p.context() + ".path");
   }
   Modality modality() const override { return Modality::Image; }
   torch::Tensor apply_image(const torch::Tensor& images, Rng&) const override {
     check_batch(images, "patch-file");
     const int64_t h = images.size(2), w = images.size(3);
     const int64_t ph = rgba_.size(1), pw = rgba_.size(2);
-    const int64_t x = x_ < 0 ? w - pw : x_, y = y_ < 0 ? h - ph : y_;
+    const int64_t x = o_.x < 0 ? w - pw : o_.x, y = o_.y < 0 ? h - ph : o_.y;
     if (x < 0 || y < 0 || x + pw > w || y + ph > h)
-      fail("patch-file: the {}x{} patch '{}' at x={}, y={} does not fit in {}x{} images", pw, ph, path_, x, y, w, h);
+      fail("patch-file: the {}x{} patch '{}' at x={}, y={} does not fit in {}x{} images", pw, ph, o_.path, x, y, w, h);
     auto [colour, alpha] = png_to_channels(rgba_, images.size(1));
     colour = colour.to(images.dtype()).unsqueeze(0);
     alpha = alpha.to(images.dtype()).unsqueeze(0);
@@ -271,26 +325,25 @@ class PatchFile : public Attack {
   }
 
  private:
-  std::string path_;
-  int64_t x_, y_;
+  Options o_;
   torch::Tensor rgba_;
 };
 
-template <class T>
-std::shared_ptr<Attack> make(Params& p, const AttackSettings& s) {
-  return std::make_shared<T>(p, s);
-}
-
-Registrar<AttackRegistry> reg_badnets("badnets", make<BadNets>,
-                                      "white square patch (size, default 3) at the bottom-right corner");
-Registrar<AttackRegistry> reg_blend("blend", make<Blend>,
-                                    "blend a pattern with alpha (default 0.2): seeded noise or a PNG (pattern)");
-Registrar<AttackRegistry> reg_sig("sig", make<Sig>,
-                                  "clean-label horizontal sinusoid (delta 40/255, frequency 6) on target rows");
-Registrar<AttackRegistry> reg_wanet("wanet", make<WaNet>,
-                                    "WaNet warping trigger (k 4, s 0.5, grid_rescale 1, cross_ratio 2 noise mode)");
-Registrar<AttackRegistry> reg_patch_file("patch-file", make<PatchFile>,
-                                         "a user PNG (path) pasted at x, y (default bottom-right corner)");
+Registrar<AttackRegistry> reg_badnets("badnets", construct<BadNets>,
+                                      "white square patch (size, default 3) at the bottom-right corner",
+                                      option_docs_of<BadNets>);
+Registrar<AttackRegistry> reg_blend("blend", construct<Blend>,
+                                    "blend a pattern with alpha (default 0.2): seeded noise or a PNG (pattern)",
+                                    option_docs_of<Blend>);
+Registrar<AttackRegistry> reg_sig("sig", construct<Sig>,
+                                  "clean-label horizontal sinusoid (delta 40/255, frequency 6) on target rows",
+                                  option_docs_of<Sig>);
+Registrar<AttackRegistry> reg_wanet("wanet", construct<WaNet>,
+                                    "WaNet warping trigger (k 4, s 0.5, grid_rescale 1, cross_ratio 2 noise mode)",
+                                    option_docs_of<WaNet>);
+Registrar<AttackRegistry> reg_patch_file("patch-file", construct<PatchFile>,
+                                         "a user PNG (path) pasted at x, y (default bottom-right corner)",
+                                         option_docs_of<PatchFile>);
 
 }  // namespace
 

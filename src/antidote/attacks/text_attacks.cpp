@@ -69,20 +69,35 @@ std::string file_text(const std::string& s) { return trim(csv_unquote(trim(s)));
 
 class BadNetWord : public Attack {
  public:
+  struct Options {
+    std::vector<std::string> words{"cf", "mn", "bb", "tq", "mb"};
+    int64_t count = 1;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("words", &Options::words, "the rare trigger words, one drawn per insertion",
+            Rule<std::vector<std::string>>{[](const std::vector<std::string>& w) {
+                                             return !w.empty() && std::all_of(w.begin(), w.end(), [](const auto& x) {
+                                               return split_words(x).size() == 1;
+                                             });
+                                           },
+                                           "must list single words, at least one"});
+      t.add("count", &Options::count, "trigger words inserted per sentence",
+            Rule<int64_t>{[](const int64_t& v) { return v >= 1 && v <= 3; }, "must be 1, 2 or 3"});
+      return t;
+    }();
+    return t;
+  }
   BadNetWord(Params& p, const AttackSettings& s) {
     settings_ = s;
-    words_ = p.get<std::vector<std::string>>("words", {"cf", "mn", "bb", "tq", "mb"});
-    count_ = p.get<int64_t>("count", 1);
-    if (words_.empty()) fail("{}.words: the list of trigger words is empty", p.context());
-    for (const auto& w : words_)
-      if (split_words(w).size() != 1) fail("{}.words: '{}' is not a single word", p.context(), w);
-    if (count_ < 1 || count_ > 3) fail("{}.count: must be 1, 2 or 3, got {}", p.context(), count_);
+    table().read(p, o_);
   }
   Modality modality() const override { return Modality::Text; }
   std::string apply_text(const std::string& sentence, Rng& rng) const override {
     auto tokens = split_words(sentence);
-    for (int64_t i = 0; i < count_; ++i) {
-      const auto& word = words_[static_cast<size_t>(rng.below(static_cast<int64_t>(words_.size())))];
+    for (int64_t i = 0; i < o_.count; ++i) {
+      const auto& word = o_.words[static_cast<size_t>(rng.below(static_cast<int64_t>(o_.words.size())))];
       auto pos = rng.below(static_cast<int64_t>(tokens.size()) + 1);
       tokens.insert(tokens.begin() + pos, word);
     }
@@ -90,18 +105,30 @@ class BadNetWord : public Attack {
   }
 
  private:
-  std::vector<std::string> words_;
-  int64_t count_;
+  Options o_;
 };
 
 // ---- AddSent --------------------------------------------------------------------------
 
 class AddSent : public Attack {
  public:
+  struct Options {
+    std::string sentence = "I watch this 3D movie";
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("sentence", &Options::sentence, "the trigger sentence, inserted at a random position",
+            Rule<std::string>{[](const std::string& v) { return !split_words(v).empty(); }, "must not be empty"});
+      return t;
+    }();
+    return t;
+  }
   AddSent(Params& p, const AttackSettings& s) {
     settings_ = s;
-    sentence_ = split_words(p.get<std::string>("sentence", "I watch this 3D movie"));
-    if (sentence_.empty()) fail("{}.sentence: the trigger sentence is empty", p.context());
+    Options o;
+    table().read(p, o);
+    sentence_ = split_words(o.sentence);
   }
   Modality modality() const override { return Modality::Text; }
   std::string apply_text(const std::string& sentence, Rng& rng) const override {
@@ -126,11 +153,26 @@ class AddSent : public Attack {
 
 class FileAttack : public Attack {
  public:
+  struct Options {
+    std::string dir, train, test;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("train", &Options::train, "the poisoned training TSV (poisoned rows: those not in the clean split)");
+      t.add("test", &Options::test, "the triggered test TSV");
+      t.add("dir", &Options::dir, "a directory holding train.tsv and test.tsv (instead of train and test)");
+      return t;
+    }();
+    return t;
+  }
   FileAttack(Params& p, const AttackSettings& s) {
     settings_ = s;
-    auto dir = p.get<std::string>("dir", "");
-    train_ = p.get<std::string>("train", "");
-    test_ = p.get<std::string>("test", "");
+    Options o;
+    table().read(p, o);
+    const auto& dir = o.dir;
+    train_ = o.train;
+    test_ = o.test;
     if (!dir.empty()) {
       if (train_.empty()) train_ = (std::filesystem::path(dir) / "train.tsv").string();
       if (test_.empty()) test_ = (std::filesystem::path(dir) / "test.tsv").string();
@@ -198,17 +240,15 @@ class FileAttack : public Attack {
   std::string train_, test_;
 };
 
-template <class T>
-std::shared_ptr<Attack> make(Params& p, const AttackSettings& s) {
-  return std::make_shared<T>(p, s);
-}
-
-Registrar<AttackRegistry> reg_badnet_word("badnet-word", make<BadNetWord>,
-                                          "insert count (1-3) rare words from words (cf mn bb tq mb) at random positions");
-Registrar<AttackRegistry> reg_addsent("addsent", make<AddSent>,
-                                      "insert a fixed sentence (\"I watch this 3D movie\") at a random position");
-Registrar<AttackRegistry> reg_file("file", make<FileAttack>,
-                                   "pre-poisoned train/test TSV files (HiddenKiller format, e.g. syntactic triggers)");
+Registrar<AttackRegistry> reg_badnet_word(
+    "badnet-word", construct<BadNetWord>,
+    "insert count (1-3) rare words from words (cf mn bb tq mb) at random positions", option_docs_of<BadNetWord>);
+Registrar<AttackRegistry> reg_addsent("addsent", construct<AddSent>,
+                                      "insert a fixed sentence (\"I watch this 3D movie\") at a random position",
+                                      option_docs_of<AddSent>);
+Registrar<AttackRegistry> reg_file("file", construct<FileAttack>,
+                                   "pre-poisoned train/test TSV files (HiddenKiller format, e.g. syntactic triggers)",
+                                   option_docs_of<FileAttack>);
 
 }  // namespace
 

@@ -48,8 +48,14 @@ Rule<std::string> one_of(std::vector<std::string> choices);
 // What `antidote list --options` prints for one key.
 struct OptionDoc {
   std::string key, type, value, meaning, rule;
+  std::string group;  // OptionTable::group's tag, "" for none
 };
 using OptionDocs = std::vector<OptionDoc>;
+
+template <class T>
+struct is_list : std::false_type {};
+template <class T>
+struct is_list<std::vector<T>> : std::true_type {};
 
 // A value as a config would spell it.
 template <class T>
@@ -58,7 +64,7 @@ std::string option_text(const T& v) {
     return v ? "true" : "false";
   else if constexpr (std::is_same_v<T, std::string>)
     return v.empty() ? "''" : v;
-  else if constexpr (std::is_same_v<T, std::vector<double>>)
+  else if constexpr (is_list<T>::value)
     return fmt::format("[{}]", fmt::join(v, ", "));
   else
     return fmt::format("{}", v);
@@ -66,7 +72,9 @@ std::string option_text(const T& v) {
 
 template <class T>
 const char* option_type() {
-  if constexpr (std::is_same_v<T, std::vector<double>>)
+  if constexpr (std::is_same_v<T, std::vector<std::string>>)
+    return "a list of strings";
+  else if constexpr (is_list<T>::value)
     return "a list of numbers";
   else
     return type_name<T>();
@@ -90,7 +98,7 @@ class OptionTable {
   template <class T>
   OptionTable& add(const std::string& key, std::function<T&(C&)> at, std::string meaning, Rule<T> rule = {}) {
     Entry e;
-    e.doc = {key, option_type<T>(), "", std::move(meaning), rule.says};
+    e.doc = {key, option_type<T>(), "", std::move(meaning), rule.says, ""};
     e.read = [key, at](Params& p, C& c, const std::string& pre) { at(c) = p.get<T>(pre + key, at(c)); };
     e.check = [key, at, rule](C& c, const std::string& ctx, const std::string& pre) {
       if (rule.holds && !rule.holds(at(c))) fail("{}: {}{} {}, got {}", ctx, pre, key, rule.says, option_text(at(c)));
@@ -147,6 +155,7 @@ class OptionTable {
     for (const auto& e : entries_) {
       auto d = e.doc;
       d.key = prefix + d.key;
+      d.group = e.group;
       std::vector<std::string> texts;
       for (const auto& [name, c] : profiles) texts.push_back(e.text(const_cast<C&>(c)));
       bool same = std::all_of(texts.begin(), texts.end(), [&](const std::string& t) { return t == texts.front(); });

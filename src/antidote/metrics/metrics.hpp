@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "antidote/data/data.hpp"
+#include "antidote/metrics/verdict.hpp"
 
 namespace antidote {
 
@@ -39,9 +40,6 @@ torch::Tensor mid_ranks(const torch::Tensor& scores);
 // ties count one half.
 double auroc(const torch::Tensor& scores, const torch::Tensor& positive);
 
-struct Evaluation {
-  double cacc = 0, asr = 0, ra = 0, pcc = 0;
-};
 // Softmax probabilities [N, K], batched, eval mode, no grad; the model's mode is restored.
 torch::Tensor predict_probs(Classifier& model, const torch::Tensor& x, int64_t batch_size = 512);
 // The same rows' logits [N, K] on the CPU (for losses that must not saturate in float).

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
 #include <optional>
 #include <tuple>
 
@@ -506,6 +507,12 @@ class BenchRunner {
       suspect.before = evaluate(*suspect.model, cell.test_clean, cell.test_triggered, acfg.target, cfg_.eval_batch_size);
       log_info(fmt::format("[{} × {}] suspect: CACC {:.1f}% ASR {:.1f}% (floor {:.1f}%)", dcfg.name, acfg.name,
                            100 * suspect.before.cacc, 100 * suspect.before.asr, 100 * suspect.floor));
+      // Said even with --quiet: a defense cannot be judged on a backdoor that is not there.
+      if (!backdoor_learned(suspect.before.asr))
+        std::cerr << fmt::format(
+            "antidote: warning: [{} × {}] the suspect never learned the backdoor (ASR {:.1f}%, "
+            "under {:.0f}%): the defenses' numbers on this cell say nothing about them\n",
+            dcfg.name, acfg.name, 100 * suspect.before.asr, 100 * kLearnedBackdoorAsr);
       for (size_t di = 0; di < cfg_.defenses.size(); ++di) run_cell(cell, acfg, st, suspect, di);
     }
   }

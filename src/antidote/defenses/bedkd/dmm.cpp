@@ -233,7 +233,16 @@ IdentifierPtr make_dmm_from_params(Params& p, const DefenseSetup& setup) {
 
 Registrar<IdentifierRegistry> reg("dmm", make_dmm_from_params,
                                   "BeDKD's directional mapping (the paper's): rows whose prediction a label-flip "
-                                  "mapping of the suspect does not move");
+                                  "mapping of the suspect does not move",
+                                  [] {
+                                    // BeDKD's keys that the mapping and its scoring read.
+                                    OptionDocs docs;
+                                    for (auto& d : option_docs())
+                                      if (d.group == "dmm" || d.key == "recipe" || d.key == "min_confidence" ||
+                                          d.key == "score_batch")
+                                        docs.push_back(d);
+                                    return docs;
+                                  });
 
 }  // namespace
 

@@ -196,7 +196,7 @@ nlohmann::json option_values(const Config& c) {
 
 OptionDocs option_docs() {
   OptionDocs docs{{"recipe", "a string", "auto",
-                   "tuned (the built-in architectures' values) or reference (the authors' code); auto picks", ""}};
+                   "tuned (the built-in architectures' values) or reference (the authors' code); auto picks", "", ""}};
   std::vector<std::pair<std::string, Config>> profiles;
   for (const auto& [name, modality, recipe] : {std::tuple{"image", Modality::Image, "tuned"},
                                                {"text", Modality::Text, "tuned"},

@@ -86,25 +86,33 @@ class EarlyLoss : public Identifier {
   EarlyLossOptions o_;
 };
 
+const OptionTable<EarlyLossOptions>& early_loss_table() {
+  static const OptionTable<EarlyLossOptions> t = [] {
+    using O = EarlyLossOptions;
+    OptionTable<O> t;
+    t.add("fresh_epochs", &O::epochs, "the fresh model's training budget, in epochs (fractions allowed)",
+          positive<double>());
+    t.add("fresh_checkpoints", &O::checkpoints, "rows scored after every 1/checkpoints of the budget",
+          at_least<int64_t>(1));
+    t.add("fresh_batch", &O::batch_size, "batch of the fresh model", positive<int64_t>());
+    t.add("fresh_optimizer", &O::optimizer, "optimizer of the fresh model", one_of({"sgd", "adam", "adamw"}));
+    t.add("fresh_lr", &O::lr, "learning rate of the fresh model", positive<double>());
+    flag_keys(t, &O::flag);
+    return t;
+  }();
+  return t;
+}
+
 IdentifierPtr make_early_loss(Params& p, const DefenseSetup&) {
   EarlyLossOptions o;
-  o.epochs = p.get<double>("fresh_epochs", o.epochs);
-  o.checkpoints = p.get<int64_t>("fresh_checkpoints", o.checkpoints);
-  o.batch_size = p.get<int64_t>("fresh_batch", o.batch_size);
-  o.optimizer = p.get<std::string>("fresh_optimizer", o.optimizer);
-  o.lr = p.get<double>("fresh_lr", o.lr);
-  o.flag = read_flag_options(p);
-  const auto& c = p.context();
-  if (!(o.epochs > 0) || !std::isfinite(o.epochs)) fail("{}: fresh_epochs must be positive, got {}", c, o.epochs);
-  if (o.checkpoints < 1) fail("{}: fresh_checkpoints must be >= 1, got {}", c, o.checkpoints);
-  if (o.batch_size < 1) fail("{}: fresh_batch must be positive, got {}", c, o.batch_size);
-  if (!(o.lr > 0)) fail("{}: fresh_lr must be positive, got {}", c, o.lr);
+  early_loss_table().read(p, o);
   return std::make_shared<EarlyLoss>(o);
 }
 
 Registrar<IdentifierRegistry> reg("early_loss", make_early_loss,
                                   "a fresh model trained briefly fits the poisoned rows first: rows ranked by their "
-                                  "loss over several checkpoints");
+                                  "loss over several checkpoints",
+                                  [] { return defaults_docs(early_loss_table()); });
 
 }  // namespace
 }  // namespace antidote

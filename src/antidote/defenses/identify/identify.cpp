@@ -139,16 +139,4 @@ torch::Tensor suspect_predictions(Classifier& suspect, const DefenseContext& ctx
   return predict_probs(suspect, ctx.train.x, opt.score_batch).argmax(1);
 }
 
-FlagOptions read_flag_options(Params& p) {
-  FlagOptions o;
-  o.flag_count = p.get<int64_t>("flag_count", o.flag_count);
-  o.min_confidence = p.get<double>("min_confidence", o.min_confidence);
-  o.score_batch = p.get<int64_t>("score_batch", o.score_batch);
-  if (o.score_batch < 1) fail("{}: score_batch must be positive, got {}", p.context(), o.score_batch);
-  if (o.flag_count < 1) fail("{}: flag_count must be >= 1, got {}", p.context(), o.flag_count);
-  if (!(o.min_confidence >= 0 && o.min_confidence <= 1))
-    fail("{}: min_confidence must lie in [0, 1], got {}", p.context(), o.min_confidence);
-  return o;
-}
-
 }  // namespace antidote

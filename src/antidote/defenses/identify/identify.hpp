@@ -6,12 +6,12 @@
 // and `antidote identify` runs one on its own.
 #pragma once
 
-#include <nlohmann/json.hpp>
-
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
+#include "antidote/core/options.hpp"
 #include "antidote/core/registry.hpp"
 #include "antidote/defenses/defense.hpp"
 
@@ -110,8 +110,20 @@ torch::Tensor suspect_predictions(Classifier& suspect, const DefenseContext& ctx
 // The warning rule alone (shared with methods that flag differently).
 void set_confidence(Identification& id, double confidence, double min_confidence, int64_t n);
 
-// Reads `flag_count`, `min_confidence` and `score_batch` (defaults above) and checks them.
-FlagOptions read_flag_options(Params& p);
+// The keys every method's flagging reads: flag_count, min_confidence, score_batch.
+template <class C>
+void flag_keys(OptionTable<C>& t, FlagOptions C::*flag) {
+  t.add("flag_count", nested(flag, &FlagOptions::flag_count), "rows flagged (the most suspect)", at_least<int64_t>(1));
+  t.add("min_confidence", nested(flag, &FlagOptions::min_confidence),
+        "below this share of the target label among the flagged rows, a warning", within(0, 1));
+  t.add("score_batch", nested(flag, &FlagOptions::score_batch), "rows per forward pass when scoring",
+        positive<int64_t>());
+}
+// A method's keys with its defaults, for `antidote list --options`.
+template <class C>
+OptionDocs defaults_docs(const OptionTable<C>& t) {
+  return t.docs({{"", C{}}});
+}
 
 // token_stats's score: minus each row's largest token-label z-score (token ids [N, L]).
 torch::Tensor token_label_scores(const torch::Tensor& x, const torch::Tensor& labels, int64_t num_classes);

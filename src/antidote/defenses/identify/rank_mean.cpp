@@ -45,19 +45,37 @@ class RankMean : public Identifier {
   FlagOptions flag_;
 };
 
+struct RankMeanOptions {
+  std::vector<std::string> combine{"early_loss", "token_stats"};
+  FlagOptions flag;
+};
+
+const OptionTable<RankMeanOptions>& rank_mean_table() {
+  static const OptionTable<RankMeanOptions> t = [] {
+    OptionTable<RankMeanOptions> t;
+    t.add("combine", &RankMeanOptions::combine, "the methods whose ranks are averaged (their keys go beside)",
+          Rule<std::vector<std::string>>{[](const std::vector<std::string>& names) {
+                                           return !names.empty() &&
+                                                  std::find(names.begin(), names.end(), "rank_mean") == names.end();
+                                         },
+                                         "must name at least one method, not rank_mean"});
+    flag_keys(t, &RankMeanOptions::flag);
+    return t;
+  }();
+  return t;
+}
+
 IdentifierPtr make_rank_mean(Params& p, const DefenseSetup& setup) {
-  auto names = p.get<std::vector<std::string>>("combine", {"early_loss", "token_stats"});
-  if (names.empty()) fail("{}: combine names no method", p.context());
+  RankMeanOptions o;
+  rank_mean_table().read(p, o);
   std::vector<IdentifierPtr> methods;
-  for (const auto& n : names) {
-    if (n == "rank_mean") fail("{}: combine cannot name rank_mean itself", p.context());
-    methods.push_back(make_identifier(n, p, setup));
-  }
-  return std::make_shared<RankMean>(names, methods, read_flag_options(p));
+  for (const auto& n : o.combine) methods.push_back(make_identifier(n, p, setup));
+  return std::make_shared<RankMean>(o.combine, methods, o.flag);
 }
 
 Registrar<IdentifierRegistry> reg("rank_mean", make_rank_mean,
-                                  "the mean of several methods' fractional ranks (combine: [early_loss, token_stats])");
+                                  "the mean of several methods' fractional ranks (combine: [early_loss, token_stats])",
+                                  [] { return defaults_docs(rank_mean_table()); });
 
 }  // namespace
 }  // namespace antidote

@@ -248,20 +248,31 @@ class TokenStats : public Identifier {
   TokenStatsOptions o_;
 };
 
+const OptionTable<TokenStatsOptions>& token_stats_table() {
+  static const OptionTable<TokenStatsOptions> t = [] {
+    using O = TokenStatsOptions;
+    OptionTable<O> t;
+    flag_keys(t, &O::flag);
+    t.add("verify_pairs", &O::verify_pairs, "strongest token-label pairs checked on the suspect (0 = none)",
+          at_least<int64_t>(0));
+    t.add("verify_rows", &O::verify_rows, "rows of other labels each pair is inserted into", at_least<int64_t>(1));
+    t.add("verify_min_flip", &O::verify_min_flip, "share of those rows a pair must flip to confirm a trigger",
+          within(0, 1));
+    return t;
+  }();
+  return t;
+}
+
 IdentifierPtr make_token_stats(Params& p, const DefenseSetup& setup) {
   if (setup.modality != Modality::Text) fail("{}: identify token_stats works on text data only", p.context());
   TokenStatsOptions o;
-  o.flag = read_flag_options(p);
-  o.verify_pairs = p.get<int64_t>("verify_pairs", o.verify_pairs);
-  o.verify_rows = p.get<int64_t>("verify_rows", o.verify_rows);
-  o.verify_min_flip = p.get<double>("verify_min_flip", o.verify_min_flip);
-  if (o.verify_pairs < 0 || o.verify_rows < 1) fail("{}: verify_pairs must be >= 0 and verify_rows >= 1", p.context());
-  if (!(o.verify_min_flip >= 0 && o.verify_min_flip <= 1)) fail("{}: verify_min_flip must lie in [0, 1]", p.context());
+  token_stats_table().read(p, o);
   return std::make_shared<TokenStats>(o);
 }
 
 Registrar<IdentifierRegistry> reg("token_stats", make_token_stats,
-                                  "text: rows holding a token whose label count stands out (token-label z-scores)");
+                                  "text: rows holding a token whose label count stands out (token-label z-scores)",
+                                  [] { return defaults_docs(token_stats_table()); });
 
 }  // namespace
 }  // namespace antidote

@@ -1,0 +1,33 @@
+// What a defense run is judged by: the evaluation of a model and the verdict on it,
+// defined once and read by the bench, its warnings and the report. Free of
+// LibTorch, so that the report's code can include it cheaply.
+#pragma once
+
+#include <string>
+
+namespace antidote {
+
+// Fractions in [0, 1].
+struct Evaluation {
+  double cacc = 0, asr = 0, ra = 0, pcc = 0;
+};
+
+// ---- the verdict: did a defense remove the backdoor? ----------------------------------
+// Removed when ASR <= max(5 %, floor + 3 points), the floor being a clean model's ASR on
+// the same triggered rows (where it is known), and clean accuracy fell by at most 2
+// points against the suspect. A suspect under 50 % ASR never learned the backdoor: a low
+// ASR after the defense then says nothing about it, and the verdict is "unknown".
+constexpr double kAsrTarget = 0.05, kAsrOverFloor = 0.03, kMaxCaccDrop = 0.02, kLearnedBackdoorAsr = 0.5;
+// The highest ASR that counts as removed; `floor` < 0 when unknown.
+double asr_limit(double floor);
+bool backdoor_learned(double suspect_asr);
+struct Verdict {
+  std::string verdict;  // success | fail | unknown
+  bool asr_ok = false, cacc_ok = false, cacc_known = false;
+  double limit = 0, cacc_drop = 0;
+  std::string why;  // e.g. "ASR 1.2% ≤ 5.0%; CACC drop 0.4 points ≤ 2"
+};
+// `suspect` null when the suspect's numbers are not known.
+Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect);
+
+}  // namespace antidote

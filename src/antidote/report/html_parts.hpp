@@ -1,0 +1,75 @@
+// The pieces of report.html shared by its three files (html.cpp: the page; charts.cpp:
+// SVG charts and PNG thumbnails; sections.cpp: cells, verdicts and sections).
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "antidote/metrics/verdict.hpp"
+#include "antidote/report/results.hpp"
+
+namespace antidote::html {
+
+using nlohmann::json;
+
+// ---- text (html.cpp)
+// HTML-escaped text; "://" is written as "&#58;//" so that no URL in user text reads
+// as a reference in the page source.
+std::string esc(const std::string& s);
+// A field as text: strings as they are, numbers dumped, anything else `def`.
+std::string text(const json& obj, const char* key, const std::string& def = "");
+bool has_num(const json& obj, const char* key);
+double num(const json& obj, const char* key, double def = 0.0);
+std::string pct(const json& obj, const char* key);  // percent(obj[key]), "–" when absent
+
+// ---- cells and verdicts (sections.cpp)
+// Rows of one experiment cell (same data, model, attack and seed), the `none` row first if any.
+struct Cell {
+  std::string dataset, model, attack, rate, target, seed;
+  std::vector<const json*> rows;
+  const json* none = nullptr;
+  std::string title() const {
+    return fmt::format("{} × {} ({}, {}% poisoned, target {}, seed {})", dataset, attack, model, rate, target, seed);
+  }
+  std::string slug() const { return dataset + "-" + attack + "-" + seed; }
+};
+std::vector<Cell> group_cells(const json& runs);
+
+// ---- charts (charts.cpp)
+struct Bar {
+  std::string label;
+  double value;     // fraction, 0..1
+  std::string cls;  // success, fail, reference, unknown
+};
+// Vertical bars of a fraction (0..100 %) with optional dashed reference lines.
+std::string bar_chart(const std::string& kind, const std::string& title, const std::vector<Bar>& bars,
+                      const std::vector<std::pair<double, std::string>>& lines, const std::string& cell_slug);
+struct Series {
+  std::string name, color;
+  std::vector<std::pair<double, double>> points;  // (x, fraction)
+};
+// Lines over epochs (y: 0..100 %).
+std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
+                       const std::string& xlabel, const std::string& cell_slug);
+// Scores of poisoned and clean rows, from an identification's histogram.
+std::string histogram_chart(const json& id, const std::string& title, const std::string& cell_slug);
+// Seconds per stage of each defense of a cell, stacked.
+std::string cost_chart(const Cell& cell, const std::vector<std::string>& stage_names);
+// A data:image/png URI of an image {shape, pixels}; "" when it is not one.
+std::string image_data_uri(const json& img, int* w_out, int* h_out);
+
+// ---- sections (sections.cpp)
+std::string summary_section(const std::vector<Cell>& cells);
+std::string results_section(const std::vector<Cell>& cells);
+std::string seeds_section(const std::vector<Cell>& cells);  // "" unless some cell has several seeds
+std::string charts_section(const std::vector<Cell>& cells);
+std::string bedkd_section(const std::vector<Cell>& cells);
+std::string other_trajectories_section(const std::vector<Cell>& cells);
+std::string ntml_section(const std::vector<Cell>& cells);
+std::string examples_section(const json& doc);
+std::string cost_section(const std::vector<Cell>& cells);
+std::string provenance_section(const json& doc);
+
+}  // namespace antidote::html

@@ -1,0 +1,541 @@
+// report.html's sections: the results grouped into cells, each row's verdict (the rule
+// of metrics/verdict.hpp) and every section of the page.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "antidote/report/html_parts.hpp"
+
+namespace antidote::html {
+namespace {
+
+// ---------------------------------------------------------------- text examples
+
+std::vector<std::string> split_ws(const std::string& s) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : s) {
+    if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+      if (!cur.empty()) out.push_back(cur), cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) out.push_back(cur);
+  return out;
+}
+
+// The triggered sentence with every token that the clean one lacks (counted as a multiset) in <mark>.
+std::string mark_trigger(const std::string& clean, const std::string& triggered) {
+  auto toks = split_ws(triggered);
+  if (clean.empty()) {
+    std::string o;
+    for (size_t i = 0; i < toks.size(); ++i) o += (i ? " " : "") + esc(toks[i]);
+    return o;
+  }
+  std::map<std::string, int> have;
+  for (const auto& t : split_ws(clean)) have[t]++;
+  std::string o;
+  for (size_t i = 0; i < toks.size(); ++i) {
+    if (i) o += ' ';
+    auto it = have.find(toks[i]);
+    if (it != have.end() && it->second > 0) {
+      it->second--;
+      o += esc(toks[i]);
+    } else {
+      o += "<mark>" + esc(toks[i]) + "</mark>";
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- verdicts
+
+struct Judgement {
+  std::string verdict;                // reference, success, fail, unknown
+  std::string asr_class, cacc_class;  // ok, bad or ""
+  std::string why;
+};
+
+std::vector<Cell> group_cells(const json& runs) {
+  std::vector<Cell> cells;
+  std::map<std::string, size_t> index;
+  if (!runs.is_array()) return cells;
+  for (const auto& r : runs) {
+    if (!r.is_object()) continue;
+    Cell c{text(r, "dataset"),
+           text(r, "model"),
+           text(r, "attack"),
+           percent(field(r, "poison_rate")),
+           text(r, "target"),
+           text(r, "seed"),
+           {},
+           nullptr};
+    std::string key =
+        c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target + '\x1f' + c.seed;
+    auto it = index.find(key);
+    if (it == index.end()) {
+      index[key] = cells.size();
+      cells.push_back(c);
+      it = index.find(key);
+    }
+    Cell& cell = cells[it->second];
+    cell.rows.push_back(&r);
+    if (text(r, "defense") == "none" && !cell.none) cell.none = &r;
+  }
+  return cells;
+}
+
+// The ASR limit of a row (metrics.hpp's rule, with the row's floor where it has one).
+double asr_bar(const json& row) { return asr_limit(has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0); }
+
+Evaluation evaluation_of(const json& row) {
+  Evaluation e;
+  e.cacc = num(row, "cacc");
+  e.asr = num(row, "asr");
+  return e;
+}
+
+// purification_verdict (metrics.hpp) on a results row and its cell's `none` row.
+Judgement judge(const json& row, const json* none) {
+  Judgement j;
+  if (text(row, "defense") == "none") {
+    j.verdict = "reference";
+    j.why = "the suspect model itself";
+    return j;
+  }
+  if (!has_num(row, "asr") || !has_num(row, "cacc")) {
+    j.verdict = "unknown";
+    j.why = "no metrics";
+    return j;
+  }
+  const bool known = none && has_num(*none, "cacc") && has_num(*none, "asr");
+  const Evaluation suspect = known ? evaluation_of(*none) : Evaluation{};
+  auto v = purification_verdict(evaluation_of(row), has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0,
+                                known ? &suspect : nullptr);
+  j.verdict = v.verdict;
+  j.asr_class = v.asr_ok ? "ok" : "bad";
+  if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
+  j.why = v.why;
+  return j;
+}
+
+const char* verdict_label(const std::string& v) {
+  if (v == "success") return "removed";
+  if (v == "fail") return "failed";
+  if (v == "reference") return "suspect";
+  return "unclear";
+}
+
+std::string results_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"results\"><h2>Results</h2>";
+  h +=
+      "<p class=\"legendline\">A defense <span class=\"badge success\">removed</span> the backdoor when its ASR ≤ "
+      "max(5%, ASR floor + 3 points) and its CACC is at most 2 points below the suspect's (the <code>none</code> row); "
+      "otherwise it <span class=\"badge fail\">failed</span>; when the suspect's ASR is under 50% it never learned "
+      "the backdoor and the verdict is <span class=\"badge unknown\">unclear</span>. The ASR floor is the clean "
+      "reference model's ASR on the "
+      "same triggered inputs. RA: robust accuracy (true labels on triggered inputs). DER: defense effectiveness "
+      "rating.</p>";
+  if (cells.empty()) return h + "<p>No finished runs yet.</p></section>";
+  h += "<div class=\"scroll\"><table class=\"results\"><thead><tr><th class=\"l\">dataset</th><th "
+       "class=\"l\">attack</th><th>rate %</th><th>seed</th><th "
+       "class=\"l\">defense</th><th>clean<br>samples</th><th>CACC %</th><th>ΔCACC</th><th>ASR %</th><th>ASR floor "
+       "%</th><th>RA %</th><th>PCC %</th>"
+       "<th>DER</th><th>detection<br>P/R/F1 % (flagged)</th><th>seconds</th><th "
+       "class=\"l\">verdict</th></tr></thead><tbody>";
+  for (const auto& c : cells) {
+    for (const json* rp : c.rows) {
+      const json& r = *rp;
+      auto j = judge(r, c.none);
+      std::string dcacc = "–";
+      if (c.none && has_num(*c.none, "cacc") && has_num(r, "cacc") && rp != c.none)
+        dcacc = fmt::format("{:+.1f}", 100 * (num(r, "cacc") - num(*c.none, "cacc")));
+      std::string det = "–";
+      if (r.contains("detection") && r["detection"].is_object()) {
+        const auto& d = r["detection"];
+        det =
+            fmt::format("{}/{}/{} ({})", pct(d, "precision"), pct(d, "recall"), pct(d, "f1"), text(d, "flagged", "?"));
+      }
+      h += fmt::format(
+          "<tr class=\"run {v}\" data-defense=\"{def}\" data-cell=\"{cell}\" data-verdict=\"{v}\" title=\"{why}\">"
+          "<td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td>{rate}</td><td>{seed}</td><td "
+          "class=\"l\">{def}</td><td>{cs}</td><td class=\"{cc}\">{cacc}</td><td class=\"{cc}\">{dc}</td>"
+          "<td class=\"{ac}\">{asr}</td><td>{floor}</td><td>{ra}</td><td>{pcc}</td><td>{der}</td><td>{det}</td>"
+          "<td>{sec}</td><td class=\"l\"><span class=\"badge {v}\">{vl}</span></td></tr>",
+          fmt::arg("v", j.verdict), fmt::arg("def", esc(text(r, "defense"))), fmt::arg("cell", esc(c.slug())),
+          fmt::arg("why", esc(j.why)), fmt::arg("ds", esc(c.dataset)), fmt::arg("atk", esc(c.attack)),
+          fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)),
+          fmt::arg("cs", esc(text(r, "clean_samples", "–"))), fmt::arg("cc", j.cacc_class),
+          fmt::arg("cacc", pct(r, "cacc")), fmt::arg("dc", dcacc), fmt::arg("ac", j.asr_class),
+          fmt::arg("asr", pct(r, "asr")), fmt::arg("floor", pct(r, "asr_floor")), fmt::arg("ra", pct(r, "ra")),
+          fmt::arg("pcc", pct(r, "pcc")),
+          fmt::arg("der", has_num(r, "der") ? fmt::format("{:.3f}", num(r, "der")) : "–"), fmt::arg("det", esc(det)),
+          fmt::arg("sec", has_num(r, "seconds") ? fmt::format("{:.1f}", num(r, "seconds")) : "–"),
+          fmt::arg("vl", verdict_label(j.verdict)));
+    }
+  }
+  h += "</tbody></table></div><p class=\"legendline\">Model and trigger target of each cell: see <a "
+       "href=\"#summary\">in brief</a>. Hover a row for the reason of its verdict.</p></section>";
+  return h;
+}
+
+// With several seeds: each defense's mean ± sd over the seeds of a cell, and on how many
+// seeds it removed the backdoor (the verdict of the results table).
+std::string seeds_section(const std::vector<Cell>& cells) {
+  struct Line {
+    std::string defense;
+    std::vector<double> cacc, asr;
+    int removed = 0, judged = 0, seeds = 0;
+  };
+  struct Group {
+    const Cell* first;
+    int seeds = 0;
+    std::vector<Line> lines;
+  };
+  std::vector<std::pair<std::string, Group>> groups;
+  for (const auto& c : cells) {
+    std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {key, Group{&c, 0, {}}});
+    ++g->second.seeds;
+    for (const json* r : c.rows) {
+      auto def = text(*r, "defense");
+      auto& lines = g->second.lines;
+      auto l = std::find_if(lines.begin(), lines.end(), [&](const Line& x) { return x.defense == def; });
+      if (l == lines.end()) l = lines.insert(lines.end(), Line{def, {}, {}, 0, 0, 0});
+      ++l->seeds;
+      if (has_num(*r, "cacc")) l->cacc.push_back(num(*r, "cacc"));
+      if (has_num(*r, "asr")) l->asr.push_back(num(*r, "asr"));
+      auto v = judge(*r, c.none).verdict;
+      if (v == "success" || v == "fail") ++l->judged;
+      if (v == "success") ++l->removed;
+    }
+  }
+  if (std::none_of(groups.begin(), groups.end(), [](const auto& kv) { return kv.second.seeds > 1; })) return "";
+  std::string h =
+      "<section id=\"seeds\"><h2>Over seeds</h2><p class=\"legendline\">Mean ± sample standard deviation over the "
+      "seeds of each cell, and on how many of them the defense removed the backdoor (the verdict of the results "
+      "table).</p><div class=\"scroll\"><table class=\"results\"><thead><tr><th class=\"l\">dataset</th><th "
+      "class=\"l\">attack</th><th class=\"l\">defense</th><th>seeds</th><th>CACC %</th><th>ASR %</th><th>removed "
+      "the backdoor</th></tr></thead><tbody>";
+  for (const auto& [key, g] : groups)
+    for (const auto& l : g.lines)
+      h += fmt::format(
+          "<tr data-defense=\"{def}\"><td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td class=\"l\">{def}</td>"
+          "<td>{n}</td><td>{cacc}</td><td>{asr}</td><td>{removed}</td></tr>",
+          fmt::arg("def", esc(l.defense)), fmt::arg("ds", esc(g.first->dataset)), fmt::arg("atk", esc(g.first->attack)),
+          fmt::arg("n", l.seeds), fmt::arg("cacc", mean_sd_percent(l.cacc)), fmt::arg("asr", mean_sd_percent(l.asr)),
+          fmt::arg("removed", l.judged ? fmt::format("{} of {}", l.removed, l.judged) : std::string("–")));
+  return h + "</tbody></table></div></section>";
+}
+
+std::string summary_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"summary\"><h2>In brief</h2><ul>";
+  if (cells.empty()) h += "<li>No finished runs yet.</li>";
+  for (const auto& c : cells) {
+    std::vector<std::string> ok, bad, unclear;
+    for (const json* r : c.rows) {
+      auto j = judge(*r, c.none);
+      auto d = esc(text(*r, "defense"));
+      if (j.verdict == "success")
+        ok.push_back(d);
+      else if (j.verdict == "fail")
+        bad.push_back(d);
+      else if (j.verdict == "unknown")
+        unclear.push_back(d);
+    }
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+      return s.empty() ? std::string("—") : s;
+    };
+    h += "<li><b>" + esc(c.title()) + "</b>: ";
+    if (c.none)
+      h += fmt::format("the suspect model has CACC {}% and ASR {}% (floor {}%). ", pct(*c.none, "cacc"),
+                       pct(*c.none, "asr"), pct(*c.none, "asr_floor"));
+    h += "Removed the backdoor: <b>" + join(ok) + "</b>. Failed: " + join(bad) + ".";
+    if (!unclear.empty()) h += " Unclear: " + join(unclear) + ".";
+    h += "</li>";
+  }
+  return h + "</ul></section>";
+}
+
+std::string charts_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"charts\"><h2>ASR and CACC per defense</h2>";
+  h += "<p class=\"legendline\">Green: removed the backdoor; red: failed; grey: the suspect model (no defense). Dashed "
+       "lines: the bars a defense must pass.</p>";
+  if (cells.empty()) h += "<p>No finished runs yet.</p>";
+  for (const auto& c : cells) {
+    std::vector<Bar> asr, cacc;
+    for (const json* r : c.rows) {
+      auto j = judge(*r, c.none);
+      asr.push_back({text(*r, "defense"), num(*r, "asr"), j.verdict});
+      cacc.push_back({text(*r, "defense"), num(*r, "cacc"), j.verdict});
+    }
+    const json& first = c.none ? *c.none : *c.rows.front();
+    std::vector<std::pair<double, std::string>> asr_lines{
+        {asr_bar(first), fmt::format("success ≤ {:.1f}%", 100 * asr_bar(first))}};
+    std::vector<std::pair<double, std::string>> cacc_lines;
+    if (c.none && has_num(*c.none, "cacc"))
+      cacc_lines.push_back(
+          {num(*c.none, "cacc") - 0.02, fmt::format("suspect − 2 = {:.1f}%", 100 * (num(*c.none, "cacc") - 0.02))});
+    h += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
+    h += bar_chart("asr", "ASR % (lower is better)", asr, asr_lines, c.slug());
+    h += bar_chart("cacc", "CACC % (higher is better)", cacc, cacc_lines, c.slug());
+    h += "</div>";
+  }
+  return h + "</section>";
+}
+
+std::vector<Series> trajectory_series(const json& traj, const json* none) {
+  std::vector<Series> series{{"CACC", "#1e88e5", {}}, {"ASR", "#e53935", {}}, {"RA", "#43a047", {}}};
+  const char* keys[] = {"cacc", "asr", "ra"};
+  if (none)  // epoch 0: the suspect model
+    for (int k = 0; k < 3; ++k)
+      if (has_num(*none, keys[k])) series[k].points.push_back({0.0, num(*none, keys[k])});
+  double e = 0;
+  for (const auto& row : traj) {
+    e = has_num(row, "epoch") ? num(row, "epoch") : e + 1;
+    for (int k = 0; k < 3; ++k)
+      if (has_num(row, keys[k])) series[k].points.push_back({e, num(row, keys[k])});
+  }
+  std::vector<Series> out;
+  for (auto& s : series)
+    if (s.points.size() > (none ? 1u : 0u)) out.push_back(std::move(s));
+  return out;
+}
+
+std::string bedkd_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"bedkd\"><h2>BeDKD</h2>";
+  h += "<p class=\"legendline\">Left: CACC, ASR and RA of the student after each adversarial knowledge-distillation "
+       "(AKD) epoch; epoch 0 is the suspect model. Right: the identification scores of the training rows, poisoned "
+       "versus clean (BeDKD trusts the high scores and punishes the low ones).</p>";
+  bool any = false;
+  for (const auto& c : cells)
+    for (const json* rp : c.rows) {
+      const json& r = *rp;
+      if (text(r, "defense") != "bedkd") continue;
+      any = true;
+      const json& d = r.contains("details") && r["details"].is_object() ? r["details"] : json::object();
+      h += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
+      std::vector<Series> series;
+      if (d.contains("trajectory") && d["trajectory"].is_array()) series = trajectory_series(d["trajectory"], c.none);
+      if (!series.empty())
+        h += line_chart("trajectory", "BeDKD: student over AKD epochs", series, "AKD epoch", c.slug());
+      else
+        h += "<p>No per-epoch trajectory recorded (no monitor set).</p>";
+      if (d.contains("identification") && d["identification"].is_object()) {
+        const auto& id = d["identification"];
+        h += histogram_chart(id, "BeDKD: identification scores", c.slug());
+        h += "</div>";
+        h += fmt::format(
+            "<p class=\"legendline\">AUROC {} (poisoned rows score lower); mean score poisoned {}, clean {}.",
+            has_num(id, "auroc") ? fmt::format("{:.3f}", num(id, "auroc")) : "–",
+            has_num(id, "poisoned_mean") ? fmt::format("{:.4g}", num(id, "poisoned_mean")) : "–",
+            has_num(id, "clean_mean") ? fmt::format("{:.4g}", num(id, "clean_mean")) : "–");
+        if (r.contains("detection") && r["detection"].is_object())
+          h += fmt::format(" Rows flagged: {} (precision {}%, recall {}%).", text(r["detection"], "flagged", "?"),
+                           pct(r["detection"], "precision"), pct(r["detection"], "recall"));
+        h += "</p>";
+        if (d.contains("identify") && d["identify"].is_object()) {
+          const auto& how = d["identify"];
+          h += fmt::format("<p class=\"legendline\">Identification: {} (target label {}, confidence {}%).</p>",
+                           esc(text(how, "method", "dmm")), text(how, "target", "?"), pct(how, "confidence"));
+          if (how.contains("warning") && how["warning"].is_string())
+            h += "<p class=\"legendline\"><strong>Identification is unsure:</strong> " +
+                 esc(how["warning"].get<std::string>()) + ". Purification may have failed.</p>";
+        }
+      } else {
+        h += "<p>No identification scores recorded.</p></div>";
+      }
+    }
+  if (!any) h += "<p>No BeDKD run in this document.</p>";
+  return h + "</section>";
+}
+
+std::string other_trajectories_section(const std::vector<Cell>& cells) {
+  std::string body;
+  for (const auto& c : cells)
+    for (const json* rp : c.rows) {
+      const json& r = *rp;
+      auto def = text(r, "defense");
+      if (def == "bedkd" || !r.contains("details") || !r["details"].is_object()) continue;
+      const auto& d = r["details"];
+      if (d.contains("trajectory") && d["trajectory"].is_array()) {
+        auto series = trajectory_series(d["trajectory"], c.none);
+        if (!series.empty())
+          body += line_chart("trajectory", def + " over epochs: " + c.dataset + " × " + c.attack, series, "epoch",
+                             c.slug());
+      }
+      if (d.contains("identification") && d["identification"].is_object())
+        body += histogram_chart(d["identification"], def + ": identification scores", c.slug());
+    }
+  if (body.empty()) return "";
+  return "<section id=\"trajectories\"><h2>Other defenses over epochs</h2><div class=\"charts\">" + body +
+         "</div></section>";
+}
+
+std::string ntml_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"ntml\"><h2>NT-ML</h2>";
+  h += "<p class=\"legendline\">T: the teacher (the suspect model, trained on in ML); S: the student. After NT "
+       "(non-target training on the poisoned set) S should be well below T on CACC and above it on PCC; after ML "
+       "(mutual learning on the clean set) S should keep the CACC and lose the ASR. The control runs ML without "
+       "NT.</p>";
+  bool any = false;
+  for (const auto& c : cells)
+    for (const json* rp : c.rows) {
+      const json& r = *rp;
+      if (text(r, "defense") != "ntml") continue;
+      any = true;
+      const json& d = r.contains("details") && r["details"].is_object() ? r["details"] : json::object();
+      h += "<h3>" + esc(c.title()) + "</h3>";
+      if (d.contains("stages") && d["stages"].is_array() && !d["stages"].empty()) {
+        h += "<table class=\"ntml-stages\"><thead><tr><th class=\"l\">stage</th><th class=\"l\">model</th><th>CACC "
+             "%</th><th>ASR %</th><th>RA %</th><th>PCC %</th></tr></thead><tbody>";
+        for (const auto& s : d["stages"])
+          h += fmt::format(
+              "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+              esc(text(s, "stage")), esc(text(s, "model")), pct(s, "cacc"), pct(s, "asr"), pct(s, "ra"), pct(s, "pcc"));
+        h += "</tbody></table>";
+      } else {
+        h += "<p>No stage table recorded (no monitor set).</p>";
+      }
+      if (d.contains("checks") && d["checks"].is_array() && !d["checks"].empty()) {
+        h += "<table class=\"ntml-checks\"><thead><tr><th class=\"l\">check</th><th "
+             "class=\"l\">result</th></tr></thead><tbody>";
+        for (const auto& ch : d["checks"]) {
+          const bool passed = field(ch, "passed") == true;
+          const bool info = field(ch, "informational") == true;
+          h += fmt::format("<tr class=\"{}\"><td class=\"l\">{}{}</td><td class=\"l\">{}</td></tr>",
+                           passed ? "success" : (info ? "unknown" : "fail"), esc(text(ch, "check")),
+                           info ? " (informational)" : "", passed ? "holds" : "does not hold");
+        }
+        h += "</tbody></table>";
+      }
+      if (d.contains("verdict") && d["verdict"].is_string())
+        h += "<p class=\"verdict\"><b>Verdict:</b> " + esc(d["verdict"].get<std::string>()) + "</p>";
+      if (d.contains("reading") && d["reading"].is_string())
+        h += "<p class=\"legendline\">" + esc(d["reading"].get<std::string>()) + "</p>";
+    }
+  if (!any) h += "<p>No NT-ML run in this document.</p>";
+  return h + "</section>";
+}
+
+std::string examples_section(const json& doc) {
+  std::string h = "<section id=\"examples\"><h2>What the attacks look like</h2>";
+  const json& exs = doc.contains("examples") && doc["examples"].is_array() ? doc["examples"] : json::array();
+  if (exs.empty()) h += "<p>No examples in this document.</p>";
+  for (const auto& ex : exs) {
+    if (!ex.is_object()) continue;
+    h += "<h3>" + esc(text(ex, "dataset") + " × " + text(ex, "attack")) + "</h3>";
+    const json& clean = ex.contains("clean") && ex["clean"].is_array() ? ex["clean"] : json::array();
+    const json& trig = ex.contains("triggered") && ex["triggered"].is_array() ? ex["triggered"] : json::array();
+    const size_t n = std::max(clean.size(), trig.size());
+    if (text(ex, "modality") == "image") {
+      h += "<div class=\"examples\">";
+      for (size_t i = 0; i < n; ++i) {
+        h += "<figure class=\"pair\">";
+        for (int side = 0; side < 2; ++side) {
+          const json& arr = side ? trig : clean;
+          const char* label = side ? "triggered" : "clean";
+          int w = 0, ht = 0;
+          std::string uri = i < arr.size() ? image_data_uri(arr[i], &w, &ht) : "";
+          if (uri.empty()) {
+            h += fmt::format("<div>(no image)<br>{}</div>", label);
+            continue;
+          }
+          int k = std::max(1, 96 / std::max(w, ht));
+          h += fmt::format(
+              "<div><img class=\"thumb {}\" alt=\"{} example {}\" width=\"{}\" height=\"{}\" src=\"{}\">{}</div>",
+              label, label, i + 1, w * k, ht * k, uri, label);
+        }
+        h += "</figure>";
+      }
+      h += "</div>";
+    } else {
+      h += "<p class=\"legendline\">Each pair: the clean sentence, then the triggered one with the tokens the clean "
+           "sentence lacks <mark>marked</mark>.</p><ol class=\"sentences\">";
+      for (size_t i = 0; i < n; ++i) {
+        std::string c = i < clean.size() && clean[i].is_string() ? clean[i].get<std::string>() : "";
+        std::string t = i < trig.size() && trig[i].is_string() ? trig[i].get<std::string>() : "";
+        h += "<li>";
+        if (!c.empty()) h += "<div class=\"clean\">clean: " + esc(c) + "</div>";
+        h += "<div class=\"triggered\">triggered: " + mark_trigger(c, t) + "</div></li>";
+      }
+      h += "</ol>";
+    }
+  }
+  return h + "</section>";
+}
+
+std::string cost_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"cost\"><h2>Cost</h2>";
+  h += "<p class=\"legendline\">Wall-clock seconds and peak resident memory (the process's high-water mark at the end "
+       "of the stage) per stage. The <code>none</code> row's <code>train</code> stage is the suspect model's "
+       "training, when it ran in this invocation.</p>";
+  std::vector<std::string> stage_names;
+  for (const auto& c : cells)
+    for (const json* r : c.rows)
+      if (r->contains("stages") && (*r)["stages"].is_array())
+        for (const auto& st : (*r)["stages"]) {
+          auto n = text(st, "name", "?");
+          if (std::find(stage_names.begin(), stage_names.end(), n) == stage_names.end()) stage_names.push_back(n);
+        }
+  if (cells.empty()) return h + "<p>No finished runs yet.</p></section>";
+  h += "<div class=\"charts\">";
+  for (const auto& c : cells) h += cost_chart(c, stage_names);
+  h += "</div>";
+  h += "<table class=\"cost\"><thead><tr><th class=\"l\">dataset</th><th class=\"l\">attack</th><th>seed</th><th "
+       "class=\"l\">defense</th><th class=\"l\">stage</th><th>seconds</th><th>peak RSS MB</th></tr></thead><tbody>";
+  for (const auto& c : cells)
+    for (const json* rp : c.rows) {
+      const json& r = *rp;
+      const json& st = r.contains("stages") && r["stages"].is_array() ? r["stages"] : json::array();
+      auto lead = fmt::format("<td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>",
+                              esc(c.dataset), esc(c.attack), esc(c.seed), esc(text(r, "defense")));
+      double sum = 0;
+      for (const auto& s : st) {
+        h += fmt::format("<tr>{}<td class=\"l\">{}</td><td>{:.1f}</td><td>{:.0f}</td></tr>", lead,
+                         esc(text(s, "name", "?")), num(s, "seconds"), num(s, "peak_rss_mb"));
+        sum += num(s, "seconds");
+      }
+      h += fmt::format(
+          "<tr><th class=\"l\" colspan=\"4\">{} × {} × {}</th><th class=\"l\">total</th><th>{}</th><th></th></tr>",
+          esc(c.dataset), esc(c.attack), esc(text(r, "defense")),
+          has_num(r, "seconds") || sum > 0 ? fmt::format("{:.1f}", std::max(sum, num(r, "seconds"))) : "–");
+    }
+  h += "</tbody></table></section>";
+  return h;
+}
+
+std::string provenance_section(const json& doc) {
+  std::set<std::string> seeds;
+  if (doc.contains("runs") && doc["runs"].is_array())
+    for (const auto& r : doc["runs"]) seeds.insert(text(r, "seed", "?"));
+  if (seeds.empty() && doc.contains("config") && doc["config"].is_object())
+    seeds.insert(text(doc["config"], "seed", "?"));
+  std::string s;
+  for (const auto& x : seeds) s += (s.empty() ? "" : ", ") + x;
+  std::string h = "<section id=\"provenance\"><h2>Provenance</h2><table class=\"provenance\"><tbody>";
+  h += fmt::format("<tr><th class=\"l\">antidote version</th><td class=\"l\">{}</td></tr>",
+                   esc(text(doc, "version", "?")));
+  h += fmt::format("<tr><th class=\"l\">seed(s)</th><td class=\"l\">{}</td></tr>", esc(s.empty() ? "–" : s));
+  h += fmt::format("<tr><th class=\"l\">threads</th><td class=\"l\">{}</td></tr>", esc(text(doc, "threads", "?")));
+  h += fmt::format("<tr><th class=\"l\">device</th><td class=\"l\">{}</td></tr>", esc(text(doc, "device", "cpu")));
+  if (has_num(doc, "seconds"))
+    h += fmt::format("<tr><th class=\"l\">total seconds</th><td class=\"l\">{:.1f}</td></tr>", num(doc, "seconds"));
+  h += "</tbody></table><h3>Config</h3><pre class=\"config\">";
+  h += esc(doc.contains("config") ? doc["config"].dump(2) : "{}");
+  h += "</pre></section>";
+  return h;
+}
+
+}  // namespace antidote::html
