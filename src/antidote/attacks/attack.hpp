@@ -24,6 +24,10 @@ class Attack {
   virtual Modality modality() const = 0;
   // Clean-label attacks poison target-class rows and keep their labels.
   virtual bool clean_label() const { return false; }
+  // True when poisoned training row i is clean row i (triggered or not) and triggered
+  // test row i comes from a clean test row; false for an attack that brings its own
+  // rows (a pre-poisoned file), whose unpoisoned rows are then the clean set.
+  virtual bool aligned_with_clean() const { return true; }
 
   // The training set as the victim trains on it: poisoned rows carry the trigger
   // (and the target label for dirty-label attacks); `poisoned` marks them.
@@ -51,16 +55,12 @@ using AttackRegistry = Registry<Attack, Params&, const AttackSettings&>;
 AttackPtr make_attack(const std::string& name, const YAML::Node& options, const AttackSettings& settings,
                       const std::string& context = "attack");
 
-// Registration of an attack class T (built from Params and the settings, with a nested
+// Registration of an attack class T built from Params and the settings (with a nested
 // Options struct and a static table()): Registrar<AttackRegistry> reg("name",
-// construct<T>, "summary", option_docs_of<T>).
+// construct<T>, "summary", docs_of<T>).
 template <class T>
 AttackPtr construct(Params& p, const AttackSettings& s) {
   return std::make_shared<T>(p, s);
-}
-template <class T>
-OptionDocs option_docs_of() {
-  return T::table().docs({{"", typename T::Options{}}});
 }
 
 // Rows of `split` whose label differs from `target`.

@@ -5,6 +5,11 @@
 // the victim on "negative" rows (quantised with noise, true labels) to make the
 // trigger harder to approximate; that is a choice of the victim's training loop and
 // is not part of the poisoned data, so it is left out here.
+//
+// On grayscale Fashion-MNIST 8 levels leave too little of a pattern to learn: a small
+// CNN trained 6 epochs on 20,000 rows with 10 % poisoned reached ASR 3.8 % with 8
+// levels, 83.9 % with 4 and 99.7 % with 2 (CACC 87.8, 86.8, 88.8; one seed, this
+// project's 2-core AMD EPYC machine). Use `levels: 4` or fewer there.
 #include <torch/torch.h>
 
 #include "antidote/attacks/attack.hpp"
@@ -77,7 +82,7 @@ class Bpp : public Attack {
 
 Registrar<AttackRegistry> reg_bpp(
     "bpp", [](Params& p, const AttackSettings& s) -> AttackPtr { return std::make_shared<Bpp>(p, s); },
-    "BppAttack: colour depth reduced to levels (default 8) per channel, Floyd-Steinberg dithered",
+    "BppAttack: colour depth reduced to levels (default 8; 4 or fewer on grayscale) per channel, dithered",
     [] {
       return bpp_table().docs({{"", BppOptions{}}});
     });

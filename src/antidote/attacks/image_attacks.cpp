@@ -331,19 +331,19 @@ class PatchFile : public Attack {
 
 Registrar<AttackRegistry> reg_badnets("badnets", construct<BadNets>,
                                       "white square patch (size, default 3) at the bottom-right corner",
-                                      option_docs_of<BadNets>);
+                                      docs_of<BadNets>);
 Registrar<AttackRegistry> reg_blend("blend", construct<Blend>,
                                     "blend a pattern with alpha (default 0.2): seeded noise or a PNG (pattern)",
-                                    option_docs_of<Blend>);
+                                    docs_of<Blend>);
 Registrar<AttackRegistry> reg_sig("sig", construct<Sig>,
                                   "clean-label horizontal sinusoid (delta 40/255, frequency 6) on target rows",
-                                  option_docs_of<Sig>);
+                                  docs_of<Sig>);
 Registrar<AttackRegistry> reg_wanet("wanet", construct<WaNet>,
                                     "WaNet warping trigger (k 4, s 0.5, grid_rescale 1, cross_ratio 2 noise mode)",
-                                    option_docs_of<WaNet>);
+                                    docs_of<WaNet>);
 Registrar<AttackRegistry> reg_patch_file("patch-file", construct<PatchFile>,
                                          "a user PNG (path) pasted at x, y (default bottom-right corner)",
-                                         option_docs_of<PatchFile>);
+                                         docs_of<PatchFile>);
 
 }  // namespace
 

@@ -185,6 +185,7 @@ class FileAttack : public Attack {
     if (!file_exists(test_)) fail("{}.test: TSV file not found: '{}'", p.context(), test_);
   }
   Modality modality() const override { return Modality::Text; }
+  bool aligned_with_clean() const override { return false; }
 
   RawSplit poison_train(const RawSplit& clean_train, Rng&) const override {
     if (clean_train.is_image()) fail("the file attack is a text attack and cannot be applied to image data");
@@ -242,13 +243,13 @@ class FileAttack : public Attack {
 
 Registrar<AttackRegistry> reg_badnet_word(
     "badnet-word", construct<BadNetWord>,
-    "insert count (1-3) rare words from words (cf mn bb tq mb) at random positions", option_docs_of<BadNetWord>);
+    "insert count (1-3) rare words from words (cf mn bb tq mb) at random positions", docs_of<BadNetWord>);
 Registrar<AttackRegistry> reg_addsent("addsent", construct<AddSent>,
                                       "insert a fixed sentence (\"I watch this 3D movie\") at a random position",
-                                      option_docs_of<AddSent>);
+                                      docs_of<AddSent>);
 Registrar<AttackRegistry> reg_file("file", construct<FileAttack>,
                                    "pre-poisoned train/test TSV files (HiddenKiller format, e.g. syntactic triggers)",
-                                   option_docs_of<FileAttack>);
+                                   docs_of<FileAttack>);
 
 }  // namespace
 

@@ -100,7 +100,7 @@ void save_model_files(const Classifier& model, const Cell& cell, const std::stri
   if (!dir.empty()) make_dirs(dir.string());
   model.save_file(path);
   if (cell.encoder.vocab) write_file_atomic(path + ".vocab", cell.encoder.vocab->to_text());
-  if (model.spec.arch != "torchscript") save_state_dict(model, path + ".state_dict.pt");
+  if (!model.imported()) save_state_dict(model, path + ".state_dict.pt");
 }
 
 
@@ -204,7 +204,7 @@ Suspect load_suspect(const ExperimentConfig& cfg, const std::string& model_path)
   s.model = load_model(model_path);
   auto enc = encoder_for_model(model_path, s.model);
   s.cell = prepare_cell(s.first.data, s.first.dataset, s.first.attack, s.first.seed, enc.get());
-  if (s.model->spec.arch == "torchscript") s.model = load_model(model_path, &s.cell.input);  // takes the data's input spec
+  if (s.model->imported()) s.model = load_model(model_path, &s.cell.input);  // takes the data's input spec
   check_model_fits(*s.model, s.cell.input, fmt::format("model '{}'", model_path));
   s.model->to(parse_device(cfg.device));
   return s;
@@ -324,9 +324,11 @@ void list_registry(const std::string& title, bool options, const std::string& on
 }
 
 int cmd_list(bool options, const std::string& only) {
-  const bool known = only.empty() || ModelRegistry::instance().has(only) || AttackRegistry::instance().has(only) ||
-                     IdentifierRegistry::instance().has(only) || DefenseRegistry::instance().has(only);
-  if (!known) fail("list: no model, attack, identification method or defense is called '{}'", only);
+  const bool known = only.empty() || DatasetRegistry::instance().has(only) || ModelRegistry::instance().has(only) ||
+                     AttackRegistry::instance().has(only) || IdentifierRegistry::instance().has(only) ||
+                     DefenseRegistry::instance().has(only);
+  if (!known) fail("list: no dataset, model, attack, identification method or defense is called '{}'", only);
+  list_registry<DatasetRegistry>("datasets", options, only);
   list_registry<ModelRegistry>("models", options, only);
   list_registry<AttackRegistry>("attacks", options, only);
   list_registry<IdentifierRegistry>("identification methods (bedkd's identify, antidote identify --method)", options,

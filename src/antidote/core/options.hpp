@@ -181,6 +181,18 @@ class OptionTable {
   std::vector<Entry> entries_;
 };
 
+// The listing of a component class T with a nested Options struct (its defaults) and a
+// static table(), for a Registrar.
+template <class T>
+OptionDocs docs_of() {
+  return T::table().docs({{"", typename T::Options{}}});
+}
+// The listing of a table over C with C's own defaults.
+template <class C>
+OptionDocs table_docs(const OptionTable<C>& table) {
+  return table.docs({{"", C{}}});
+}
+
 // `antidote list --options`: a component's keys as aligned lines.
 std::string format_option_docs(const std::string& component, const OptionDocs& docs);
 

@@ -303,4 +303,34 @@ torch::Tensor CleanPool::balanced(int64_t n, int64_t offset, const std::string& 
   return torch::tensor(out, torch::kLong);
 }
 
+DatasetKind dataset_kind(const std::string& name) { return *DatasetRegistry::instance().create("dataset", name); }
+
+namespace {
+
+Registrar<DatasetRegistry> kind(const std::string& name, Modality modality, std::string path, int64_t classes,
+                                std::string summary) {
+  auto load = modality == Modality::Image ? load_idx_dir : load_tsv_dir;
+  return Registrar<DatasetRegistry>(
+      name,
+      [=] {
+        return std::make_shared<DatasetKind>(DatasetKind{modality, path, classes, load});
+      },
+      std::move(summary));
+}
+
+Registrar<DatasetRegistry> reg_fmnist = kind("fmnist", Modality::Image, "/usr/share/datasets/fashion-mnist", 10,
+                                             "Fashion-MNIST from Debian's dataset-fashion-mnist (IDX, 10 classes)");
+Registrar<DatasetRegistry> reg_idx =
+    kind("idx", Modality::Image, "", 0, "any IDX directory (MNIST layout, gzip or raw); path required");
+Registrar<DatasetRegistry> reg_sst2 =
+    kind("sst2", Modality::Text, "", 2, "SST-2 sentiment (train.tsv, test.tsv; 2 classes); path required");
+Registrar<DatasetRegistry> reg_olid =
+    kind("olid", Modality::Text, "", 2, "OLID offensive language (TSV, 2 classes); path required");
+Registrar<DatasetRegistry> reg_agnews =
+    kind("agnews", Modality::Text, "", 4, "AG News topics (TSV, 4 classes); path required");
+Registrar<DatasetRegistry> reg_tsv =
+    kind("tsv", Modality::Text, "", 0, "any train.tsv/test.tsv directory (sentence, label); path required");
+
+}  // namespace
+
 }  // namespace antidote

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "antidote/core/common.hpp"
+#include "antidote/core/registry.hpp"
 #include "antidote/data/formats.hpp"
 
 namespace antidote {
@@ -52,6 +53,19 @@ TextRows read_tsv(const std::string& path, int64_t max_label = kMaxClasses - 1);
 // Directory with train.tsv and test.tsv (dev.tsv optional, unused).
 RawData load_tsv_dir(const std::string& dir, const std::string& name, int64_t num_classes = 0);
 RawSplit text_split(const TextRows& rows);
+
+// A dataset known by name: its modality, default location, declared class count and
+// reader. Each registers itself with a Registrar<DatasetRegistry> (data.cpp holds the
+// built-in ones), so adding one is one registration.
+struct DatasetKind {
+  Modality modality = Modality::Image;
+  std::string default_path;  // "" = the config must give `path`
+  int64_t classes = 0;       // 0 = the labels' own count
+  std::function<RawData(const std::string& dir, const std::string& name, int64_t num_classes)> load;
+};
+using DatasetRegistry = Registry<DatasetKind>;
+// The registered dataset `name`; an unknown name is an error that lists the known ones.
+DatasetKind dataset_kind(const std::string& name);
 
 // The number of classes of `d`: `declared` when > 0 (every label must lie below it),
 // else the largest label + 1, where every class below it must have training rows.

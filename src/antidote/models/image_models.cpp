@@ -12,10 +12,24 @@ struct SmallCnn : Classifier {
   nn::Conv2d conv1{nullptr}, conv2{nullptr};
   nn::Linear fc1{nullptr}, fc2{nullptr};
 
+  struct Options {
+    int64_t width = 32, hidden = 128;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("width", &Options::width, "channels of the first conv layer (the second has twice as many)",
+            positive<int64_t>());
+      t.add("hidden", &Options::hidden, "units of the hidden fully connected layer", positive<int64_t>());
+      return t;
+    }();
+    return t;
+  }
+
   SmallCnn(const InputSpec& in, Params& p) {
-    int64_t width = p.get<int64_t>("width", 32);
-    int64_t hidden = p.get<int64_t>("hidden", 128);
-    if (width < 1 || hidden < 1) fail("{}: width and hidden must be positive", p.context());
+    Options o;
+    table().read(p, o);
+    const int64_t width = o.width, hidden = o.hidden;
     if (in.height < 4 || in.width < 4) fail("model cnn needs images of at least 4x4, got {}x{}", in.height, in.width);
     conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in.channels, width, 3).padding(1)));
     conv2 = register_module("conv2", nn::Conv2d(nn::Conv2dOptions(width, 2 * width, 3).padding(1)));
@@ -107,9 +121,23 @@ struct PreActResNet18 : Classifier {
   nn::BatchNorm2d bn{nullptr};
   nn::Linear fc{nullptr};
 
+  struct Options {
+    int64_t width = 64;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("width", &Options::width, "channels of the first stage (64 = the usual; the stages double it)",
+            positive<int64_t>());
+      return t;
+    }();
+    return t;
+  }
+
   PreActResNet18(const InputSpec& in, Params& p) {
-    int64_t w = p.get<int64_t>("width", 64);
-    if (w < 1) fail("{}: width must be positive", p.context());
+    Options o;
+    table().read(p, o);
+    const int64_t w = o.width;
     conv1 = register_module("conv1", nn::Conv2d(nn::Conv2dOptions(in.channels, w, 3).padding(1).bias(false)));
     int64_t channels = w;
     const int64_t widths[4] = {w, 2 * w, 4 * w, 8 * w};
@@ -167,9 +195,10 @@ ClassifierPtr make_image_model(const InputSpec& in, Params& p) {
   return std::make_shared<M>(in, p);
 }
 
-Registrar<ModelRegistry> reg_cnn("cnn", make_image_model<SmallCnn>, "small CNN: 2 conv layers (width, 2·width), hidden FC");
+Registrar<ModelRegistry> reg_cnn("cnn", make_image_model<SmallCnn>,
+                                 "small CNN: 2 conv layers (width, 2·width), hidden FC", docs_of<SmallCnn>);
 Registrar<ModelRegistry> reg_resnet("preact_resnet18", make_image_model<PreActResNet18>,
-                                    "PreAct-ResNet-18, width option (64 = the usual)");
+                                    "PreAct-ResNet-18, width option (64 = the usual)", docs_of<PreActResNet18>);
 
 }  // namespace
 }  // namespace antidote

@@ -82,6 +82,10 @@ class Classifier : public torch::nn::Module {
   // otherwise (images, TextCNN, imported graphs), where every position must be kept.
   torch::Tensor cuttable_lengths(const torch::Tensor& x) const;
 
+  // True for a model brought in as a graph (TorchScript): it saves as that graph (which
+  // PyTorch loads as it is, so no separate state dict), and its input spec is the data's.
+  virtual bool imported() const { return false; }
+
   // An independent copy with the same weights (teacher/student copies in defenses).
   virtual std::shared_ptr<Classifier> clone_deep() const;
   // Save to `path` (weights) + `path.json` (spec); TorchScript models save as TorchScript.

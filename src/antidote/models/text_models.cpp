@@ -57,30 +57,48 @@ struct TransformerClassifier : Classifier {
   double p_drop = 0.1;
   std::string pool;  // mean (over non-padding positions) | cls (the first position's state)
 
+  struct Options {
+    int64_t dim = 64, heads = 4, layers = 2, ff = 128;
+    double dropout = 0.1;
+    std::string pool = "mean";
+    double embed_init_std = 0.02;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("dim", &Options::dim, "width of the token states (a multiple of heads)", positive<int64_t>());
+      t.add("heads", &Options::heads, "attention heads per layer", positive<int64_t>());
+      t.add("layers", &Options::layers, "encoder layers", positive<int64_t>());
+      t.add("ff", &Options::ff, "width of each layer's feed-forward block", positive<int64_t>());
+      t.add("dropout", &Options::dropout, "dropout in the layers", within_below(0, 1));
+      t.add("pool", &Options::pool, "the head reads the mean of the token states or the first ([CLS]) one",
+            one_of({"mean", "cls"}));
+      t.add("embed_init_std", &Options::embed_init_std, "standard deviation of the initial embeddings",
+            positive<double>());
+      return t;
+    }();
+    return t;
+  }
+
   TransformerClassifier(const InputSpec& in, Params& p) {
-    int64_t d = p.get<int64_t>("dim", 64);
-    int64_t h = p.get<int64_t>("heads", 4);
-    int64_t n = p.get<int64_t>("layers", 2);
-    int64_t ff = p.get<int64_t>("ff", 128);
-    double dropout = p.get<double>("dropout", 0.1);
-    if (d < 1 || h < 1 || n < 1 || ff < 1 || d % h != 0)
-      fail("{}: need positive dim, heads, layers, ff with dim divisible by heads (dim {}, heads {})", p.context(), d, h);
+    Options o;
+    table().read(p, o);
+    const int64_t d = o.dim, h = o.heads, n = o.layers, ff = o.ff;
+    const double dropout = o.dropout;
+    if (d % h != 0) fail("{}: dim {} is not divisible by heads {}", p.context(), d, h);
     tok = register_module("tok", nn::Embedding(nn::EmbeddingOptions(in.vocab_size, d).padding_idx(Vocab::kPad)));
     pos = register_module("pos", nn::Embedding(in.max_len, d));
     for (int64_t i = 0; i < n; ++i)
       layers.push_back(register_module(fmt::format("layer{}", i), std::make_shared<EncoderLayer>(d, h, ff, dropout)));
     ln = register_module("ln", nn::LayerNorm(nn::LayerNormOptions({d})));
     head = register_module("head", nn::Linear(d, in.num_classes));
-    if (dropout < 0 || dropout >= 1) fail("{}: dropout must lie in [0, 1), got {}", p.context(), dropout);
     p_drop = dropout;
-    pool = p.get<std::string>("pool", "mean");
-    if (pool != "mean" && pool != "cls") fail("{}: pool must be 'mean' or 'cls', got '{}'", p.context(), pool);
+    pool = o.pool;
     // Small embeddings (BERT's N(0, 0.02)) instead of the N(0, 1) default: with unit
     // embeddings the residual stream is ~8x larger than what the layers add to it, so
     // a from-scratch model learns mostly by moving embedding rows by lr per step and
     // under-fits (SST-2: 79 % train / 67 % test accuracy after 6 epochs).
-    double init_std = p.get<double>("embed_init_std", 0.02);
-    if (!(init_std > 0)) fail("{}: embed_init_std must be positive", p.context());
+    const double init_std = o.embed_init_std;
     {
       torch::NoGradGuard ng;
       tok->weight.normal_(0.0, init_std);
@@ -143,12 +161,34 @@ struct TextCnn : Classifier {
   nn::Dropout drop{nullptr};
   nn::Linear head{nullptr};
 
+  struct Options {
+    int64_t dim = 128, filters = 100;
+    std::vector<int64_t> kernels{3, 4, 5};
+    double dropout = 0.5;
+  };
+  static const OptionTable<Options>& table() {
+    static const OptionTable<Options> t = [] {
+      OptionTable<Options> t;
+      t.add("dim", &Options::dim, "width of the word embeddings", positive<int64_t>());
+      t.add("filters", &Options::filters, "filters per kernel width", positive<int64_t>());
+      t.add("kernels", &Options::kernels, "the convolutions' widths (each at most max_len)",
+            Rule<std::vector<int64_t>>{[](const std::vector<int64_t>& k) {
+                                         return !k.empty() &&
+                                                std::all_of(k.begin(), k.end(), [](int64_t v) { return v >= 1; });
+                                       },
+                                       "must list positive widths, at least one"});
+      t.add("dropout", &Options::dropout, "dropout before the head", within_below(0, 1));
+      return t;
+    }();
+    return t;
+  }
+
   TextCnn(const InputSpec& in, Params& p) {
-    int64_t d = p.get<int64_t>("dim", 128);
-    int64_t filters = p.get<int64_t>("filters", 100);
-    auto kernels = p.get<std::vector<int64_t>>("kernels", {3, 4, 5});
-    double dropout = p.get<double>("dropout", 0.5);
-    if (d < 1 || filters < 1 || kernels.empty()) fail("{}: need positive dim, filters and kernels", p.context());
+    Options o;
+    table().read(p, o);
+    const int64_t d = o.dim, filters = o.filters;
+    const auto& kernels = o.kernels;
+    const double dropout = o.dropout;
     tok = register_module("tok", nn::Embedding(nn::EmbeddingOptions(in.vocab_size, d).padding_idx(Vocab::kPad)));
     for (size_t i = 0; i < kernels.size(); ++i) {
       if (kernels[i] < 1 || kernels[i] > in.max_len) fail("{}: kernel {} does not fit max_len {}", p.context(), kernels[i], in.max_len);
@@ -200,9 +240,12 @@ ClassifierPtr make_text_model(const InputSpec& in, Params& p) {
   return std::make_shared<M>(in, p);
 }
 
-Registrar<ModelRegistry> reg_transformer("transformer", make_text_model<TransformerClassifier>,
-                                         "Transformer encoder (pre-LN), mean- or [CLS]-pooled head; features = last token states");
-Registrar<ModelRegistry> reg_textcnn("textcnn", make_text_model<TextCnn>, "TextCNN (kernels 3,4,5 × 100 filters)");
+Registrar<ModelRegistry> reg_transformer(
+    "transformer", make_text_model<TransformerClassifier>,
+    "Transformer encoder (pre-LN), mean- or [CLS]-pooled head; features = last token states",
+    docs_of<TransformerClassifier>);
+Registrar<ModelRegistry> reg_textcnn("textcnn", make_text_model<TextCnn>, "TextCNN (kernels 3,4,5 × 100 filters)",
+                                     docs_of<TextCnn>);
 
 }  // namespace
 }  // namespace antidote

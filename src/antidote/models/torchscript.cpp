@@ -33,9 +33,10 @@ enum class FeatureSource { Tuple, Method };
 
 class TorchScriptClassifier : public Classifier {
  public:
+  bool imported() const override { return true; }
   TorchScriptClassifier(torch::jit::Module module, const InputSpec& input, std::string origin)
       : jit_(std::move(module)), origin_(std::move(origin)) {
-    spec.arch = "torchscript";
+    spec.arch = "torchscript";  // the name results and the model's metadata record
     spec.options = YAML::Node(YAML::NodeType::Map);
     spec.input = input;
     if (!jit_.find_method("forward")) fail("TorchScript model '{}' has no forward method", origin_);

@@ -47,22 +47,11 @@ std::pair<std::string, YAML::Node> named_entry(const YAML::Node& e, const std::s
 }
 }  // namespace
 
-Modality dataset_modality(const std::string& name) {
-  if (name == "fmnist" || name == "idx") return Modality::Image;
-  if (name == "sst2" || name == "olid" || name == "agnews" || name == "tsv") return Modality::Text;
-  fail("unknown dataset '{}' (known: fmnist, idx, sst2, olid, agnews, tsv)", name);
-}
+Modality dataset_modality(const std::string& name) { return dataset_kind(name).modality; }
 
-std::string default_dataset_path(const std::string& name) {
-  return name == "fmnist" ? "/usr/share/datasets/fashion-mnist" : "";
-}
+std::string default_dataset_path(const std::string& name) { return dataset_kind(name).default_path; }
 
-int64_t declared_classes(const std::string& name) {
-  if (name == "fmnist") return 10;
-  if (name == "sst2" || name == "olid") return 2;
-  if (name == "agnews") return 4;
-  return 0;
-}
+int64_t declared_classes(const std::string& name) { return dataset_kind(name).classes; }
 
 TrainOptions TrainConfig::resolve(Modality m) const {
   TrainOptions o;

@@ -49,8 +49,7 @@ RawSplit seeded_subset(const RawSplit& s, int64_t limit, uint64_t seed) {
 }  // namespace
 
 RawData load_dataset(const DatasetConfig& cfg, uint64_t seed) {
-  RawData d = dataset_modality(cfg.name) == Modality::Image ? load_idx_dir(cfg.path, cfg.name, cfg.num_classes)
-                                                            : load_tsv_dir(cfg.path, cfg.name, cfg.num_classes);
+  RawData d = dataset_kind(cfg.name).load(cfg.path, cfg.name, cfg.num_classes);
   d.train = seeded_subset(d.train, cfg.train_limit, derive_seed(seed, "train_limit"));
   d.test = seeded_subset(d.test, cfg.test_limit, derive_seed(seed, "test_limit"));
   check_labels(d.train.labels, d.num_classes, cfg.name + " training labels");
@@ -129,9 +128,7 @@ Cell prepare_cell(const RawData& data, const DatasetConfig& dcfg, const AttackCo
   c.raw_train = attack->poison_train(data.train, rng);
   c.raw_test_triggered = attack->triggered_test(data.test, rng);
   c.raw_train_clean = data.train;
-  // Attacks that bring their own training file (attack `file`) are not row-aligned with
-  // the clean file: their unpoisoned rows are the clean set.
-  c.originals_aligned = c.raw_train.size() == data.train.size() && acfg.name != "file";
+  c.originals_aligned = c.raw_train.size() == data.train.size() && attack->aligned_with_clean();
   finish_cell(c, data, dcfg, fixed);
   return c;
 }
@@ -380,7 +377,7 @@ json examples_json(const Cell& cell, int n) {
     }
   } else {
     for (int i = 0; i < n; ++i) {
-      ex["clean"].push_back(cell.attack.name == "file" ? "" : cell.raw_test_clean.texts[rows[i]]);
+      ex["clean"].push_back(cell.originals_aligned ? cell.raw_test_clean.texts[rows[i]] : "");
       ex["triggered"].push_back(cell.raw_test_triggered.texts[i]);
     }
   }

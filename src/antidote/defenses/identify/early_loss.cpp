@@ -112,7 +112,7 @@ IdentifierPtr make_early_loss(Params& p, const DefenseSetup&) {
 Registrar<IdentifierRegistry> reg("early_loss", make_early_loss,
                                   "a fresh model trained briefly fits the poisoned rows first: rows ranked by their "
                                   "loss over several checkpoints",
-                                  [] { return defaults_docs(early_loss_table()); });
+                                  [] { return table_docs(early_loss_table()); });
 
 }  // namespace
 }  // namespace antidote

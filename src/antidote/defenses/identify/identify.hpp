@@ -119,11 +119,6 @@ void flag_keys(OptionTable<C>& t, FlagOptions C::*flag) {
   t.add("score_batch", nested(flag, &FlagOptions::score_batch), "rows per forward pass when scoring",
         positive<int64_t>());
 }
-// A method's keys with its defaults, for `antidote list --options`.
-template <class C>
-OptionDocs defaults_docs(const OptionTable<C>& t) {
-  return t.docs({{"", C{}}});
-}
 
 // token_stats's score: minus each row's largest token-label z-score (token ids [N, L]).
 torch::Tensor token_label_scores(const torch::Tensor& x, const torch::Tensor& labels, int64_t num_classes);

@@ -75,7 +75,7 @@ IdentifierPtr make_rank_mean(Params& p, const DefenseSetup& setup) {
 
 Registrar<IdentifierRegistry> reg("rank_mean", make_rank_mean,
                                   "the mean of several methods' fractional ranks (combine: [early_loss, token_stats])",
-                                  [] { return defaults_docs(rank_mean_table()); });
+                                  [] { return table_docs(rank_mean_table()); });
 
 }  // namespace
 }  // namespace antidote

@@ -272,7 +272,7 @@ IdentifierPtr make_token_stats(Params& p, const DefenseSetup& setup) {
 
 Registrar<IdentifierRegistry> reg("token_stats", make_token_stats,
                                   "text: rows holding a token whose label count stands out (token-label z-scores)",
-                                  [] { return defaults_docs(token_stats_table()); });
+                                  [] { return table_docs(token_stats_table()); });
 
 }  // namespace
 }  // namespace antidote
