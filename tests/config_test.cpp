@@ -157,9 +157,11 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   msg = parse_error("train: {group_by_length: sometimes}");
   EXPECT_TRUE(contains(msg, "train.group_by_length")) << msg;
   msg = parse_error("train: {warmup_epochs: 7}");  // more than the 6 epochs
-  EXPECT_TRUE(contains(msg, "train.warmup_epochs")) << msg;
+  EXPECT_TRUE(contains(msg, "train: warmup_epochs must lie in [0, epochs = 6], got 7")) << msg;
   msg = parse_error("train: {clip_norm: -1}");
-  EXPECT_TRUE(contains(msg, "train.clip_norm")) << msg;
+  EXPECT_TRUE(contains(msg, "train: clip_norm must be >= 0, got -1")) << msg;
+  msg = parse_error("train: {lr: 0}");
+  EXPECT_TRUE(contains(msg, "train: lr must be positive, got 0")) << msg;
   msg = parse_error("train: {schedule: linear}");
   EXPECT_TRUE(contains(msg, "linear")) << msg;
   msg = parse_error("train: {batch_size: 0}");

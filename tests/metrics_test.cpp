@@ -320,4 +320,7 @@ TEST(MetricsVerdict, RemovedOnlyWithinBothLimitsOfALearnedBackdoor) {
   EXPECT_EQ(purification_verdict({0.88, 0.20, 0, 0}, -1, nullptr).verdict, "fail");
   EXPECT_TRUE(backdoor_learned(0.5));
   EXPECT_FALSE(backdoor_learned(0.49));
+  EXPECT_STREQ(verdict_word("success"), "removed");
+  EXPECT_STREQ(verdict_word("fail"), "failed");
+  EXPECT_STREQ(verdict_word("unknown"), "unclear");
 }

@@ -256,7 +256,12 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
                {"before", evaluation_json(run.before)},
                {"after", evaluation_json(run.after)},
                {"der", run.row["der"]},
-               {"details", run.result.details}};
+               {"details", run.result.details},
+               {"resolved_options", run.row.value("resolved_options", json::object())}};
+  // The bench's verdict, without a floor (defend trains no clean reference model).
+  const auto verdict = purification_verdict(run.after, -1, &run.before);
+  summary["verdict"] = {{"verdict", verdict.verdict}, {"why", verdict.why}};
+  std::cout << fmt::format("verdict: {} ({}; no ASR floor measured)\n", verdict_word(verdict.verdict), verdict.why);
   if (!run.row["detection"].is_null()) {
     const auto& d = run.row["detection"];
     summary["detection"] = d;

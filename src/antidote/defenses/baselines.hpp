@@ -29,28 +29,6 @@ C with_finetune(Modality modality, int64_t epochs_image, int64_t epochs_text) {
   return o;
 }
 
-// The fine-tuning keys of a defense whose options hold a TrainOptions: epochs,
-// batch_size, optimizer, lr, momentum, weight_decay, schedule, warmup_epochs,
-// clip_norm, augment.
-template <class C>
-void finetune_keys(OptionTable<C>& t, TrainOptions C::*train) {
-  auto opt = [train](auto field) {
-    using T = std::remove_reference_t<decltype(std::declval<OptimizerConfig&>().*field)>;
-    return std::function<T&(C&)>([train, field](C& c) -> T& { return (c.*train).optimizer.*field; });
-  };
-  t.add("epochs", nested(train, &TrainOptions::epochs), "epochs of fine-tuning", at_least<int64_t>(0));
-  t.add("batch_size", nested(train, &TrainOptions::batch_size), "batch of fine-tuning", positive<int64_t>());
-  t.add("optimizer", opt(&OptimizerConfig::name), "optimizer of fine-tuning", one_of({"sgd", "adam", "adamw"}));
-  t.add("lr", opt(&OptimizerConfig::lr), "learning rate of fine-tuning", positive<double>());
-  t.add("momentum", opt(&OptimizerConfig::momentum), "SGD momentum", at_least(0.0));
-  t.add("weight_decay", opt(&OptimizerConfig::weight_decay), "weight decay", at_least(0.0));
-  t.add("schedule", nested(train, &TrainOptions::schedule), "learning-rate schedule", one_of({"cosine", "constant"}));
-  t.add("warmup_epochs", nested(train, &TrainOptions::warmup_epochs), "linear warm-up of the rate (epochs)",
-        at_least(0.0));
-  t.add("clip_norm", nested(train, &TrainOptions::clip_norm), "clip the gradients' L2 norm (0 = off)", at_least(0.0));
-  t.add("augment", nested(train, &TrainOptions::augment), "images: random 2-pixel shifts");
-}
-
 // A defense's keys with the defaults of each modality, for `antidote list --options`.
 template <class C>
 OptionDocs modality_docs(const OptionTable<C>& t, const std::function<C(Modality)>& defaults, const std::string& who) {

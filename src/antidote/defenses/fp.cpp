@@ -127,7 +127,7 @@ const OptionTable<FpOptions>& fp_table() {
           Rule<double>{[](const double& v) { return v > 0 && v < 1; }, "must lie in (0, 1)"});
     t.add("prune_step", &FpOptions::prune_step, "share of the channels pruned per step",
           Rule<double>{[](const double& v) { return v > 0 && v <= 1; }, "must lie in (0, 1]"});
-    finetune_keys(t, &FpOptions::train);
+    train_keys(t, &FpOptions::train);
     return t;
   }();
   return t;

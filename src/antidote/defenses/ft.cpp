@@ -62,7 +62,7 @@ const OptionTable<FtOptions>& ft_table() {
   static const OptionTable<FtOptions> t = [] {
     OptionTable<FtOptions> t;
     t.add("clean_samples", &FtOptions::clean_samples, "clean rows to fine-tune on", at_least<int64_t>(1));
-    finetune_keys(t, &FtOptions::train);
+    train_keys(t, &FtOptions::train);
     t.add("trajectory", &FtOptions::trajectory, "evaluate after every epoch (the report's trajectory)");
     return t;
   }();

@@ -79,7 +79,7 @@ const OptionTable<NadOptions>& nad_table() {
     OptionTable<NadOptions> t;
     t.add("clean_samples", &NadOptions::clean_samples, "clean rows for the teacher and the distillation",
           at_least<int64_t>(1));
-    finetune_keys(t, &NadOptions::train);
+    train_keys(t, &NadOptions::train);
     t.add("teacher_epochs", &NadOptions::teacher_epochs, "epochs of the teacher's fine-tuning", at_least<int64_t>(0));
     t.add("betas", &NadOptions::betas, "attention-loss weights of the last blocks (the last weight, the last block)",
           Rule<std::vector<double>>{[](const std::vector<double>& b) {

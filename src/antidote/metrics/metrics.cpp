@@ -148,6 +148,12 @@ Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset&
 
 double asr_limit(double floor) { return std::max(kAsrTarget, floor >= 0 ? floor + kAsrOverFloor : 0.0); }
 
+const char* verdict_word(const std::string& verdict) {
+  if (verdict == "success") return "removed";
+  if (verdict == "fail") return "failed";
+  return "unclear";
+}
+
 bool backdoor_learned(double suspect_asr) { return suspect_asr >= kLearnedBackdoorAsr; }
 
 Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect) {

@@ -29,5 +29,7 @@ struct Verdict {
 };
 // `suspect` null when the suspect's numbers are not known.
 Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect);
+// The word a person reads: removed (success), failed (fail), unclear (unknown).
+const char* verdict_word(const std::string& verdict);
 
 }  // namespace antidote

@@ -53,6 +53,25 @@ std::string default_dataset_path(const std::string& name) { return dataset_kind(
 
 int64_t declared_classes(const std::string& name) { return dataset_kind(name).classes; }
 
+namespace {
+// The config's `train:` section: the training keys every trainer shares, and
+// group_by_length (text batches of rows of similar length).
+struct TrainSection {
+  TrainOptions train;
+};
+
+const OptionTable<TrainSection>& train_table() {
+  static const OptionTable<TrainSection> t = [] {
+    OptionTable<TrainSection> t;
+    train_keys(t, &TrainSection::train);
+    t.add("group_by_length", nested(&TrainSection::train, &TrainOptions::group_by_length),
+          "text: batches of rows of similar length, each cut to its longest row");
+    return t;
+  }();
+  return t;
+}
+}  // namespace
+
 TrainOptions TrainConfig::resolve(Modality m) const {
   TrainOptions o;
   if (m == Modality::Image) {
@@ -64,29 +83,13 @@ TrainOptions TrainConfig::resolve(Modality m) const {
     o.batch_size = 32;
     o.optimizer = {"adam", 1e-3, 0.9, 0.0};
   }
-  const std::string ctx = "train";
-  check_keys(node, {"epochs", "batch_size", "lr", "optimizer", "momentum", "weight_decay", "schedule", "augment",
-                    "group_by_length", "warmup_epochs", "clip_norm"},
-             ctx);
-  o.epochs = read<int64_t>(node, "epochs", o.epochs, ctx);
-  o.batch_size = read<int64_t>(node, "batch_size", o.batch_size, ctx);
-  o.optimizer.name = read<std::string>(node, "optimizer", o.optimizer.name, ctx);
-  o.optimizer.lr = read<double>(node, "lr", o.optimizer.lr, ctx);
-  o.optimizer.momentum = read<double>(node, "momentum", o.optimizer.momentum, ctx);
-  o.optimizer.weight_decay = read<double>(node, "weight_decay", o.optimizer.weight_decay, ctx);
-  o.schedule = read<std::string>(node, "schedule", o.schedule, ctx);
-  o.augment = read<bool>(node, "augment", o.augment, ctx);
-  o.group_by_length = read<bool>(node, "group_by_length", o.group_by_length, ctx);
-  o.warmup_epochs = read<double>(node, "warmup_epochs", o.warmup_epochs, ctx);
-  o.clip_norm = read<double>(node, "clip_norm", o.clip_norm, ctx);
-  if (!(o.warmup_epochs >= 0 && o.warmup_epochs <= static_cast<double>(o.epochs)))
-    fail("train.warmup_epochs must lie in [0, epochs = {}], got {}", o.epochs, o.warmup_epochs);
-  if (!(o.clip_norm >= 0) || !std::isfinite(o.clip_norm))
-    fail("train.clip_norm must be >= 0 (0 = no clipping), got {}", o.clip_norm);
-  if (o.epochs < 0) fail("train.epochs must be >= 0, got {}", o.epochs);
-  if (o.batch_size < 1) fail("train.batch_size must be positive, got {}", o.batch_size);
-  if (o.schedule != "cosine" && o.schedule != "constant")
-    fail("train.schedule must be 'cosine' or 'constant', got '{}'", o.schedule);
+  TrainSection section{o};
+  Params p(node, "train");
+  train_table().read(p, section);
+  p.check_consumed();
+  o = section.train;
+  if (!(o.warmup_epochs <= static_cast<double>(o.epochs)))
+    fail("train: warmup_epochs must lie in [0, epochs = {}], got {}", o.epochs, o.warmup_epochs);
   return o;
 }
 

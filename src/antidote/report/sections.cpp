@@ -127,12 +127,7 @@ Judgement judge(const json& row, const json* none) {
   return j;
 }
 
-const char* verdict_label(const std::string& v) {
-  if (v == "success") return "removed";
-  if (v == "fail") return "failed";
-  if (v == "reference") return "suspect";
-  return "unclear";
-}
+const char* verdict_label(const std::string& v) { return v == "reference" ? "suspect" : verdict_word(v); }
 
 std::string results_section(const std::vector<Cell>& cells) {
   std::string h = "<section id=\"results\"><h2>Results</h2>";

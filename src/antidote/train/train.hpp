@@ -11,6 +11,7 @@
 #include <string>
 
 #include "antidote/core/common.hpp"
+#include "antidote/core/options.hpp"
 #include "antidote/data/data.hpp"
 #include "antidote/models/model.hpp"
 
@@ -90,6 +91,28 @@ class Trainer {
   int64_t total_ = 0, warmup_ = 0, steps_ = 0;
   GradientSync* sync_ = nullptr;
 };
+
+// The training keys of options that hold a TrainOptions (the config's `train:` section,
+// the baselines' fine-tuning): epochs, batch_size, optimizer, lr, momentum,
+// weight_decay, schedule, warmup_epochs, clip_norm, augment.
+template <class C>
+void train_keys(OptionTable<C>& t, TrainOptions C::*train) {
+  auto opt = [train](auto field) {
+    using T = std::remove_reference_t<decltype(std::declval<OptimizerConfig&>().*field)>;
+    return std::function<T&(C&)>([train, field](C& c) -> T& { return (c.*train).optimizer.*field; });
+  };
+  t.add("epochs", nested(train, &TrainOptions::epochs), "epochs", at_least<int64_t>(0));
+  t.add("batch_size", nested(train, &TrainOptions::batch_size), "rows per batch", positive<int64_t>());
+  t.add("optimizer", opt(&OptimizerConfig::name), "optimizer", one_of({"sgd", "adam", "adamw"}));
+  t.add("lr", opt(&OptimizerConfig::lr), "learning rate", positive<double>());
+  t.add("momentum", opt(&OptimizerConfig::momentum), "SGD momentum", at_least(0.0));
+  t.add("weight_decay", opt(&OptimizerConfig::weight_decay), "weight decay", at_least(0.0));
+  t.add("schedule", nested(train, &TrainOptions::schedule), "learning-rate schedule", one_of({"cosine", "constant"}));
+  t.add("warmup_epochs", nested(train, &TrainOptions::warmup_epochs), "linear warm-up of the rate (epochs)",
+        at_least(0.0));
+  t.add("clip_norm", nested(train, &TrainOptions::clip_norm), "clip the gradients' L2 norm (0 = off)", at_least(0.0));
+  t.add("augment", nested(train, &TrainOptions::augment), "images: random 2-pixel shifts");
+}
 
 // Index batches of one epoch: a seeded permutation (or in order), strided by rank.
 std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank = 0, int world = 1);
