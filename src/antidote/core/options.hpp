@@ -123,7 +123,7 @@ class OptionTable {
   }
   // Tags the key added last (e.g. the keys only one stage reads).
   OptionTable& group(std::string name) {
-    entries_.back().group = std::move(name);
+    entries_.back().doc.group = std::move(name);
     return *this;
   }
 
@@ -139,8 +139,16 @@ class OptionTable {
   std::vector<std::string> given(const Params& p, const std::string& group, const std::string& prefix = "") const {
     std::vector<std::string> keys;
     for (const auto& e : entries_)
-      if (e.group == group && p.has(prefix + e.doc.key)) keys.push_back(prefix + e.doc.key);
+      if (e.doc.group == group && p.has(prefix + e.doc.key)) keys.push_back(prefix + e.doc.key);
     return keys;
+  }
+  // `c` with its followers resolved, as a config that gives no key would leave it (the
+  // defaults a listing shows).
+  C resolved(C c) const {
+    Params none(YAML::Node(), "defaults");
+    for (const auto& e : entries_)
+      if (e.follow) e.follow(none, c, "");
+    return c;
   }
   // The resolved values, key -> value, as results.json records them.
   nlohmann::json values(const C& c, const std::string& prefix = "") const {
@@ -155,7 +163,6 @@ class OptionTable {
     for (const auto& e : entries_) {
       auto d = e.doc;
       d.key = prefix + d.key;
-      d.group = e.group;
       std::vector<std::string> texts;
       for (const auto& [name, c] : profiles) texts.push_back(e.text(const_cast<C&>(c)));
       bool same = std::all_of(texts.begin(), texts.end(), [&](const std::string& t) { return t == texts.front(); });
@@ -171,7 +178,6 @@ class OptionTable {
  private:
   struct Entry {
     OptionDoc doc;
-    std::string group;
     std::any at;  // std::function<T&(C&)>, for follows()
     std::function<void(Params&, C&, const std::string&)> read, follow;
     std::function<void(C&, const std::string&, const std::string&)> check;

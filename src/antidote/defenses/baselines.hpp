@@ -29,19 +29,6 @@ C with_finetune(Modality modality, int64_t epochs_image, int64_t epochs_text) {
   return o;
 }
 
-// A defense's keys with the defaults of each modality, for `antidote list --options`.
-template <class C>
-OptionDocs modality_docs(const OptionTable<C>& t, const std::function<C(Modality)>& defaults, const std::string& who) {
-  std::vector<std::pair<std::string, C>> profiles;
-  for (auto [name, modality] : {std::pair{"image", Modality::Image}, {"text", Modality::Text}}) {
-    Params none(YAML::Node(), who);
-    auto c = defaults(modality);
-    t.read(none, c);
-    profiles.emplace_back(name, c);
-  }
-  return t.docs(profiles);
-}
-
 // Mean cross-entropy and accuracy of `model` on `data` (eval mode, no grad; mode restored).
 struct CleanFit {
   double ce = 0, acc = 0;

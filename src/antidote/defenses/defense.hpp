@@ -61,6 +61,13 @@ struct DefenseSetup {
   int64_t num_classes = 0;
 };
 
+// A component's keys with each modality's defaults (`defaults(modality)`, followers
+// resolved), for `antidote list --options`.
+template <class C>
+OptionDocs modality_docs(const OptionTable<C>& t, const std::function<C(Modality)>& defaults) {
+  return t.docs({{"image", t.resolved(defaults(Modality::Image))}, {"text", t.resolved(defaults(Modality::Text))}});
+}
+
 class Defense {
  public:
   virtual ~Defense() = default;

@@ -229,7 +229,7 @@ class FinePruning : public Defense {
 Registrar<DefenseRegistry> reg(
     "fp", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<FinePruning>(p, s); },
     "fine-pruning: prune the least active last-layer channels, then fine-tune (baseline)",
-    [] { return modality_docs<FpOptions>(fp_table(), fp_defaults, "fp"); });
+    [] { return modality_docs<FpOptions>(fp_table(), fp_defaults); });
 
 }  // namespace
 }  // namespace antidote

@@ -115,7 +115,7 @@ class FineTuning : public Defense {
 Registrar<DefenseRegistry> reg(
     "ft", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<FineTuning>(p, s); },
     "fine-tuning on the clean set with cross-entropy (baseline)",
-    [] { return modality_docs<FtOptions>(ft_table(), ft_defaults, "ft"); });
+    [] { return modality_docs<FtOptions>(ft_table(), ft_defaults); });
 
 }  // namespace
 }  // namespace antidote

@@ -213,7 +213,7 @@ class Nad : public Defense {
 Registrar<DefenseRegistry> reg(
     "nad", [](Params& p, const DefenseSetup& s) -> DefensePtr { return std::make_shared<Nad>(p, s); },
     "neural attention distillation from a clean-fine-tuned teacher (baseline)",
-    [] { return modality_docs<NadOptions>(nad_table(), nad_defaults, "nad"); });
+    [] { return modality_docs<NadOptions>(nad_table(), nad_defaults); });
 
 }  // namespace
 }  // namespace antidote

@@ -74,8 +74,8 @@ std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, 
   auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
   if (anchor && anchor->weight > 0)
     l.student = l.student + anchor->weight * soft_cross_entropy(student.logits(anchor->x), anchor->q);
-  check_finite(l.student, "ntml mutual learning (student loss)");
-  check_finite(l.teacher, "ntml mutual learning (teacher loss)");
+  const double student_loss = check_finite(l.student, "ntml mutual learning (student loss)");
+  const double teacher_loss = check_finite(l.teacher, "ntml mutual learning (teacher loss)");
   // The peers are detached inside the losses, so one backward of the sum sends
   // L_S only into S and L_T only into T.
   torch::Tensor total;
@@ -89,7 +89,7 @@ std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, 
     stepped.push_back(teacher_trainer);
   }
   if (total.defined()) Trainer::step_together(stepped, total);
-  return {l.student.item<double>(), l.teacher.item<double>()};
+  return {student_loss, teacher_loss};
 }
 
 std::vector<torch::Tensor> head_parameters(Classifier& model, int64_t num_classes) {
@@ -414,22 +414,13 @@ NtmlOptions ntml_defaults(Modality modality) {
 }
 
 using Opts = NtmlOptions;
-template <class T>
-using At = std::function<T&(Opts&)>;
 
-// A stage's optimizer keys: <prefix>optimizer, lr, momentum, weight_decay, schedule.
+// A stage's optimizer keys (<prefix>optimizer, lr, momentum, weight_decay, schedule).
 void stage_optimizer_keys(OptionTable<Opts>& t, const std::string& prefix, const std::string& stage,
                           const std::function<ntml::StageOptimizer&(Opts&)>& at) {
-  t.add<std::string>(prefix + "optimizer", At<std::string>([at](Opts& o) -> std::string& { return at(o).cfg.name; }),
-                     stage + ": optimizer", one_of({"sgd", "adam"}));
-  t.add<double>(prefix + "lr", At<double>([at](Opts& o) -> double& { return at(o).cfg.lr; }), stage + ": learning rate",
-                positive<double>());
-  t.add<double>(prefix + "momentum", At<double>([at](Opts& o) -> double& { return at(o).cfg.momentum; }),
-                stage + ": SGD momentum", at_least(0.0));
-  t.add<double>(prefix + "weight_decay", At<double>([at](Opts& o) -> double& { return at(o).cfg.weight_decay; }),
-                stage + ": weight decay", at_least(0.0));
-  t.add<std::string>(prefix + "schedule", At<std::string>([at](Opts& o) -> std::string& { return at(o).schedule; }),
-                     stage + ": learning-rate schedule", one_of({"constant", "cosine"}));
+  optimizer_keys<Opts>(
+      t, prefix, stage, [at](Opts& o) -> OptimizerConfig& { return at(o).cfg; },
+      [at](Opts& o) -> std::string& { return at(o).schedule; }, {"sgd", "adam"});
 }
 
 // Every NT-ML key: where it lives in NtmlOptions, what it means, the rule it must meet.
@@ -510,17 +501,6 @@ NtmlOptions read_options(Params& p, const DefenseSetup& setup) {
   if (setup.modality == Modality::Text && (o.nt.augment || o.ml.augment))
     fail("{}: nt_augment/ml_augment (random shifts) are for images only", p.context());
   return o;
-}
-
-OptionDocs option_docs() {
-  std::vector<std::pair<std::string, NtmlOptions>> profiles;
-  for (auto [name, modality] : {std::pair{"image", Modality::Image}, {"text", Modality::Text}}) {
-    Params none(YAML::Node(), "ntml");
-    auto o = ntml_defaults(modality);
-    table().read(none, o);
-    profiles.emplace_back(name, o);
-  }
-  return table().docs(profiles);
 }
 
 void make_trainable(Classifier& m, torch::Device device) {
@@ -775,7 +755,7 @@ Registrar<DefenseRegistry> reg(
     },
     "NT-ML: non-target label training of a student over the training set, then mutual "
     "learning with the suspect on the clean set (our reading of arXiv 2508.05404)",
-    option_docs);
+    [] { return modality_docs<NtmlOptions>(table(), ntml_defaults); });
 
 }  // namespace
 }  // namespace antidote

@@ -94,7 +94,9 @@ std::vector<Cell> group_cells(const json& runs) {
 }
 
 // The ASR limit of a row (metrics.hpp's rule, with the row's floor where it has one).
-double asr_bar(const json& row) { return asr_limit(has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0); }
+// A row's ASR floor; -1 when it has none (verdict.hpp's "unknown").
+double floor_of(const json& row) { return has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0; }
+double asr_bar(const json& row) { return asr_limit(floor_of(row)); }
 
 Evaluation evaluation_of(const json& row) {
   Evaluation e;
@@ -118,8 +120,7 @@ Judgement judge(const json& row, const json* none) {
   }
   const bool known = none && has_num(*none, "cacc") && has_num(*none, "asr");
   const Evaluation suspect = known ? evaluation_of(*none) : Evaluation{};
-  auto v = purification_verdict(evaluation_of(row), has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0,
-                                known ? &suspect : nullptr);
+  auto v = purification_verdict(evaluation_of(row), floor_of(row), known ? &suspect : nullptr);
   j.verdict = v.verdict;
   j.asr_class = v.asr_ok ? "ok" : "bad";
   if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";

@@ -127,10 +127,12 @@ torch::Tensor random_shift(const torch::Tensor& images, int64_t pad, Rng& rng) {
   return out;
 }
 
-void check_finite(const torch::Tensor& loss, const std::string& where) {
-  if (!torch::isfinite(loss).all().item<bool>())
+double check_finite(const torch::Tensor& loss, const std::string& where) {
+  const double value = loss.item<double>();
+  if (!std::isfinite(value))
     fail("{}: the loss became {} (lower the learning rate or check the data)", where,
-         loss.isnan().any().item<bool>() ? "NaN" : "infinite");
+         std::isnan(value) ? "NaN" : "infinite");
+  return value;
 }
 
 Trainer::Trainer(const std::vector<torch::Tensor>& params, const OptimizerConfig& optimizer, std::string label)
@@ -168,14 +170,14 @@ void Trainer::finish_step() {
 }
 
 double Trainer::step(const torch::Tensor& loss, double scale) {
-  check_finite(loss, label_);
+  const double value = check_finite(loss, label_);
   zero_grad();
   if (scale == 1.0)
     loss.backward();
   else
     (scale * loss).backward();
   finish_step();
-  return loss.item<double>();
+  return value;
 }
 
 void Trainer::step_together(const std::vector<Trainer*>& trainers, const torch::Tensor& loss) {

@@ -92,22 +92,34 @@ class Trainer {
   GradientSync* sync_ = nullptr;
 };
 
+// An optimizer's keys, each prefixed: optimizer, lr, momentum, weight_decay and the
+// schedule; `stage` ("" for none) starts each meaning.
+template <class C>
+void optimizer_keys(OptionTable<C>& t, const std::string& prefix, const std::string& stage,
+                    std::function<OptimizerConfig&(C&)> opt, std::function<std::string&(C&)> schedule,
+                    std::vector<std::string> optimizers = {"sgd", "adam", "adamw"}) {
+  auto field = [opt](auto member) {
+    using T = std::remove_reference_t<decltype(std::declval<OptimizerConfig&>().*member)>;
+    return std::function<T&(C&)>([opt, member](C& c) -> T& { return opt(c).*member; });
+  };
+  const std::string of = stage.empty() ? "" : stage + ": ";
+  t.add(prefix + "optimizer", field(&OptimizerConfig::name), of + "optimizer", one_of(std::move(optimizers)));
+  t.add(prefix + "lr", field(&OptimizerConfig::lr), of + "learning rate", positive<double>());
+  t.add(prefix + "momentum", field(&OptimizerConfig::momentum), of + "SGD momentum", at_least(0.0));
+  t.add(prefix + "weight_decay", field(&OptimizerConfig::weight_decay), of + "weight decay", at_least(0.0));
+  t.add(prefix + "schedule", std::move(schedule), of + "learning-rate schedule", one_of({"cosine", "constant"}));
+}
+
 // The training keys of options that hold a TrainOptions (the config's `train:` section,
 // the baselines' fine-tuning): epochs, batch_size, optimizer, lr, momentum,
 // weight_decay, schedule, warmup_epochs, clip_norm, augment.
 template <class C>
 void train_keys(OptionTable<C>& t, TrainOptions C::*train) {
-  auto opt = [train](auto field) {
-    using T = std::remove_reference_t<decltype(std::declval<OptimizerConfig&>().*field)>;
-    return std::function<T&(C&)>([train, field](C& c) -> T& { return (c.*train).optimizer.*field; });
-  };
   t.add("epochs", nested(train, &TrainOptions::epochs), "epochs", at_least<int64_t>(0));
   t.add("batch_size", nested(train, &TrainOptions::batch_size), "rows per batch", positive<int64_t>());
-  t.add("optimizer", opt(&OptimizerConfig::name), "optimizer", one_of({"sgd", "adam", "adamw"}));
-  t.add("lr", opt(&OptimizerConfig::lr), "learning rate", positive<double>());
-  t.add("momentum", opt(&OptimizerConfig::momentum), "SGD momentum", at_least(0.0));
-  t.add("weight_decay", opt(&OptimizerConfig::weight_decay), "weight decay", at_least(0.0));
-  t.add("schedule", nested(train, &TrainOptions::schedule), "learning-rate schedule", one_of({"cosine", "constant"}));
+  optimizer_keys<C>(
+      t, "", "", [train](C& c) -> OptimizerConfig& { return (c.*train).optimizer; },
+      nested(train, &TrainOptions::schedule));
   t.add("warmup_epochs", nested(train, &TrainOptions::warmup_epochs), "linear warm-up of the rate (epochs)",
         at_least(0.0));
   t.add("clip_norm", nested(train, &TrainOptions::clip_norm), "clip the gradients' L2 norm (0 = off)", at_least(0.0));
@@ -165,8 +177,9 @@ class WeightAverage {
   double decay_;
 };
 
-// Throws a clear error when a loss is NaN or infinite.
-void check_finite(const torch::Tensor& loss, const std::string& where);
+// A scalar loss's value; a clear error when it is NaN or infinite. One read of the
+// tensor serves both the check and the caller's running sums.
+double check_finite(const torch::Tensor& loss, const std::string& where);
 
 // Cross-entropy training of `model` on `data`. `on_epoch(epoch)` runs after each epoch;
 // `on_step(steps)` after each optimizer step (steps counted from 1), and training ends

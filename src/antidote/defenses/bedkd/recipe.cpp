@@ -200,14 +200,8 @@ OptionDocs option_docs() {
   std::vector<std::pair<std::string, Config>> profiles;
   for (const auto& [name, modality, recipe] : {std::tuple{"image", Modality::Image, "tuned"},
                                                {"text", Modality::Text, "tuned"},
-                                               {"reference", Modality::Image, "reference"}}) {
-    DefenseSetup setup;
-    setup.modality = modality;
-    Params none(YAML::Node(), "bedkd");
-    Config c = recipe_defaults(recipe, setup);
-    table().read(none, c);
-    profiles.emplace_back(name, c);
-  }
+                                               {"reference", Modality::Image, "reference"}})
+    profiles.emplace_back(name, table().resolved(recipe_defaults(recipe, DefenseSetup{modality, "", 0})));
   auto rest = table().docs(profiles);
   docs.insert(docs.end(), rest.begin(), rest.end());
   return docs;
