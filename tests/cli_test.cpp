@@ -20,24 +20,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int rc = -1;  // exit status; 128 + signal when killed by one
-  std::string output;
-};
-
+using Result = antidote::testing::CliResult;
 // `antidote args` through the shell; `shell_prefix` runs first (e.g. "ulimit -f 64; ").
 Result run(const std::string& args, const std::string& shell_prefix = "") {
-  std::string cmd = shell_prefix + "'"s + ANTIDOTE_BINARY + "' " + args + " 2>&1";
-  Result r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  int status = ::pclose(p);
-  if (WIFEXITED(status)) r.rc = WEXITSTATUS(status);
-  else if (WIFSIGNALED(status)) r.rc = 128 + WTERMSIG(status);
-  return r;
+  return antidote::testing::run_cli(args, shell_prefix);
 }
 
 using antidote::testing::TempDir;

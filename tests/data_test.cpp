@@ -171,6 +171,30 @@ TEST(DataIdx, TruncatedGzipIsAnError) {
   EXPECT_NE(msg.find(cut), std::string::npos) << msg;
 }
 
+// A user's own set: an IDX pair named by its prefix (images /255, labels checked against
+// the class count, errors naming the set and file), or one TSV file.
+TEST(DataIdx, ReadsASplitByItsPrefix) {
+  TempDir dir;
+  write_bytes(dir.file("mine-images-idx3-ubyte"), idx_bytes({2, 2, 2}, {0, 51, 102, 255, 0, 0, 0, 0}));
+  write_gz(dir.file("mine-labels-idx1-ubyte.gz"), idx_bytes({2}, {1, 2}));
+  auto s = read_split(dir.file("mine"), Modality::Image, 3, "clean");
+  ASSERT_EQ(s.images.sizes().vec(), (std::vector<int64_t>{2, 1, 2, 2}));
+  EXPECT_FLOAT_EQ(s.images[0][0][0][1].item<float>(), 0.2f);
+  EXPECT_EQ(to_vec(s.labels), (std::vector<int64_t>{1, 2}));
+  EXPECT_FALSE(s.poisoned.any().item<bool>());
+  auto msg = error_of([&] { read_split(dir.file("mine"), Modality::Image, 2, "dataset 'x' clean"); });
+  EXPECT_NE(msg.find("dataset 'x' clean"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("label 2 is out of range for 2 classes"), std::string::npos) << msg;
+  msg = error_of([&] { read_split(dir.file("other"), Modality::Image, 3, "clean"); });
+  EXPECT_NE(msg.find("other-images-idx3-ubyte"), std::string::npos) << msg;
+  write_bytes(dir.file("clean.tsv"), "sentence\tlabel\ngood film\t1\nbad film\t0\n");
+  auto t = read_split(dir.file("clean.tsv"), Modality::Text, 2, "clean");
+  ASSERT_EQ(t.texts.size(), 2u);
+  EXPECT_EQ(t.texts[1], "bad film");
+  msg = error_of([&] { read_split(dir.file("clean.tsv"), Modality::Text, 1, "clean"); });
+  EXPECT_NE(msg.find("clean.tsv"), std::string::npos) << msg;
+}
+
 TEST(DataIdx, LoadsDirectoryOfFourFiles) {
   TempDir dir;
   // Train: 3 images 4×4; image 0 all 255, image 1 all 51, image 2 all 0. Labels 0, 2, 1.

@@ -324,3 +324,37 @@ TEST(MetricsVerdict, RemovedOnlyWithinBothLimitsOfALearnedBackdoor) {
   EXPECT_STREQ(verdict_word("fail"), "failed");
   EXPECT_STREQ(verdict_word("unknown"), "unclear");
 }
+
+// With no triggered rows (the trigger is unknown) ASR, RA and PCC are unknown (NaN),
+// never 0 %, and the verdict can only fail a defense on its clean accuracy.
+TEST(MetricsVerdict, AnUnknownAsrIsNeverASuccess) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const Evaluation suspect{0.89, nan, nan, nan}, kept{0.88, nan, nan, nan}, lost{0.86, nan, nan, nan};
+  EXPECT_FALSE(suspect.asr_known());
+  auto v = purification_verdict(kept, -1, &suspect);
+  EXPECT_EQ(v.verdict, "unknown");
+  EXPECT_EQ(v.why, "ASR unknown (no triggered test set); CACC drop 1.0 points ≤ 2");
+  EXPECT_EQ(purification_verdict(lost, -1, &suspect).verdict, "fail");
+  EXPECT_EQ(purification_verdict(kept, -1, nullptr).verdict, "unknown");
+  EXPECT_EQ(evaluation_text(kept), "CACC 88.0% ASR unknown");
+  EXPECT_EQ(evaluation_text({0.88, 0.012, 0.801, 0}), "CACC 88.0% ASR 1.2% RA 80.1%");
+}
+
+TEST(MetricsEvaluate, NoTriggeredRowsGiveAnUnknownAsr) {
+  torch::manual_seed(0);
+  InputSpec in;
+  in.channels = 1;
+  in.height = in.width = 4;
+  in.num_classes = 3;
+  auto model = make_model("cnn", in, YAML::Load("{width: 2, hidden: 4}"));
+  auto x = torch::rand({5, 1, 4, 4});
+  Dataset clean{x, torch::zeros({5}, torch::kLong), torch::Tensor()};
+  Dataset none{torch::empty({0, 1, 4, 4}), torch::empty({0}, torch::kLong), torch::Tensor()};
+  auto e = evaluate(*model, clean, none, 0);
+  EXPECT_FALSE(e.asr_known());
+  EXPECT_TRUE(std::isnan(e.ra) && std::isnan(e.pcc));
+  EXPECT_GE(e.cacc, 0.0);
+  // Triggered rows that all carry the target label leave nothing to measure either.
+  Dataset only_target{x, torch::zeros({5}, torch::kLong), torch::Tensor()};
+  EXPECT_FALSE(evaluate(*model, clean, only_target, 0).asr_known());
+}

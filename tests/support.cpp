@@ -1,12 +1,30 @@
 #include "support.hpp"
 
 #include <stdlib.h>
+#include <sys/wait.h>
 
+#include <cstdio>
 #include <fstream>
 #include <stdexcept>
 #include <vector>
 
 namespace antidote::testing {
+
+CliResult run_cli(const std::string& args, const std::string& shell_prefix) {
+  std::string cmd = shell_prefix + "'" + ANTIDOTE_BINARY + "' " + args + " 2>&1";
+  CliResult r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  if (WIFEXITED(status))
+    r.rc = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    r.rc = 128 + WTERMSIG(status);
+  return r;
+}
 
 TempDir::TempDir() {
   std::string tmpl = (std::filesystem::temp_directory_path() / "antidote_test_XXXXXX").string();

@@ -35,6 +35,14 @@ struct TempDir {
   std::string write(const std::string& name, const std::string& content) const;
 };
 
+// The antidote binary run through the shell with `args` (stderr folded into the
+// output); `shell_prefix` runs first (e.g. "ulimit -f 64; ").
+struct CliResult {
+  int rc = -1;  // exit status; 128 + signal when killed by one
+  std::string output;
+};
+CliResult run_cli(const std::string& args, const std::string& shell_prefix = "");
+
 // A real cell and the recipe its suspect is trained with.
 struct CellRecipe {
   DatasetConfig data;

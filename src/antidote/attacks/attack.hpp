@@ -28,6 +28,11 @@ class Attack {
   // test row i comes from a clean test row; false for an attack that brings its own
   // rows (a pre-poisoned file), whose unpoisoned rows are then the clean set.
   virtual bool aligned_with_clean() const { return true; }
+  // The data it can be applied to (its modality's, unless it touches no row).
+  virtual bool works_on(Modality m) const { return m == modality(); }
+  // False for `none`, which adds no trigger: the test cases then have no triggered rows
+  // of their own, and ASR is unknown unless the user brings a triggered test set.
+  virtual bool builds_trigger() const { return true; }
 
   // The training set as the victim trains on it: poisoned rows carry the trigger
   // (and the target label for dirty-label attacks); `poisoned` marks them.

@@ -75,11 +75,7 @@ FirstCell first_cell(const ExperimentConfig& cfg) {
   f.dataset = cfg.datasets.front();
   f.seed = cfg.seeds.front();
   f.data = load_dataset(f.dataset, f.seed);
-  if (!cfg.attacks.empty()) {
-    f.attack = cfg.attacks.front();
-  } else {
-    f.attack.name = f.data.modality == Modality::Image ? "badnets" : "badnet-word";
-  }
+  f.attack = attacks_or_default(cfg, f.data.modality).front();
   return f;
 }
 
@@ -105,6 +101,10 @@ void save_model_files(const Classifier& model, const Cell& cell, const std::stri
 
 
 void print_eval(const std::string& label, const Evaluation& e) {
+  if (!e.asr_known()) {
+    std::cout << fmt::format("{:<10} CACC {:5.1f}%  ASR unknown (no triggered test set)\n", label, 100 * e.cacc);
+    return;
+  }
   std::cout << fmt::format("{:<10} CACC {:5.1f}%  ASR {:5.1f}%  RA {:5.1f}%  PCC {:5.1f}%\n", label, 100 * e.cacc,
                            100 * e.asr, 100 * e.ra, 100 * e.pcc);
 }
@@ -231,8 +231,42 @@ int cmd_eval(const Common& c, const std::string& model_path, const std::string& 
   return 0;
 }
 
+// The detection line (where the ground truth is known) and the flagged-rows check.
+void print_detection(const DefenseRun& run, json& summary) {
+  if (!run.row["detection"].is_null()) {
+    const auto& d = run.row["detection"];
+    summary["detection"] = d;
+    std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n",
+                             100 * d["precision"].get<double>(), 100 * d["recall"].get<double>(),
+                             d["flagged"].get<int64_t>());
+  }
+  const auto& details = run.result.details;
+  if (details.contains("flagged_rows_check")) {
+    const auto& f = details["flagged_rows_check"];
+    std::cout << fmt::format("flagged rows sent to the target {}: {:.1f}% by the suspect, {:.1f}% after ({} rows)\n",
+                             f["target"].get<int64_t>(), 100 * f["suspect_share"].get<double>(),
+                             100 * f["purified_share"].get<double>(), f["rows"].get<int64_t>());
+  }
+}
+
+// What a defense's own signals say against its success, with no ground truth needed.
+std::vector<std::string> failure_signals(const json& details) {
+  std::vector<std::string> out;
+  if (details.contains("identify") && details["identify"].contains("warning"))
+    out.push_back("identification is unsure: " + details["identify"]["warning"].get<std::string>());
+  if (details.contains("flagged_rows_check") && details["flagged_rows_check"]["kept"].get<bool>()) {
+    const auto& f = details["flagged_rows_check"];
+    out.push_back(fmt::format("the purified model still sends {:.0f}% of the {} flagged training rows to the target {}",
+                              100 * f["purified_share"].get<double>(), f["rows"].get<int64_t>(),
+                              f["target"].get<int64_t>()));
+  }
+  return out;
+}
+
+constexpr int kExitPurificationFailed = 4;
+
 int cmd_defend(const Common& c, const std::string& model_path, const std::string& method, const std::string& out,
-               const std::vector<std::string>& sets) {
+               const std::vector<std::string>& sets, bool strict) {
   auto cfg = load_common(c);
   configure_threads(cfg.threads);
   auto s = load_suspect(cfg, model_path);
@@ -262,23 +296,17 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
   const auto verdict = purification_verdict(run.after, -1, &run.before);
   summary["verdict"] = {{"verdict", verdict.verdict}, {"why", verdict.why}};
   std::cout << fmt::format("verdict: {} ({}; no ASR floor measured)\n", verdict_word(verdict.verdict), verdict.why);
-  if (!run.row["detection"].is_null()) {
-    const auto& d = run.row["detection"];
-    summary["detection"] = d;
-    std::cout << fmt::format("detection: precision {:.1f}% recall {:.1f}% ({} flagged)\n",
-                             100 * d["precision"].get<double>(), 100 * d["recall"].get<double>(),
-                             d["flagged"].get<int64_t>());
-  }
-  const auto& details = run.result.details;
-  if (details.contains("identify") && details["identify"].contains("warning"))
-    std::cout << "WARNING: identification is unsure: " << details["identify"]["warning"].get<std::string>()
-              << "; purification may have failed\n";
+  print_detection(run, summary);
+  const auto warnings = failure_signals(run.result.details);
+  for (const auto& w : warnings) std::cout << "WARNING: " << w << "; purification may have failed\n";
+  summary["warnings"] = warnings;
   for (const auto& st : run.result.stages)
     std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
   save_model_files(*run.result.model, cell, out);
   write_file_atomic(out + ".json", summary.dump(1));
   std::cout << fmt::format("wrote {} and {}.json\n", out, out);
-  return 0;
+  // --strict: a verdict of failure, or a signal of one, is a failed run.
+  return strict && (verdict.verdict == "fail" || !warnings.empty()) ? kExitPurificationFailed : 0;
 }
 
 int cmd_identify(const Common& c, const std::string& model_path, std::string method, const std::string& out,
@@ -372,7 +400,7 @@ int main(int argc, char** argv) {
 
   Common common;
   std::string out, model_path, method, json_out, predictions_out;
-  bool fresh = false, clean = false;
+  bool fresh = false, clean = false, strict = false;
   std::vector<std::string> sets;
 
   auto* bench = app.add_subcommand("bench", "run a grid of datasets × attacks × defenses × seeds");
@@ -409,6 +437,8 @@ int main(int argc, char** argv) {
   defend->add_option("--method", method, "defense (bedkd, ntml, ft, fp, nad)")->required();
   defend->add_option("-o,--out", out, "purified model file to write")->required();
   defend->add_option("--set", sets, "defense option key=value (repeatable)");
+  defend->add_flag("--strict", strict,
+                   "exit 4 when the verdict is 'failed' or a signal says purification may have failed");
 
   auto* identify = app.add_subcommand("identify", "which training rows are poisoned: flagged rows as CSV and JSON");
   add_common(identify, common, false);
@@ -442,7 +472,7 @@ int main(int argc, char** argv) {
     if (poison->parsed()) return cmd_poison(common, out);
     if (train->parsed()) return cmd_train(common, out, clean);
     if (eval->parsed()) return cmd_eval(common, model_path, json_out, predictions_out);
-    if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets);
+    if (defend->parsed()) return cmd_defend(common, model_path, method, out, sets, strict);
     if (identify->parsed()) return cmd_identify(common, model_path, method, out, sets);
     if (list->parsed()) return cmd_list(list_options, list_only);
     return 0;

@@ -38,6 +38,10 @@ struct RawData {
   Modality modality = Modality::Image;
   int64_t num_classes = 0;
   RawSplit train, test;
+  // Optional sets of the user's own (empty when not given): a clean labelled set that
+  // the defenses draw their clean rows from, and triggered test rows with their true
+  // labels.
+  RawSplit clean, triggered;
 };
 
 // ---- readers -------------------------------------------------------------------
@@ -53,6 +57,10 @@ TextRows read_tsv(const std::string& path, int64_t max_label = kMaxClasses - 1);
 // Directory with train.tsv and test.tsv (dev.tsv optional, unused).
 RawData load_tsv_dir(const std::string& dir, const std::string& name, int64_t num_classes = 0);
 RawSplit text_split(const TextRows& rows);
+// One labelled split from a path: a TSV file (text), or for images an IDX pair named
+// by its prefix, `<path>-images-idx3-ubyte` and `<path>-labels-idx1-ubyte` (each
+// optionally .gz). Labels must lie below `num_classes`; `what` names the set in errors.
+RawSplit read_split(const std::string& path, Modality modality, int64_t num_classes, const std::string& what);
 
 // A dataset known by name: its modality, default location, declared class count and
 // reader. Each registers itself with a Registrar<DatasetRegistry> (data.cpp holds the

@@ -145,6 +145,31 @@ void reinitialize(Classifier& model) {
 
 namespace {
 bool is_image(const torch::Tensor& x) { return x.dim() == 4 && x.is_floating_point(); }
+
+// The anchor's rows, `batch_size` at a time, cycled on a stream of their own so that
+// the clean batches are the same with and without it.
+class AnchorCycle {
+ public:
+  AnchorCycle(const Classifier& student, const MlAnchor& anchor) : anchor_(anchor), rng_(anchor.seed) {
+    if (anchor.active()) batches_.emplace(student, anchor.x, std::min(anchor.batch_size, anchor.x.size(0)));
+  }
+  bool active() const { return batches_.has_value(); }
+  AnchorBatch next(torch::Device device) {
+    if (next_ >= order_.size()) {
+      order_ = batches_->epoch(&rng_);
+      next_ = 0;
+    }
+    const auto& rows = order_[next_++];
+    return {batches_->rows(rows).to(device), anchor_.q.index_select(0, rows).to(device), anchor_.weight};
+  }
+
+ private:
+  const MlAnchor& anchor_;
+  Rng rng_;
+  std::optional<TrainBatches> batches_;
+  std::vector<torch::Tensor> order_;
+  size_t next_ = 0;
+};
 }  // namespace
 
 double non_target_training(Classifier& student, Classifier& frozen, const Dataset& train, const NtOptions& o,
@@ -227,14 +252,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   Progress progress(label, o.iterations, "iterations");
   std::vector<torch::Tensor> batches;
   size_t next = 0;
-  // The anchor's rows cycle on a stream of their own, so the clean batches are the
-  // same with and without it.
-  const bool anchored = anchor.active();
-  Rng anchor_rng(anchor.seed);
-  std::optional<TrainBatches> anchor_batches;
-  if (anchored) anchor_batches.emplace(student, anchor.x, std::min(anchor.batch_size, anchor.x.size(0)));
-  std::vector<torch::Tensor> anchor_order;
-  size_t anchor_next = 0;
+  AnchorCycle anchor_cycle(student, anchor);
   std::pair<double, double> l{0, 0};
   for (int64_t it = 0; it < o.iterations; ++it) {
     if (next >= batches.size()) {
@@ -244,16 +262,9 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
     auto [x, y] = batch_of(batches[next++]);
     const double alpha_t = it < o.warmup ? 0.0 : o.alpha_teacher;
     AnchorBatch ab;
-    if (anchored) {
-      if (anchor_next >= anchor_order.size()) {
-        anchor_order = anchor_batches->epoch(&anchor_rng);
-        anchor_next = 0;
-      }
-      const auto& rows = anchor_order[anchor_next++];
-      ab = {anchor_batches->rows(rows).to(device), anchor.q.index_select(0, rows).to(device), anchor.weight};
-    }
+    if (anchor_cycle.active()) ab = anchor_cycle.next(device);
     l = mutual_step(student, teacher, &student_trainer, &teacher_trainer, x, y, o.temperature, o.alpha_student, alpha_t,
-                    anchored ? &ab : nullptr);
+                    anchor_cycle.active() ? &ab : nullptr);
     progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
   }
   progress.finish(fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
@@ -290,7 +301,7 @@ ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Ten
 
 ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, const torch::Tensor& unlabeled,
                                     const Dataset& clean, const MlOptions& ml, const ConsensusOptions& o, Rng& rng,
-                                    torch::Device device, const std::string& label) {
+                                    torch::Device device, const std::string& label, const MlAnchor& anchor) {
   if (clean.size() == 0) fail("ntml: the clean set is empty");
   // T's log-probabilities serve as its logits: softmax(log p / τ) = softmax(z / τ).
   auto teacher_log_probs = [&](const torch::Tensor& x) { return predict_probs(teacher, x).clamp_min(1e-30).log(); };
@@ -335,6 +346,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   size_t next = 0, next_u = 0;
   std::optional<WeightAverage> average;
   if (o.ema > 0) average.emplace(student.parameters(), o.ema);
+  AnchorCycle anchor_cycle(student, anchor);
   Progress progress(label, o.iterations, "iterations");
   double last = 0;
   for (int64_t it = 0; it < o.iterations; ++it) {
@@ -357,6 +369,10 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                 o.weight * o.temperature * o.temperature *
                     kl_teacher_student(teacher_logits.index_select(0, ub.to(device)),
                                        without_suspected(student.logits(xu)), o.temperature);
+    if (anchor_cycle.active()) {
+      auto ab = anchor_cycle.next(device);
+      loss = loss + ab.weight * soft_cross_entropy(student.logits(ab.x), ab.q);
+    }
     last = trainer.step(loss);
     if (average) average->update();
     progress.advance(1, fmt::format("loss {:.4f}", last));
@@ -385,6 +401,11 @@ struct NtmlOptions {
   std::string identify = "none";
   double anchor_weight = 1.0;
   int64_t anchor_batch_size = 32;
+  bool consensus_anchor = true;  // the anchor also holds in the consensus phase
+  // What S is held to on the anchored rows: f_0's non-target labels (non_target), or
+  // the uniform distribution over every class but the identified target (uniform).
+  // With two classes they are the same.
+  std::string anchor_labels = "non_target";
 };
 
 // The defaults of a modality. Images: as measured in docs/ntml.md (Fashion-MNIST, small
@@ -397,7 +418,17 @@ NtmlOptions ntml_defaults(Modality modality) {
   o.consensus.iterations = 2000;
   o.consensus.weight = 8.0;
   o.ml.teacher_lr = -1;  // ml_lr / 10 (the table resolves it)
+  // Images: the anchor on the rows the directional mapping flags (exact on all four
+  // Fashion-MNIST attacks with NT-ML's 50 clean rows per class), held to the uniform
+  // distribution off the target, through ML and the consensus phase, which distils f_0
+  // itself. Without the anchor the ASR after ML moved from 0.3 to 10.4 % between seeds
+  // of one cell; distilling T after ML cost 2.0-2.6 CACC points there (docs/ntml.md).
+  o.identify = "dmm";
+  o.anchor_labels = "uniform";
+  o.consensus_teacher = "suspect";
   if (modality != Modality::Text) return o;
+  o.anchor_labels = "non_target";
+  o.consensus_teacher = "ml";
   o.nt.opt.cfg = {"adam", 1e-4, 0.9, 0.0};
   o.ml.student_opt.cfg = {"adam", 1e-4, 0.9, 0.0};
   o.nt.epochs = 2;
@@ -408,7 +439,7 @@ NtmlOptions ntml_defaults(Modality modality) {
   o.consensus.batch_size = 32;
   o.consensus.weight = 1.0;
   // The ML anchor on token_stats's flagged rows (docs/ntml.md: without it ML returned
-  // the backdoor on SST-2, ASR 84-99 %). Images keep the unanchored reading.
+  // the backdoor on SST-2, ASR 84-99 %).
   o.identify = "token_stats";
   return o;
 }
@@ -490,6 +521,10 @@ const OptionTable<Opts>& table() {
     t.add("identify", &Opts::identify, "the identification method whose rows anchor ML (none = no anchor)");
     t.add("anchor_weight", &Opts::anchor_weight, "weight of the anchor's soft cross-entropy", at_least(0.0));
     t.add("anchor_batch_size", &Opts::anchor_batch_size, "batch of the anchor rows", positive<int64_t>());
+    t.add("consensus_anchor", &Opts::consensus_anchor, "the anchor also holds in the consensus phase");
+    t.add("anchor_labels", &Opts::anchor_labels,
+          "the anchor's targets: f_0's non-target labels, or uniform over the classes but the identified target",
+          one_of({"non_target", "uniform"}));
     return t;
   }();
   return t;
@@ -586,6 +621,12 @@ class NtmlDefense : public Defense {
     return o_.consensus_teacher == "suspect" ? *r.f0 : ml_teacher;
   }
 
+  // The anchor of the consensus phase: ML's, unless switched off there.
+  const ntml::MlAnchor& consensus_anchor(const RunState& r) const {
+    static const ntml::MlAnchor none;
+    return o_.consensus_anchor ? r.anchor : none;
+  }
+
   // Stage 1: the student trained on f_0's non-target labels over the training set.
   ClassifierPtr non_target_stage(RunState& r) const {
     StageTimer timer("nt");
@@ -613,7 +654,7 @@ class NtmlDefense : public Defense {
     StageTimer timer("consensus");
     Rng rng(r.seeds.consensus);
     auto set = ntml::consensus_distillation(student, consensus_teacher(r, teacher), r.ctx.train.x, r.clean, o_.ml,
-                                            o_.consensus, rng, r.ctx.device);
+                                            o_.consensus, rng, r.ctx.device, "ntml consensus", consensus_anchor(r));
     r.result.stages.push_back(timer.finish());
     r.result.details["consensus"] = {{"agreed", set.agreed},         {"used", set.rows.numel()},
                                      {"suspected_class", set.suspected_class}, {"parted_top", set.parted_top},
@@ -635,7 +676,7 @@ class NtmlDefense : public Defense {
     if (o_.consensus.iterations > 0) {
       Rng crng(r.seeds.consensus);
       ntml::consensus_distillation(*c_student, consensus_teacher(r, *c_teacher), r.ctx.train.x, r.clean, o_.ml,
-                                   o_.consensus, crng, r.ctx.device, "ntml control consensus");
+                                   o_.consensus, crng, r.ctx.device, "ntml control consensus", consensus_anchor(r));
     }
     r.result.stages.push_back(timer.finish());
     if (r.monitored) {
@@ -706,6 +747,17 @@ class NtmlDefense : public Defense {
     if (id.flagged.numel() == 0) return anchor;
     anchor.x = ctx.train.x.index_select(0, id.flagged);
     anchor.q = ntml::non_target_labels(f0, anchor.x, o_.nt.temperature, ctx.device);
+    if (o_.anchor_labels == "uniform") {
+      if (id.target < 0)
+        fail("ntml: anchor_labels uniform needs a target label, and identify {} inferred none", o_.identify);
+      // Every class but the target equally likely: the rows are pulled away from the
+      // target without being handed to f_0's runner-up class, which on a triggered
+      // row is the trigger's doing, not the row's true class.
+      const int64_t k = ctx.num_classes;
+      auto u = torch::full({k}, 1.0 / static_cast<double>(k - 1), torch::kFloat);
+      u[id.target] = 0;
+      anchor.q = u.unsqueeze(0).expand({anchor.x.size(0), k}).contiguous();
+    }
     anchor.weight = o_.anchor_weight;
     anchor.batch_size = o_.anchor_batch_size;
     anchor.seed = anchor_seed;
@@ -741,15 +793,24 @@ class NtmlDefense : public Defense {
 
 constexpr int64_t kAnchorRows = 128;
 
+// The identification's keys that NT-ML sets unless given: 128 anchored rows (on SST-2,
+// 128 passed 13 of 15 cells where the rank methods' usual 64 passed 11; on Fashion-MNIST
+// the directional mapping's 1024 kept rows held the ASR at 0 % too, but left RA at
+// 31-43 % where 128 rows gave 66 %: docs/ntml.md), and a clean budget within NT-ML's
+// own (the first clean_samples / classes rows of each class, the rows ML uses).
+void identification_defaults(Params& p, const NtmlOptions& o, const DefenseSetup& setup) {
+  for (const char* rows : {"flag_count", "max_kept"})
+    if (identifier_takes(o.identify, rows) && !p.has(rows)) p.set(rows, YAML::Node(kAnchorRows));
+  if (identifier_takes(o.identify, "flip_per_class") && !p.has("flip_per_class") && setup.num_classes > 0)
+    p.set("flip_per_class", YAML::Node(std::max<int64_t>(1, o.clean_samples / setup.num_classes)));
+}
+
 Registrar<DefenseRegistry> reg(
     "ntml",
     [](Params& p, const DefenseSetup& setup) -> DefensePtr {
       auto o = read_options(p, setup);
       if (o.identify == "none") return std::make_shared<NtmlDefense>(std::move(o), nullptr);
-      // The anchor takes twice the identification's usual rows:
-      // on SST-2, 128 rows passed 13 of 15 cells where 64
-      // passed 11 (docs/ntml.md), still all poisoned.
-      if (!p.has("flag_count")) p.set("flag_count", YAML::Node(kAnchorRows));
+      identification_defaults(p, o, setup);
       auto id = make_identifier(o.identify, p, setup);
       return std::make_shared<NtmlDefense>(std::move(o), std::move(id));
     },

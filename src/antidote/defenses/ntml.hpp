@@ -86,7 +86,7 @@ struct MlOptions {
 // shortcut cost what it gains.
 struct MlAnchor {
   torch::Tensor x;  // flagged training rows (CPU)
-  torch::Tensor q;  // their non-target distributions [M, K] (CPU)
+  torch::Tensor q;  // their targets [M, K] (CPU): f_0's non-target labels, or uniform off the target
   double weight = 0;
   int64_t batch_size = 32;
   uint64_t seed = 0;  // the stream that orders its rows (apart from the clean batches')
@@ -132,10 +132,13 @@ struct ConsensusSet {
 // Picks the rows from the two models' probabilities [N, K] over the same inputs.
 ConsensusSet consensus_rows(const torch::Tensor& student_probs, const torch::Tensor& teacher_probs,
                             bool exclude_suspected, double min_ratio, bool require_agreement);
-// Runs the phase: S is trained in place, T is frozen. Returns the set it used.
+// Runs the phase: S is trained in place, T is frozen. Returns the set it used. An
+// active anchor holds here as in ML: S's loss keeps weight · soft-CE(S(x), q) on the
+// flagged rows, so that the phase cannot undo what the anchor kept.
 ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, const torch::Tensor& unlabeled,
                                     const Dataset& clean, const MlOptions& ml, const ConsensusOptions& o, Rng& rng,
-                                    torch::Device device, const std::string& label = "ntml consensus");
+                                    torch::Device device, const std::string& label = "ntml consensus",
+                                    const MlAnchor& anchor = {});
 
 // Re-initialise every parameter of `model` (a randomly initialised student for a
 // model whose architecture is not in the registry, e.g. an imported TorchScript one).

@@ -1,6 +1,7 @@
 #include "antidote/metrics/metrics.hpp"
 
 #include <algorithm>
+#include <limits>
 
 #include "antidote/models/model.hpp"
 
@@ -139,7 +140,14 @@ Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset&
                     int64_t batch_size) {
   Evaluation e;
   e.cacc = accuracy(predict_probs(model, clean_test.x, batch_size), clean_test.y);
-  auto t = trigger_metrics(predict_probs(model, triggered_test.x, batch_size), triggered_test.y, target);
+  TriggerMetrics t;
+  if (triggered_test.size() > 0)
+    t = trigger_metrics(predict_probs(model, triggered_test.x, batch_size), triggered_test.y, target);
+  if (t.count == 0) {
+    // No triggered row to measure (the trigger is unknown): unknown, not 0 %.
+    e.asr = e.ra = e.pcc = std::numeric_limits<double>::quiet_NaN();
+    return e;
+  }
   e.asr = t.asr;
   e.ra = t.ra;
   e.pcc = t.pcc;

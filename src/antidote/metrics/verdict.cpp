@@ -18,22 +18,44 @@ const char* verdict_word(const std::string& verdict) {
 
 bool backdoor_learned(double suspect_asr) { return suspect_asr >= kLearnedBackdoorAsr; }
 
+std::string evaluation_text(const Evaluation& e) {
+  if (!e.asr_known()) return fmt::format("CACC {:.1f}% ASR unknown", 100 * e.cacc);
+  return fmt::format("CACC {:.1f}% ASR {:.1f}% RA {:.1f}%", 100 * e.cacc, 100 * e.asr, 100 * e.ra);
+}
+
+namespace {
+constexpr double kEps = 1e-9;  // a value printed as the limit passes
+
+// The clean-accuracy half of a verdict: the drop against the suspect, and its reason.
+void judge_cacc(Verdict& v, const Evaluation& after, const Evaluation& suspect) {
+  v.cacc_known = true;
+  v.cacc_drop = suspect.cacc - after.cacc;
+  v.cacc_ok = v.cacc_drop <= kMaxCaccDrop + kEps;
+  v.why +=
+      fmt::format("; CACC drop {:.1f} points {} {:.0f}", 100 * v.cacc_drop, v.cacc_ok ? "≤" : ">", 100 * kMaxCaccDrop);
+}
+}  // namespace
+
 Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect) {
-  constexpr double eps = 1e-9;  // a value printed as the limit passes
   Verdict v;
   v.limit = asr_limit(floor);
-  v.asr_ok = after.asr <= v.limit + eps;
+  if (!after.asr_known()) {
+    // Without triggered rows only a fall in clean accuracy can be seen: it fails a
+    // defense, but nothing can pass one.
+    v.verdict = "unknown";
+    v.why = "ASR unknown (no triggered test set)";
+    if (suspect) judge_cacc(v, after, *suspect);
+    if (v.cacc_known && !v.cacc_ok) v.verdict = "fail";
+    return v;
+  }
+  v.asr_ok = after.asr <= v.limit + kEps;
   v.why = fmt::format("ASR {:.1f}% {} {:.1f}%", 100 * after.asr, v.asr_ok ? "≤" : ">", 100 * v.limit);
   if (!suspect) {
     v.verdict = v.asr_ok ? "unknown" : "fail";
     v.why += "; no suspect row to compare CACC with";
     return v;
   }
-  v.cacc_known = true;
-  v.cacc_drop = suspect->cacc - after.cacc;
-  v.cacc_ok = v.cacc_drop <= kMaxCaccDrop + eps;
-  v.why +=
-      fmt::format("; CACC drop {:.1f} points {} {:.0f}", 100 * v.cacc_drop, v.cacc_ok ? "≤" : ">", 100 * kMaxCaccDrop);
+  judge_cacc(v, after, *suspect);
   if (!backdoor_learned(suspect->asr)) {
     v.verdict = "unknown";
     v.why += fmt::format("; the suspect's ASR is {:.1f}%: it never learned the backdoor", 100 * suspect->asr);

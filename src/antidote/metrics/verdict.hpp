@@ -7,10 +7,19 @@
 
 namespace antidote {
 
-// Fractions in [0, 1].
+// Fractions in [0, 1]. asr, ra and pcc are NaN when no triggered row was measured
+// (the trigger is unknown); asr_known says so.
 struct Evaluation {
   double cacc = 0, asr = 0, ra = 0, pcc = 0;
+  bool asr_known() const { return asr == asr; }
 };
+
+// Without ground truth: a purified model that still sends more than this share of the
+// rows its defense flagged to the identified target may have kept the backdoor.
+constexpr double kFlaggedKeptShare = 0.5;
+
+// "CACC 88.4% ASR 1.2% RA 80.1%", or "CACC 88.4% ASR unknown" without triggered rows.
+std::string evaluation_text(const Evaluation& e);
 
 // ---- the verdict: did a defense remove the backdoor? ----------------------------------
 // Removed when ASR <= max(5 %, floor + 3 points), the floor being a clean model's ASR on

@@ -131,10 +131,14 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
     if (n.IsScalar()) {
       d.name = n.as<std::string>();
     } else {
-      check_keys(n, {"name", "path", "train_limit", "test_limit", "max_len", "min_freq", "num_classes", "model", "train"},
+      check_keys(n,
+                 {"name", "path", "train_limit", "test_limit", "max_len", "min_freq", "num_classes", "clean",
+                  "triggered_test", "model", "train"},
                  ctx);
       d.name = read<std::string>(n, "name", d.name, ctx);
       d.path = read<std::string>(n, "path", d.path, ctx);
+      d.clean = read<std::string>(n, "clean", d.clean, ctx);
+      d.triggered_test = read<std::string>(n, "triggered_test", d.triggered_test, ctx);
       d.train_limit = read<int64_t>(n, "train_limit", 0, ctx);
       d.test_limit = read<int64_t>(n, "test_limit", 0, ctx);
       d.max_len = read<int64_t>(n, "max_len", 0, ctx);

@@ -23,6 +23,10 @@ struct DatasetConfig {
   // 0 = the labels' own count (every class below the largest label must occur);
   // the named datasets declare theirs (fmnist 10, sst2 2, olid 2, agnews 4).
   int64_t num_classes = 0;
+  // The user's own sets (see RawData): `clean` replaces the clean rows the defenses
+  // would otherwise draw from the training set's unpoisoned rows; `triggered_test`
+  // gives ASR with `attacks: [none]`. A TSV file for text, an IDX prefix for images.
+  std::string clean, triggered_test;
   YAML::Node model;             // optional per-dataset override of `model`
   YAML::Node train;             // optional per-dataset override of `train`
 };

@@ -1,6 +1,7 @@
 #include "antidote/pipeline/experiment.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <iostream>
 #include <optional>
@@ -54,6 +55,15 @@ RawData load_dataset(const DatasetConfig& cfg, uint64_t seed) {
   d.test = seeded_subset(d.test, cfg.test_limit, derive_seed(seed, "test_limit"));
   check_labels(d.train.labels, d.num_classes, cfg.name + " training labels");
   check_labels(d.test.labels, d.num_classes, cfg.name + " test labels");
+  // The user's own sets are used whole: train_limit and test_limit do not apply.
+  auto own = [&](const std::string& path, const std::string& key) {
+    auto s = read_split(path, d.modality, d.num_classes, fmt::format("dataset '{}' {}", cfg.name, key));
+    if (s.is_image() && s.images.sizes().slice(1) != d.train.images.sizes().slice(1))
+      fail("dataset '{}' {}: images of '{}' differ in size from the training images", cfg.name, key, path);
+    return s;
+  };
+  if (!cfg.clean.empty()) d.clean = own(cfg.clean, "clean");
+  if (!cfg.triggered_test.empty()) d.triggered = own(cfg.triggered_test, "triggered_test");
   return d;
 }
 
@@ -104,6 +114,7 @@ void finish_cell(Cell& c, const RawData& data, const DatasetConfig& dcfg, const 
   c.train_clean = c.originals_aligned ? c.encoder.encode(c.raw_train_clean) : c.train;
   c.test_clean = c.encoder.encode(c.raw_test_clean);
   c.test_triggered = c.encoder.encode(c.raw_test_triggered);
+  if (data.clean.size() > 0) c.own_clean = c.encoder.encode(data.clean);
   check_labels(c.train.y, c.num_classes, "poisoned training labels");
   c.input = input_spec_for(c);
 }
@@ -121,12 +132,22 @@ Cell prepare_cell(const RawData& data, const DatasetConfig& dcfg, const AttackCo
   s.seed = derive_seed(seed, "attack/" + acfg.name);
   s.num_classes = data.num_classes;
   auto attack = make_attack(acfg.name, acfg.options, s, fmt::format("attack '{}'", acfg.name));
-  if (attack->modality() != data.modality)
+  if (!attack->works_on(data.modality))
     fail("attack '{}' works on {} data, dataset '{}' is {}", acfg.name, modality_name(attack->modality()), dcfg.name,
          modality_name(data.modality));
   Rng rng(derive_seed(seed, "poison/" + acfg.name));
   c.raw_train = attack->poison_train(data.train, rng);
   c.raw_test_triggered = attack->triggered_test(data.test, rng);
+  if (!attack->builds_trigger()) {
+    c.poison_known = false;
+    c.attack.poison_rate = 0;
+    if (data.triggered.size() > 0) c.raw_test_triggered = data.triggered;
+  } else if (data.triggered.size() > 0) {
+    fail(
+        "dataset '{}': triggered_test is for `attacks: [none]` (a trigger of your own); attack '{}' builds its "
+        "own triggered test set",
+        dcfg.name, acfg.name);
+  }
   c.raw_train_clean = data.train;
   c.originals_aligned = c.raw_train.size() == data.train.size() && attack->aligned_with_clean();
   finish_cell(c, data, dcfg, fixed);
@@ -144,6 +165,17 @@ Cell prepare_clean_cell(const RawData& data, const DatasetConfig& dcfg, uint64_t
   c.raw_test_triggered = data.test;
   finish_cell(c, data, dcfg);
   return c;
+}
+
+std::vector<AttackConfig> attacks_or_default(const ExperimentConfig& cfg, Modality modality) {
+  if (!cfg.attacks.empty()) return cfg.attacks;
+  AttackConfig a;
+  a.name = modality == Modality::Image ? "badnets" : "badnet-word";
+  std::cerr << fmt::format(
+      "antidote: note: the config has no attacks: entry, so the data are poisoned with {} ({:.0f} %, target {}) "
+      "to build a test case; `attacks: [none]` uses them as they are\n",
+      a.name, 100 * a.poison_rate, a.target);
+  return {a};
 }
 
 // ---- models ---------------------------------------------------------------------------
@@ -204,6 +236,12 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   // Seeded by the cell, not the defense: every defense of a cell draws the same clean rows.
   ctx.clean = std::make_shared<CleanPool>(cell.train_clean.y, cell.train.poisoned, cell.num_classes,
                                           derive_seed(cell.seed, "clean_pool"), cell.originals_aligned);
+  if (cell.own_clean.size() > 0) {
+    // The user's own clean set replaces the training rows the ground truth calls clean.
+    ctx.clean_data = cell.own_clean.without_ground_truth();
+    ctx.clean = std::make_shared<CleanPool>(cell.own_clean.y, torch::Tensor(), cell.num_classes,
+                                            derive_seed(cell.seed, "clean_pool"));
+  }
   ctx.num_classes = cell.num_classes;
   ctx.modality = cell.modality;
   ctx.device = device;
@@ -221,7 +259,10 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
 
 json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
 
-json evaluation_json(const Evaluation& e) { return {{"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}}; }
+json evaluation_json(const Evaluation& e) {
+  auto known = [](double v) { return std::isnan(v) ? json(nullptr) : json(v); };
+  return {{"cacc", e.cacc}, {"asr", known(e.asr)}, {"ra", known(e.ra)}, {"pcc", known(e.pcc)}};
+}
 
 json detection_json(const torch::Tensor& flagged, const torch::Tensor& poisoned) {
   auto det = detection(flagged, poisoned);
@@ -266,7 +307,8 @@ std::string csv_field(const std::string& s) {
 
 json write_identification(const Identification& id, const Cell& cell, const std::string& dir) {
   make_dirs(dir);
-  const bool known = cell.train.poisoned.defined() && cell.train.poisoned.numel() == cell.train.size();
+  const bool known =
+      cell.poison_known && cell.train.poisoned.defined() && cell.train.poisoned.numel() == cell.train.size();
   auto flagged = id.flagged.to(torch::kCPU, torch::kLong).contiguous();
   auto labels_t = cell.train.y.to(torch::kCPU, torch::kLong).contiguous();
   auto scores_t = id.scores.to(torch::kCPU, torch::kDouble).contiguous();
@@ -308,19 +350,44 @@ json write_identification(const Identification& id, const Cell& cell, const std:
 
 
 namespace {
+// What a defense that flagged training rows can tell without ground truth: the share
+// of those rows that the suspect and the purified model send to the identified target.
+// A purified model that still sends most of them there has kept the backdoor on the
+// very rows it was told about. (They are training rows, so a low share is weaker
+// evidence of success than a high share is of failure.)
+json flagged_rows_check(const Cell& cell, Classifier& suspect, Classifier& purified, const DefenseResult& r,
+                        int64_t batch) {
+  const auto& id = r.details.value("identify", json::object());
+  const int64_t target = id.value("target", int64_t{-1});
+  if (!r.flagged.defined() || r.flagged.numel() == 0 || target < 0) return nullptr;
+  auto x = cell.train.x.index_select(0, r.flagged.to(torch::kCPU));
+  auto share = [&](Classifier& m) {
+    return predict_probs(m, x, batch).argmax(1).eq(target).to(torch::kDouble).mean().item<double>();
+  };
+  const double before = share(suspect), after = share(purified);
+  return {{"rows", r.flagged.numel()},
+          {"target", target},
+          {"suspect_share", before},
+          {"purified_share", after},
+          {"kept", after > kFlaggedKeptShare}};
+}
+
 json defense_row(const DefenseRun& run, const std::string& name, const Defense& defense, const Cell& cell) {
   const auto& r = run.result;
   json row = evaluation_json(run.after);
   row["defense"] = name;
   if (auto resolved = defense.resolved_options(); !resolved.empty()) row["resolved_options"] = resolved;
   row["clean_samples"] = r.clean_samples;
-  row["der"] = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
+  row["der"] = run.after.asr_known()
+                   ? json(defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc))
+                   : json(nullptr);
   row["detection"] = nullptr;
-  if (r.flagged.defined()) row["detection"] = detection_json(r.flagged, cell.train.poisoned);
+  if (r.flagged.defined() && cell.poison_known) row["detection"] = detection_json(r.flagged, cell.train.poisoned);
   row["stages"] = json::array();
   for (const auto& st : r.stages) row["stages"].push_back(stage_json(st));
   row["details"] = r.details;
-  if (r.scores.defined()) row["details"]["identification"] = identification_json(r.scores, cell.train.poisoned);
+  if (r.scores.defined() && cell.poison_known)
+    row["details"]["identification"] = identification_json(r.scores, cell.train.poisoned);
   row["seconds"] = run.seconds;
   return row;
 }
@@ -345,6 +412,9 @@ DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const Def
   run.after = run.result.model == suspect
                   ? run.before
                   : evaluate(*run.result.model, cell.test_clean, cell.test_triggered, target, rq.eval_batch);
+  if (run.result.model != suspect)
+    if (auto check = flagged_rows_check(cell, *suspect, *run.result.model, run.result, rq.eval_batch); !check.is_null())
+      run.result.details["flagged_rows_check"] = check;
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   run.row = defense_row(run, rq.name, *defense, cell);
   return run;
@@ -400,7 +470,7 @@ void check_attacks(const std::vector<AttackConfig>& attacks, const RawData& data
   for (const auto& a : attacks) {
     AttackSettings s{a.poison_rate, a.target, seed, data.num_classes};
     auto attack = make_attack(a.name, a.options, s, fmt::format("attack '{}'", a.name));
-    if (attack->modality() != data.modality)
+    if (!attack->works_on(data.modality))
       fail("attack '{}' works on {} data, dataset '{}' is {}", a.name, modality_name(attack->modality()), dcfg.name,
            modality_name(data.modality));
   }
@@ -471,12 +541,7 @@ class BenchRunner {
     st.key["seed"] = seed;
     st.key["version"] = version();
 
-    std::vector<AttackConfig> attacks = cfg_.attacks;
-    if (attacks.empty()) {
-      AttackConfig a;
-      a.name = data.modality == Modality::Image ? "badnets" : "badnet-word";
-      attacks.push_back(a);
-    }
+    const auto attacks = attacks_or_default(cfg_, data.modality);
     check_attacks(attacks, data, dcfg, seed);
 
     // The clean reference model gives the ASR floor of every attack on this data.
@@ -502,10 +567,10 @@ class BenchRunner {
             trigger_metrics(predict_probs(*clean_model, trig.x, cfg_.eval_batch_size), trig.y, acfg.target).asr;
       }
       suspect.before = evaluate(*suspect.model, cell.test_clean, cell.test_triggered, acfg.target, cfg_.eval_batch_size);
-      log_info(fmt::format("[{} × {}] suspect: CACC {:.1f}% ASR {:.1f}% (floor {:.1f}%)", dcfg.name, acfg.name,
-                           100 * suspect.before.cacc, 100 * suspect.before.asr, 100 * suspect.floor));
+      log_info(fmt::format("[{} × {}] suspect: {} (floor {:.1f}%)", dcfg.name, acfg.name,
+                           evaluation_text(suspect.before), 100 * suspect.floor));
       // Said even with --quiet: a defense cannot be judged on a backdoor that is not there.
-      if (!backdoor_learned(suspect.before.asr))
+      if (suspect.before.asr_known() && !backdoor_learned(suspect.before.asr))
         std::cerr << fmt::format(
             "antidote: warning: [{} × {}] the suspect never learned the backdoor (ASR {:.1f}%, "
             "under {:.0f}%): the defenses' numbers on this cell say nothing about them\n",
@@ -611,8 +676,8 @@ class BenchRunner {
       save_bench_model(*run.result.model, cell, mpath);
       row["model_file"] = std::filesystem::path(mpath).filename().string();
     }
-    log_info(fmt::format("{} CACC {:.1f}% ASR {:.1f}% RA {:.1f}% DER {:.3f}", what, 100 * run.after.cacc,
-                         100 * run.after.asr, 100 * run.after.ra, row["der"].get<double>()));
+    log_info(fmt::format("{} {}{}", what, evaluation_text(run.after),
+                         row["der"].is_null() ? "" : fmt::format(" DER {:.3f}", row["der"].get<double>())));
     write_file_atomic(cell_path, json_text(row));
     doc_["runs"].push_back(row);
     save();

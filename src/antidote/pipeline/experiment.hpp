@@ -41,7 +41,11 @@ struct Cell {
   RawSplit raw_test_clean;
   Encoder encoder;
   Dataset train, train_clean, test_clean, test_triggered;
+  Dataset own_clean;  // the user's clean set (dataset `clean:`), empty when not given
   InputSpec input;
+  // Whether train.poisoned is the ground truth. False with `attacks: [none]`: nothing is
+  // known of the rows, so no detection precision or score histogram is computed.
+  bool poison_known = true;
   bool originals_aligned = true;  // raw_train_clean row i is the clean original of raw_train row i
 };
 // `fixed` encodes with a given vocabulary (a loaded text model's) instead of building one.
@@ -50,6 +54,11 @@ Cell prepare_cell(const RawData& data, const DatasetConfig& dcfg, const AttackCo
 // The same data with no attack (for the clean reference model).
 Cell prepare_clean_cell(const RawData& data, const DatasetConfig& dcfg, uint64_t seed);
 InputSpec input_spec_for(const Cell& cell);
+
+// The config's attacks; without an `attacks:` entry, the modality's standard test case
+// (BadNets or BadNet-word, 10 %, target 0), said on stderr: data the user brings as
+// they are need `attacks: [none]`, and a silent poisoning would be mistaken for theirs.
+std::vector<AttackConfig> attacks_or_default(const ExperimentConfig& cfg, Modality modality);
 
 // Resolve the model config (`auto` arch, per-dataset overrides).
 std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, const DatasetConfig& dcfg,

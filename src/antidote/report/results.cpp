@@ -208,8 +208,11 @@ std::string run_row_problem(const json& row) {
   using t = json::value_t;
   for (const char* key : {"dataset", "model", "attack", "defense"})
     if (auto p = type_problem(row, key, t::string, false); !p.empty()) return p;
-  for (const char* key : {"cacc", "asr", "ra", "pcc", "poison_rate"})
+  for (const char* key : {"cacc", "poison_rate"})
     if (auto p = fraction_problem(row, key, false); !p.empty()) return p;
+  // Null where no triggered row was measured (the trigger is unknown).
+  for (const char* key : {"asr", "ra", "pcc"})
+    if (auto p = fraction_problem(row, key, true); !p.empty()) return p;
   if (auto p = fraction_problem(row, "asr_floor", true); !p.empty()) return p;
   for (const char* key : {"seed", "target", "clean_samples"})
     if (auto p = type_problem(row, key, t::number_integer, false); !p.empty()) return p;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -101,7 +102,8 @@ double asr_bar(const json& row) { return asr_limit(floor_of(row)); }
 Evaluation evaluation_of(const json& row) {
   Evaluation e;
   e.cacc = num(row, "cacc");
-  e.asr = num(row, "asr");
+  // A null ASR is an unknown one (no triggered test set): NaN, which the verdict reads so.
+  e.asr = has_num(row, "asr") ? num(row, "asr") : std::numeric_limits<double>::quiet_NaN();
   return e;
 }
 
@@ -113,16 +115,17 @@ Judgement judge(const json& row, const json* none) {
     j.why = "the suspect model itself";
     return j;
   }
-  if (!has_num(row, "asr") || !has_num(row, "cacc")) {
+  if (!has_num(row, "cacc")) {
     j.verdict = "unknown";
     j.why = "no metrics";
     return j;
   }
-  const bool known = none && has_num(*none, "cacc") && has_num(*none, "asr");
+  const bool known = none && has_num(*none, "cacc");
   const Evaluation suspect = known ? evaluation_of(*none) : Evaluation{};
-  auto v = purification_verdict(evaluation_of(row), floor_of(row), known ? &suspect : nullptr);
+  const Evaluation after = evaluation_of(row);
+  auto v = purification_verdict(after, floor_of(row), known ? &suspect : nullptr);
   j.verdict = v.verdict;
-  j.asr_class = v.asr_ok ? "ok" : "bad";
+  if (after.asr_known()) j.asr_class = v.asr_ok ? "ok" : "bad";
   if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
   j.why = v.why;
   return j;

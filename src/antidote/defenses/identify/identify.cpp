@@ -11,6 +11,15 @@ IdentifierPtr make_identifier(const std::string& name, Params& params, const Def
   return IdentifierRegistry::instance().create("identification method", name, params, setup);
 }
 
+bool identifier_takes(const std::string& name, const std::string& key) {
+  const auto& entries = IdentifierRegistry::instance().entries();
+  auto it = entries.find(name);
+  if (it == entries.end() || !it->second.options) return false;
+  for (const auto& d : it->second.options())
+    if (d.key == key) return true;
+  return false;
+}
+
 void record_identification(const Identification& id, const std::string& defense, DefenseResult& result) {
   for (const auto& s : id.stages) result.stages.push_back(s);
   result.flagged = id.flagged;

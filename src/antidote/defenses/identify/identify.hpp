@@ -45,6 +45,9 @@ class Identifier {
 using IdentifierPtr = std::shared_ptr<Identifier>;
 using IdentifierRegistry = Registry<Identifier, Params&, const DefenseSetup&>;
 IdentifierPtr make_identifier(const std::string& name, Params& params, const DefenseSetup& setup);
+// Whether method `name` declares option `key` (false for an unknown method), so that a
+// defense sets a method's key only where the method takes it.
+bool identifier_takes(const std::string& name, const std::string& key);
 // What a defense that ran an identification stage reports of it: the stage costs,
 // the flagged rows and scores (for the detection metrics), details["identify"] with
 // method, target, confidence and warning, and the same in the log under `defense`.
