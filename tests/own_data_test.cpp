@@ -146,6 +146,11 @@ TEST(OwnData, ABenchWithoutATriggerRecordsTheAsrAsUnknown) {
   write_users_data(dir);
   const auto cfg = config(dir, ", clean: '" + dir.file("user/clean.tsv") + "'",
                           "attacks: [none]\ndefenses: [none, {name: ft, clean_samples: 100, epochs: 1}]\n");
+  // With the clean reference model too: no triggered rows, so no floor (null, not 0 %).
+  std::ifstream in(cfg);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  text.replace(text.find("asr_floor: false"), 16, "asr_floor: true");
+  dir.write("c.yaml", text);
   auto r = run_cli("bench -q --config '" + cfg + "' --out '" + dir.file("b") + "'");
   ASSERT_EQ(r.rc, 0) << r.output;
   const auto doc = read_json(dir.file("b/results.json"));
@@ -153,6 +158,7 @@ TEST(OwnData, ABenchWithoutATriggerRecordsTheAsrAsUnknown) {
   for (const auto& row : doc["runs"]) {
     EXPECT_TRUE(row["asr"].is_null()) << row.dump();
     EXPECT_TRUE(row["der"].is_null()) << row.dump();
+    EXPECT_TRUE(row["asr_floor"].is_null()) << row.dump();
     EXPECT_EQ(row["poison_rate"], 0.0);
   }
   EXPECT_EQ(doc["runs"][1]["clean_samples"], 100);

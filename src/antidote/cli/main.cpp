@@ -30,7 +30,7 @@ model: {arch: cnn}
 train: {epochs: 6}
 attacks:
   - {name: badnets, poison_rate: 0.1, target: 0}
-# NT-ML's consensus phase at half its default length keeps the demo within 5 minutes
+# NT-ML's consensus phase at a quarter of its default length keeps the demo near 5 minutes
 # on 2 cores (the demo cell is a third of the full training set).
 defenses: [none, bedkd, {name: ntml, consensus_iterations: 500}, ft, fp, nad]
 )";

@@ -746,8 +746,9 @@ class NtmlDefense : public Defense {
     record_identification(id, "ntml", result);
     if (id.flagged.numel() == 0) return anchor;
     anchor.x = ctx.train.x.index_select(0, id.flagged);
-    anchor.q = ntml::non_target_labels(f0, anchor.x, o_.nt.temperature, ctx.device);
-    if (o_.anchor_labels == "uniform") {
+    if (o_.anchor_labels == "non_target") {
+      anchor.q = ntml::non_target_labels(f0, anchor.x, o_.nt.temperature, ctx.device);
+    } else {
       if (id.target < 0)
         fail("ntml: anchor_labels uniform needs a target label, and identify {} inferred none", o_.identify);
       // Every class but the target equally likely: the rows are pulled away from the

@@ -561,14 +561,14 @@ class BenchRunner {
       auto cell = prepare_cell(data, dcfg, acfg, seed);
       doc_["examples"].push_back(examples_json(cell, 4));
       auto suspect = suspect_for(cell, acfg, st);
-      if (clean_model) {
+      if (clean_model && cell.raw_test_triggered.size() > 0) {  // no floor without triggered rows
         auto trig = clean_cell.encoder.encode(cell.raw_test_triggered);
         suspect.floor =
             trigger_metrics(predict_probs(*clean_model, trig.x, cfg_.eval_batch_size), trig.y, acfg.target).asr;
       }
       suspect.before = evaluate(*suspect.model, cell.test_clean, cell.test_triggered, acfg.target, cfg_.eval_batch_size);
-      log_info(fmt::format("[{} × {}] suspect: {} (floor {:.1f}%)", dcfg.name, acfg.name,
-                           evaluation_text(suspect.before), 100 * suspect.floor));
+      log_info(fmt::format("[{} × {}] suspect: {}{}", dcfg.name, acfg.name, evaluation_text(suspect.before),
+                           suspect.floor >= 0 ? fmt::format(" (floor {:.1f}%)", 100 * suspect.floor) : ""));
       // Said even with --quiet: a defense cannot be judged on a backdoor that is not there.
       if (suspect.before.asr_known() && !backdoor_learned(suspect.before.asr))
         std::cerr << fmt::format(
