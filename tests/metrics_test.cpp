@@ -195,13 +195,20 @@ TEST(MetricsLosses, NonTargetDistribution) {
 
 // ---- predict_probs / evaluate on a tiny model -------------------------------------------
 
-TEST(MetricsEvaluate, PredictProbsBatchesAndRestoresMode) {
+namespace {
+// A seeded 3-class CNN on 1x4x4 images.
+ClassifierPtr tiny_cnn_4x4() {
   torch::manual_seed(0);
   InputSpec in;
   in.channels = 1;
   in.height = in.width = 4;
   in.num_classes = 3;
-  auto model = make_model("cnn", in, YAML::Load("{width: 2, hidden: 4}"));
+  return make_model("cnn", in, YAML::Load("{width: 2, hidden: 4}"));
+}
+}  // namespace
+
+TEST(MetricsEvaluate, PredictProbsBatchesAndRestoresMode) {
+  auto model = tiny_cnn_4x4();
   model->train();
   auto x = torch::rand({7, 1, 4, 4});
   auto probs = predict_probs(*model, x, 3);  // batches of 3, 3, 1
@@ -341,12 +348,7 @@ TEST(MetricsVerdict, AnUnknownAsrIsNeverASuccess) {
 }
 
 TEST(MetricsEvaluate, NoTriggeredRowsGiveAnUnknownAsr) {
-  torch::manual_seed(0);
-  InputSpec in;
-  in.channels = 1;
-  in.height = in.width = 4;
-  in.num_classes = 3;
-  auto model = make_model("cnn", in, YAML::Load("{width: 2, hidden: 4}"));
+  auto model = tiny_cnn_4x4();
   auto x = torch::rand({5, 1, 4, 4});
   Dataset clean{x, torch::zeros({5}, torch::kLong), torch::Tensor()};
   Dataset none{torch::empty({0, 1, 4, 4}), torch::empty({0}, torch::kLong), torch::Tensor()};

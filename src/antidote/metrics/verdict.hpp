@@ -3,6 +3,7 @@
 // LibTorch, so that the report's code can include it cheaply.
 #pragma once
 
+#include <cmath>
 #include <string>
 
 namespace antidote {
@@ -11,7 +12,7 @@ namespace antidote {
 // (the trigger is unknown); asr_known says so.
 struct Evaluation {
   double cacc = 0, asr = 0, ra = 0, pcc = 0;
-  bool asr_known() const { return asr == asr; }
+  bool asr_known() const { return !std::isnan(asr); }
 };
 
 // Without ground truth: a purified model that still sends more than this share of the

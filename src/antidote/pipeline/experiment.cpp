@@ -234,13 +234,14 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   ctx.train = cell.train.without_ground_truth();
   ctx.clean_data = cell.train_clean.without_ground_truth();
   // Seeded by the cell, not the defense: every defense of a cell draws the same clean rows.
-  ctx.clean = std::make_shared<CleanPool>(cell.train_clean.y, cell.train.poisoned, cell.num_classes,
-                                          derive_seed(cell.seed, "clean_pool"), cell.originals_aligned);
+  const uint64_t pool_seed = derive_seed(cell.seed, "clean_pool");
   if (cell.own_clean.size() > 0) {
     // The user's own clean set replaces the training rows the ground truth calls clean.
     ctx.clean_data = cell.own_clean.without_ground_truth();
-    ctx.clean = std::make_shared<CleanPool>(cell.own_clean.y, torch::Tensor(), cell.num_classes,
-                                            derive_seed(cell.seed, "clean_pool"));
+    ctx.clean = std::make_shared<CleanPool>(cell.own_clean.y, torch::Tensor(), cell.num_classes, pool_seed);
+  } else {
+    ctx.clean = std::make_shared<CleanPool>(cell.train_clean.y, cell.train.poisoned, cell.num_classes, pool_seed,
+                                            cell.originals_aligned);
   }
   ctx.num_classes = cell.num_classes;
   ctx.modality = cell.modality;
