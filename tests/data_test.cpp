@@ -185,12 +185,15 @@ TEST(DataIdx, ReadsASplitByItsPrefix) {
   auto msg = error_of([&] { read_split(dir.file("mine"), Modality::Image, 2, "dataset 'x' clean"); });
   EXPECT_NE(msg.find("dataset 'x' clean"), std::string::npos) << msg;
   EXPECT_NE(msg.find("label 2 is out of range for 2 classes"), std::string::npos) << msg;
-  msg = error_of([&] { read_split(dir.file("other"), Modality::Image, 3, "clean"); });
+  msg = error_of([&] { read_split(dir.file("other"), Modality::Image, 3, "dataset 'x' clean"); });
   EXPECT_NE(msg.find("other-images-idx3-ubyte"), std::string::npos) << msg;
+  EXPECT_EQ(msg.rfind("dataset 'x' clean: ", 0), 0u) << msg;
   write_bytes(dir.file("clean.tsv"), "sentence\tlabel\ngood film\t1\nbad film\t0\n");
   auto t = read_split(dir.file("clean.tsv"), Modality::Text, 2, "clean");
   ASSERT_EQ(t.texts.size(), 2u);
   EXPECT_EQ(t.texts[1], "bad film");
+  msg = error_of([&] { read_split(dir.file("nope.tsv"), Modality::Text, 2, "dataset 'x' clean"); });
+  EXPECT_NE(msg.find("dataset 'x' clean: TSV file not found"), std::string::npos) << msg;
   msg = error_of([&] { read_split(dir.file("clean.tsv"), Modality::Text, 1, "clean"); });
   EXPECT_NE(msg.find("clean.tsv"), std::string::npos) << msg;
 }

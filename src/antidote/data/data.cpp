@@ -137,12 +137,16 @@ RawData load_tsv_dir(const std::string& dir, const std::string& name, int64_t nu
 RawSplit read_split(const std::string& path, Modality modality, int64_t num_classes, const std::string& what) {
   if (path.empty()) fail("{}: empty path", what);
   RawSplit s;
-  if (modality == Modality::Text) {
-    s = text_split(read_tsv(path, num_classes - 1));
-  } else {
-    const std::filesystem::path p(path);
-    const auto dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
-    s = idx_split(dir, p.filename().string());
+  try {
+    if (modality == Modality::Text) {
+      s = text_split(read_tsv(path, num_classes - 1));
+    } else {
+      const std::filesystem::path p(path);
+      const auto dir = p.has_parent_path() ? p.parent_path().string() : std::string(".");
+      s = idx_split(dir, p.filename().string());
+    }
+  } catch (const Error& e) {
+    fail("{}: {}", what, e.what());  // the reader names the file; this names the set
   }
   if (s.size() == 0) fail("{}: '{}' has no rows", what, path);
   check_labels(s.labels, num_classes, fmt::format("{} ('{}')", what, path));
