@@ -316,7 +316,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
     row["clean_samples"] = result.clean_samples;
     row["cacc"] = after.cacc;
     row["asr"] = after.asr;
-    row["stages"] = run.row["stages"];
+    row["stages"] = run.record.stages;
     // Sizes the twins replicate.
     const auto& d = result.details;
     if (name == "bedkd" && d.contains("dmm")) {

@@ -77,8 +77,14 @@ TEST(CLI, ListOptionsPrintsEachKeyWithItsDefaultAndRule) {
   EXPECT_FALSE(contains(r.output, "ntml:")) << r.output;
   auto all = run("list --options");
   EXPECT_EQ(all.rc, 0) << all.output;
-  for (auto name : {"bedkd:", "ntml:", "ft:", "fp:", "nad:", "badnets:", "token_stats:", "early_loss:"})
+  for (auto name : {"config:", "bedkd:", "ntml:", "ft:", "fp:", "nad:", "badnets:", "token_stats:", "early_loss:"})
     EXPECT_TRUE(contains(all.output, name)) << name;
+  // The config file's own keys, by themselves.
+  auto config = run("list --options config");
+  EXPECT_EQ(config.rc, 0) << config.output;
+  for (auto key : {"eval_batch_size", "dataset.train_limit", "train.lr", "image 0.05, text 0.001"})
+    EXPECT_TRUE(contains(config.output, key)) << key << "\n" << config.output;
+  EXPECT_FALSE(contains(config.output, "bedkd:")) << config.output;
   EXPECT_USER_ERROR(run("list --options nosuchthing"));
 }
 

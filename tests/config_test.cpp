@@ -1,5 +1,5 @@
-// Config: defaults, unknown keys named in the error, seed lists, bad types,
-// attack/defense entries as bare names or mappings; plus the core plumbing it rests
+// Config: defaults, unknown keys named in the error, seed lists, bad types, the
+// declared keys' rules and docs, attack/defense entries as bare names or mappings; plus the core plumbing it rests
 // on (Params' unknown-key detection, Rng, hash_string, write_file_atomic).
 #include <gtest/gtest.h>
 
@@ -102,16 +102,38 @@ TEST(ConfigDefaults, TrainResolvePerModality) {
 // ---- unknown keys -------------------------------------------------------------------------
 
 TEST(ConfigUnknownKeys, TopLevel) {
-  auto msg = parse_error("seed: 1\nepochs: 3\n");
-  EXPECT_TRUE(contains(msg, "'epochs'")) << msg;
-  EXPECT_TRUE(contains(msg, "test.yaml")) << msg;
+  // The known keys are the table's scalars and the sections read by hand.
+  EXPECT_EQ(parse_error("seed: 1\nepochs: 3\n"),
+            "test.yaml: unknown key 'epochs' (known keys: asr_floor, attacks, dataset, datasets, defenses, device, "
+            "eval_batch_size, model, monitor_limit, seed, threads, train)");
+  // Reported before the values of the other keys are looked at.
+  auto msg = parse_error("dataset: {name: cifar100}\nepochs: 3\n");
+  EXPECT_TRUE(contains(msg, "unknown key 'epochs'")) << msg;
+}
+
+TEST(ConfigUnknownKeys, EveryKnownKeyAccepted) {
+  auto c = parse(
+      "seed: [1, 2]\nthreads: 2\ndevice: cpu\nasr_floor: false\neval_batch_size: 64\nmonitor_limit: 0\n"
+      "dataset: {name: tsv, path: /d, train_limit: 10, test_limit: 5, max_len: 16, min_freq: 2, num_classes: 3,"
+      " clean: /d/clean.tsv, triggered_test: /d/trig.tsv, model: {arch: textcnn}, train: {epochs: 1}}\n"
+      "model: {arch: auto}\ntrain: {epochs: 2}\nattacks: [none]\ndefenses: [ft]\n");
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_FALSE(c.asr_floor);
+  EXPECT_EQ(c.eval_batch_size, 64);
+  EXPECT_EQ(c.monitor_limit, 0);
+  ASSERT_EQ(c.datasets.size(), 1u);
+  const auto& d = c.datasets[0];
+  EXPECT_EQ(d.test_limit, 5);
+  EXPECT_EQ(d.num_classes, 3);
+  EXPECT_EQ(d.clean, "/d/clean.tsv");
+  EXPECT_EQ(d.triggered_test, "/d/trig.tsv");
 }
 
 TEST(ConfigUnknownKeys, InDataset) {
-  auto msg = parse_error("dataset: {name: sst2, pth: /x}\n");
-  EXPECT_TRUE(contains(msg, "'pth'")) << msg;
-  EXPECT_TRUE(contains(msg, "dataset")) << msg;
-  msg = parse_error("datasets: [fmnist, {name: idx, path: /y, limit: 3}]\n");
+  EXPECT_EQ(parse_error("dataset: {name: sst2, pth: /x}\n"),
+            "dataset[0]: unknown key 'pth' (known keys: clean, max_len, min_freq, model, name, num_classes, path, "
+            "test_limit, train, train_limit, triggered_test)");
+  auto msg = parse_error("datasets: [fmnist, {name: idx, path: /y, limit: 3}]\n");
   EXPECT_TRUE(contains(msg, "'limit'")) << msg;
   EXPECT_TRUE(contains(msg, "dataset[1]")) << msg;
 }
@@ -137,7 +159,7 @@ TEST(ConfigValues, SeedScalarAndList) {
 
 TEST(ConfigValues, BadTypesNameTheKey) {
   auto msg = parse_error("threads: many");
-  EXPECT_TRUE(contains(msg, "threads")) << msg;
+  EXPECT_EQ(msg, "test.yaml.threads: cannot read 'many' as an integer");
   msg = parse_error("train: {epochs: lots}");
   EXPECT_TRUE(contains(msg, "train.epochs")) << msg;
   msg = parse_error("dataset: {name: sst2, path: /x, max_len: long}");
@@ -146,14 +168,11 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   EXPECT_TRUE(contains(msg, "target")) << msg;
   msg = parse_error("asr_floor: maybe");
   EXPECT_TRUE(contains(msg, "asr_floor")) << msg;
-  msg = parse_error("monitor_limit: -1");
-  EXPECT_TRUE(contains(msg, "monitor_limit")) << msg;
-  msg = parse_error("eval_batch_size: 0");
-  EXPECT_TRUE(contains(msg, "eval_batch_size")) << msg;
+  EXPECT_EQ(parse_error("monitor_limit: -1"), "test.yaml: monitor_limit must be >= 0 (0 = all rows), got -1");
+  EXPECT_EQ(parse_error("eval_batch_size: 0"), "test.yaml: eval_batch_size must be positive, got 0");
   msg = parse_error("model: cnn");
   EXPECT_TRUE(contains(msg, "model")) << msg;
-  msg = parse_error("device: tpu");
-  EXPECT_TRUE(contains(msg, "tpu")) << msg;
+  EXPECT_EQ(parse_error("device: tpu"), "test.yaml: device must be cpu, cuda or cuda:N, got tpu");
   msg = parse_error("train: {group_by_length: sometimes}");
   EXPECT_TRUE(contains(msg, "train.group_by_length")) << msg;
   msg = parse_error("train: {warmup_epochs: 7}");  // more than the 6 epochs
@@ -170,6 +189,95 @@ TEST(ConfigValues, BadTypesNameTheKey) {
   EXPECT_TRUE(contains(msg, "train")) << msg;
   msg = parse_error("[1, 2, 3]");
   EXPECT_TRUE(contains(msg, "test.yaml")) << msg;
+}
+
+TEST(ConfigValues, DeviceNames) {
+  for (auto ok : {"cpu", "cuda", "cuda:0", "cuda:12"}) EXPECT_EQ(parse(fmt::format("device: '{}'", ok)).device, ok);
+  for (auto bad : {"cudax", "cuda:", "cuda:a", "cuda:1x", "gpu", "CPU"})
+    EXPECT_EQ(parse_error(fmt::format("device: '{}'", bad)),
+              fmt::format("test.yaml: device must be cpu, cuda or cuda:N, got {}", bad));
+  EXPECT_EQ(parse_error("device: ''"), "test.yaml: device must be cpu, cuda or cuda:N, got ''");
+}
+
+TEST(ConfigValues, DatasetRules) {
+  const std::string classes =
+      "num_classes must be 0 (the dataset's declared count, or the labels' own) or lie in [2, 100000]";
+  EXPECT_EQ(parse_error("dataset: {name: idx, path: /x, num_classes: 1}"), "dataset[0]: " + classes + ", got 1");
+  EXPECT_EQ(parse_error("datasets: [fmnist, {name: idx, path: /x, num_classes: 100001}]"),
+            "dataset[1]: " + classes + ", got 100001");
+  EXPECT_EQ(parse_error("dataset: {name: idx, num_classes: -2}"), "dataset[0]: " + classes + ", got -2");
+  EXPECT_EQ(parse("dataset: {name: idx, path: /x, num_classes: 2}").datasets[0].num_classes, 2);
+  EXPECT_EQ(parse("dataset: {name: idx, path: /x, num_classes: 100000}").datasets[0].num_classes, 100000);
+  EXPECT_EQ(parse("dataset: {name: idx, path: /x}").datasets[0].num_classes, 0);  // the labels' own count
+  EXPECT_EQ(parse_error("dataset: {name: sst2, train_limit: -1}"), "dataset[0]: train_limit must be >= 0, got -1");
+  EXPECT_EQ(parse_error("dataset: {name: sst2, test_limit: -5}"), "dataset[0]: test_limit must be >= 0, got -5");
+  EXPECT_EQ(parse_error("dataset: {name: sst2, max_len: -1}"), "dataset[0]: max_len must be >= 0, got -1");
+  EXPECT_EQ(parse_error("dataset: {name: sst2, min_freq: 0}"), "dataset[0]: min_freq must be >= 1, got 0");
+  EXPECT_EQ(parse_error("dataset: {name: sst2, min_freq: 1.5}"),
+            "dataset[0].min_freq: cannot read '1.5' as an integer");
+}
+
+TEST(ConfigValues, DatasetRegistryFillsPathAndClasses) {
+  // A bare name is a dataset entry with only `name`.
+  auto c = parse("dataset: sst2");
+  ASSERT_EQ(c.datasets.size(), 1u);
+  EXPECT_EQ(c.datasets[0].name, "sst2");
+  EXPECT_EQ(c.datasets[0].path, "");
+  EXPECT_EQ(c.datasets[0].num_classes, 2);
+  EXPECT_EQ(c.datasets[0].min_freq, 1);
+  // An empty path and num_classes 0, given or not, take the registry's.
+  auto f = parse("dataset: {name: fmnist, path: '', num_classes: 0}").datasets[0];
+  EXPECT_EQ(f.path, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(f.num_classes, 10);
+  EXPECT_EQ(parse("{}").datasets[0].num_classes, 10);
+  EXPECT_EQ(parse("datasets: [agnews]").datasets[0].num_classes, 4);
+  EXPECT_EQ(parse("dataset: {name: olid, num_classes: 3}").datasets[0].num_classes, 3);  // given wins
+}
+
+TEST(ConfigValues, InputNodeLeftAsGiven) {
+  // The keys read by hand are taken from a copy: the caller's document stays as it was.
+  auto empty = YAML::Load("");
+  parse_config(empty, "empty.yaml");
+  EXPECT_TRUE(empty.IsNull());
+  auto root = YAML::Load("seed: 1\ndataset: {name: sst2}\n");
+  parse_config(root, "t.yaml");
+  EXPECT_EQ(YAML::Dump(root), "seed: 1\ndataset: {name: sst2}");
+}
+
+TEST(ConfigDocs, TopLevelDatasetAndTrainKeys) {
+  std::vector<std::string> keys;
+  for (const auto& d : config_option_docs())
+    if (d.key.rfind("train.", 0) != 0) keys.push_back(d.key);
+  EXPECT_EQ(keys, (std::vector<std::string>{"threads", "device", "asr_floor", "eval_batch_size", "monitor_limit",
+                                            "dataset.name", "dataset.path", "dataset.train_limit", "dataset.test_limit",
+                                            "dataset.max_len", "dataset.min_freq", "dataset.num_classes",
+                                            "dataset.clean", "dataset.triggered_test"}));
+  auto find = [](const std::string& key) {
+    for (const auto& d : config_option_docs())
+      if (d.key == key) return d;
+    return OptionDoc{};
+  };
+  // The values shown are the structs' initializers.
+  EXPECT_EQ(find("eval_batch_size").value, "512");
+  EXPECT_EQ(find("eval_batch_size").rule, "must be positive");
+  EXPECT_EQ(find("monitor_limit").value, "2000");
+  EXPECT_EQ(find("asr_floor").value, "true");
+  EXPECT_EQ(find("device").value, "cpu");
+  EXPECT_EQ(find("device").rule, "must be cpu, cuda or cuda:N");
+  EXPECT_EQ(find("dataset.name").value, "fmnist");
+  EXPECT_EQ(find("dataset.path").value, "''");
+  EXPECT_EQ(find("dataset.min_freq").value, "1");
+  EXPECT_EQ(find("dataset.min_freq").rule, "must be >= 1");
+  EXPECT_EQ(find("dataset.num_classes").rule,
+            "must be 0 (the dataset's declared count, or the labels' own) or lie in [2, 100000]");
+  // The training keys, with each modality's default where they differ.
+  EXPECT_EQ(find("train.epochs").value, "6");
+  EXPECT_EQ(find("train.batch_size").value, "image 128, text 32");
+  EXPECT_EQ(find("train.optimizer").value, "image sgd, text adam");
+  EXPECT_EQ(find("train.lr").value, "image 0.05, text 0.001");
+  EXPECT_EQ(find("train.group_by_length").value, "true");
+  for (const auto& d : config_option_docs()) EXPECT_FALSE(d.meaning.empty()) << d.key;
+  EXPECT_NE(format_option_docs("config", config_option_docs()).find("dataset.triggered_test"), std::string::npos);
 }
 
 TEST(ConfigValues, Datasets) {

@@ -69,6 +69,7 @@ json fixture() {
   for (int i = 0; i < 20; ++i) ph[i] = i < 5 ? 20 - i : 1, ch[i] = i > 10 ? 100 + i : 3;
   bedkd["details"]["identification"] = {{"bin_max", 2.5},  {"poisoned_hist", ph}, {"clean_hist", ch},
                                         {"auroc", 0.973}, {"poisoned_mean", 0.3}, {"clean_mean", 1.9}};
+  bedkd["section"] = {{"id", "bedkd"}, {"title", "BeDKD"}, {"legend", "BEDKD-LEGEND"}, {"layout", "distillation"}};
   runs.push_back(bedkd);
   // NT-ML with its stage table and verdict.
   json ntml = run_row("ntml", 0.87, 0.20, 0.02);
@@ -79,6 +80,7 @@ json fixture() {
        {{"stage", "after ML"}, {"model", "S"}, {"cacc", 0.87}, {"asr", 0.2}, {"ra", 0.7}, {"pcc", 0.1}},
        {{"stage", "control: ML without NT"}, {"model", "S"}, {"cacc", 0.86}, {"asr", 0.9}, {"ra", 0.1}, {"pcc", 0.1}}});
   ntml["details"]["verdict"] = "abstract's checks after NT: NTML-VERDICT-MARKER both hold";
+  ntml["section"] = {{"id", "ntml"}, {"title", "NT-ML"}, {"legend", "NTML-LEGEND"}, {"layout", "stages"}};
   runs.push_back(ntml);
   // Cell 2: a text attack without a `none` row.
   auto t = run_row("ft", 0.8, 0.01, 0.0, "badnet-word");
@@ -222,6 +224,10 @@ TEST(Report, HasEverySectionAndChart) {
   EXPECT_NE(html.find("class=\"ntml-stages\""), std::string::npos);
   EXPECT_NE(html.find("control: ML without NT"), std::string::npos);
   EXPECT_NE(html.find("NTML-VERDICT-MARKER"), std::string::npos);
+  // Each declared section has its heading, its legend and a link in the navigation.
+  for (const char* marker :
+       {"BEDKD-LEGEND", "NTML-LEGEND", "<a href=\"#bedkd\">BeDKD</a>", "<a href=\"#ntml\">NT-ML</a>"})
+    EXPECT_NE(html.find(marker), std::string::npos) << marker;
   // Cost per stage and provenance.
   EXPECT_NE(html.find("812"), std::string::npos);
   EXPECT_NE(html.find("9.8.7-test"), std::string::npos);

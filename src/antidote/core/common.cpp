@@ -94,6 +94,7 @@ StageCost StageTimer::finish() {
 
 namespace {
 bool g_quiet = false;
+}  // namespace
 
 std::string format_duration(double s) {
   if (!(s >= 0) || s > 1e7) return "?";
@@ -102,7 +103,15 @@ std::string format_duration(double s) {
   if (t >= 60) return fmt::format("{}m{:02}s", t / 60, t % 60);
   return fmt::format("{}s", t);
 }
-}  // namespace
+
+std::string rate_text(double per_second, const std::string& unit) {
+  if (per_second >= 10) return fmt::format("{:.0f} {}/s", per_second, unit);
+  if (per_second >= 1) return fmt::format("{:.1f} {}/s", per_second, unit);
+  if (per_second <= 0) return fmt::format("– {}/s", unit);
+  // Slower than one a second: the seconds each one takes read better than "0 epochs/s".
+  const std::string one = unit.size() > 1 && unit.back() == 's' ? unit.substr(0, unit.size() - 1) : unit;
+  return fmt::format("{:.1f} s/{}", 1 / per_second, one);
+}
 
 void set_quiet(bool q) { g_quiet = q; }
 bool quiet() { return g_quiet; }
@@ -136,9 +145,9 @@ void Progress::print(bool final, const std::string& extra) {
   double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = el > 0 ? done_ / el : 0;
   double left = rate > 0 ? (total_ - done_) / rate : -1;
-  std::string line = fmt::format("{} {}/{} {} | {:.0f} {}/s | {} {}{}", label_, done_, total_, "", rate, unit_,
-                                 final ? "took" : "left", final ? format_duration(el) : format_duration(left),
-                                 extra.empty() ? "" : " | " + extra);
+  std::string line =
+      fmt::format("{} {}/{} | {} | {} {}{}", label_, done_, total_, rate_text(rate, unit_), final ? "took" : "left",
+                  final ? format_duration(el) : format_duration(left), extra.empty() ? "" : " | " + extra);
   if (tty_) {
     std::cerr << "\r\033[K" << line << (final ? "\n" : "") << std::flush;
   } else {

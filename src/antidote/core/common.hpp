@@ -133,6 +133,12 @@ class StageTimer {
 double current_peak_rss_mb();
 void reset_peak_rss();
 
+// "45s", "3m07s", "2h05m"; "?" for a negative or absurd duration (not yet known).
+std::string format_duration(double seconds);
+// A rate as a progress line shows it: "312 samples/s", "2.5 epochs/s", and below one a
+// second the time each takes, "40.0 s/epoch".
+std::string rate_text(double per_second, const std::string& unit);
+
 // Progress for long loops: an updating line with rate and time left on a terminal,
 // a plain line every `plain_every` seconds (and at the end) otherwise.
 class Progress {

@@ -13,6 +13,7 @@
 #include "antidote/data/data.hpp"
 #include "antidote/metrics/metrics.hpp"
 #include "antidote/models/model.hpp"
+#include "antidote/report/record.hpp"
 
 namespace antidote {
 
@@ -74,6 +75,9 @@ class Defense {
   virtual DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) = 0;
   // Every option's value as this run uses it, defaults resolved (results.json).
   virtual nlohmann::json resolved_options() const { return nlohmann::json::object(); }
+  // The report section that draws this defense's details (its layout, heading and
+  // legend); none by default, and its curves join the report's shared section.
+  virtual ReportSection report_section() const { return {}; }
 };
 
 using DefensePtr = std::shared_ptr<Defense>;

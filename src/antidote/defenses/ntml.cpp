@@ -548,6 +548,13 @@ class NtmlDefense : public Defense {
  public:
   NtmlDefense(NtmlOptions o, IdentifierPtr identifier) : o_(std::move(o)), identifier_(std::move(identifier)) {}
   nlohmann::json resolved_options() const override { return table().values(o_); }
+  ReportSection report_section() const override {
+    return {"ntml", "NT-ML",
+            "T: the teacher (the suspect model, trained on in ML); S: the student. After NT (non-target training on "
+            "the poisoned set) S should be well below T on CACC and above it on PCC; after ML (mutual learning on the "
+            "clean set) S should keep the CACC and lose the ASR. The control runs ML without NT.",
+            "stages"};
+  }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean) fail("ntml needs a clean pool");

@@ -1,5 +1,6 @@
 // One YAML file describes an experiment grid. Every key has a default;
-// an unknown key is an error naming it.
+// an unknown key is an error naming it. The top-level scalars and a dataset entry's keys
+// are declared in OptionTables (config.cpp); the defaults are the structs' initializers.
 #pragma once
 
 #include <yaml-cpp/yaml.h>
@@ -8,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "antidote/core/options.hpp"
 #include "antidote/data/data.hpp"
 #include "antidote/train/train.hpp"
 
@@ -73,5 +75,9 @@ ExperimentConfig load_config(const std::string& path);
 std::string default_dataset_path(const std::string& name);
 int64_t declared_classes(const std::string& name);  // 0 for idx and tsv
 Modality dataset_modality(const std::string& name);
+// The config's declared keys for `antidote list --options`: the top-level scalars, a
+// dataset entry's keys as "dataset.<key>", and the training keys as "train.<key>" with
+// each modality's default.
+OptionDocs config_option_docs();
 
 }  // namespace antidote

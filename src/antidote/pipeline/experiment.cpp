@@ -8,6 +8,7 @@
 #include <tuple>
 
 #include "antidote/metrics/metrics.hpp"
+#include "antidote/report/record.hpp"
 #include "antidote/report/results.hpp"
 
 namespace antidote {
@@ -373,24 +374,32 @@ json flagged_rows_check(const Cell& cell, Classifier& suspect, Classifier& purif
           {"kept", after > kFlaggedKeptShare}};
 }
 
-json defense_row(const DefenseRun& run, const std::string& name, const Defense& defense, const Cell& cell) {
+std::optional<double> known(double v) { return std::isnan(v) ? std::nullopt : std::optional<double>(v); }
+
+// The record of a run: the defense's part (the cell's part is the caller's).
+RunRecord defense_record(const DefenseRun& run, const std::string& name, const Defense& defense, const Cell& cell) {
   const auto& r = run.result;
-  json row = evaluation_json(run.after);
-  row["defense"] = name;
-  if (auto resolved = defense.resolved_options(); !resolved.empty()) row["resolved_options"] = resolved;
-  row["clean_samples"] = r.clean_samples;
-  row["der"] = run.after.asr_known()
-                   ? json(defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc))
-                   : json(nullptr);
-  row["detection"] = nullptr;
-  if (r.flagged.defined() && cell.poison_known) row["detection"] = detection_json(r.flagged, cell.train.poisoned);
-  row["stages"] = json::array();
-  for (const auto& st : r.stages) row["stages"].push_back(stage_json(st));
-  row["details"] = r.details;
+  RunRecord rec;
+  rec.defense = name;
+  rec.resolved_options = defense.resolved_options();
+  rec.section = defense.report_section();
+  rec.clean_samples = r.clean_samples;
+  rec.cacc = run.after.cacc;
+  rec.asr = known(run.after.asr);
+  rec.ra = known(run.after.ra);
+  rec.pcc = known(run.after.pcc);
+  if (run.after.asr_known())
+    rec.der = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
+  if (r.flagged.defined() && cell.poison_known) {
+    auto det = detection(r.flagged, cell.train.poisoned);
+    rec.detection = DetectionRecord{det.precision, det.recall, det.f1, det.flagged};
+  }
+  for (const auto& st : r.stages) rec.stages.push_back({st.name, st.seconds, st.peak_rss_mb});
+  rec.details = r.details;
   if (r.scores.defined() && cell.poison_known)
-    row["details"]["identification"] = identification_json(r.scores, cell.train.poisoned);
-  row["seconds"] = run.seconds;
-  return row;
+    rec.details["identification"] = identification_json(r.scores, cell.train.poisoned);
+  rec.seconds = run.seconds;
+  return rec;
 }
 }  // namespace
 
@@ -417,7 +426,7 @@ DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const Def
     if (auto check = flagged_rows_check(cell, *suspect, *run.result.model, run.result, rq.eval_batch); !check.is_null())
       run.result.details["flagged_rows_check"] = check;
   run.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  run.row = defense_row(run, rq.name, *defense, cell);
+  run.record = defense_record(run, rq.name, *defense, cell);
   return run;
 }
 
@@ -498,6 +507,9 @@ class BenchRunner {
     doc_["device"] = cfg_.device;
     doc_["runs"] = json::array();
     doc_["examples"] = json::array();
+    // Without an attacks: entry each dataset gets its modality's one standard attack.
+    const auto attacks = static_cast<int64_t>(std::max<size_t>(1, cfg_.attacks.size()));
+    cells_total_ = static_cast<int64_t>(cfg_.datasets.size() * cfg_.seeds.size() * cfg_.defenses.size()) * attacks;
     for (const auto& dcfg : cfg_.datasets)
       for (uint64_t seed : cfg_.seeds) run_dataset(dcfg, seed);
     save();
@@ -620,24 +632,21 @@ class BenchRunner {
   }
 
   // A cell finished by an earlier run, if its file is there and readable.
-  std::optional<json> finished_cell(const std::string& path, double floor, const std::string& what) const {
+  std::optional<RunRecord> finished_cell(const std::string& path, double floor, const std::string& what) const {
     if (options_.fresh || !file_exists(path)) return std::nullopt;
-    json row;
+    RunRecord rec;
     try {
-      row = parse_json(read_file(path, kMaxJsonBytes), fmt::format("cell '{}'", path));
+      rec = run_record(parse_json(read_file(path, kMaxJsonBytes), fmt::format("cell '{}'", path)),
+                       fmt::format("cell '{}'", path));
     } catch (const Error& e) {
       log_info(fmt::format("{} recomputing: {}", what, e.what()));
       return std::nullopt;
     }
-    if (const auto problem = run_row_problem(row); !problem.empty()) {
-      log_info(fmt::format("{} recomputing: cell '{}' is not a valid result ({})", what, path, problem));
-      return std::nullopt;
-    }
     // A cell finished by a run without the floor gets this run's: the floor depends
     // on the dataset, seed and attack, not on the defense.
-    if (floor >= 0 && row["asr_floor"].is_null()) row["asr_floor"] = floor;
+    if (floor >= 0 && !rec.asr_floor) rec.asr_floor = floor;
     log_info(fmt::format("{} finished earlier: {}", what, path));
-    return row;
+    return rec;
   }
 
   void run_cell(const Cell& cell, const AttackConfig& acfg, const Setting& st, const Suspect& suspect, size_t di) {
@@ -645,42 +654,47 @@ class BenchRunner {
     YAML::Node dk = YAML::Clone(suspect.key);
     dk["defense"] = def.name;
     dk["defense_options"] = def.options;
-    const auto what = fmt::format("[{} × {} × {}]", st.dcfg.name, acfg.name, def.name);
+    ++cells_done_;
+    const auto what =
+        fmt::format("[cell {}/{}] [{} × {} × {}]", cells_done_, cells_total_, st.dcfg.name, acfg.name, def.name);
     auto cell_path = fmt::format("{}/cells/{}.json", options_.out_dir, key_of(dk));
-    if (auto row = finished_cell(cell_path, suspect.floor, what)) {
-      doc_["runs"].push_back(std::move(*row));
+    if (auto rec = finished_cell(cell_path, suspect.floor, what)) {
+      doc_["runs"].push_back(*rec);
       return;
     }
-    if (def.name != "none") log_info(what + " running the defense");
+    if (def.name != "none") log_info(what + " running the defense" + time_left());
     DefenseRequest rq{def.name,       def.options,          fmt::format("defenses[{}] ({})", di, def.name),
                       derive_seed(st.seed, "defense/" + key_of(dk)), device_, cfg_.eval_batch_size,
                       cfg_.monitor_limit};
     auto run = run_defense(cell, suspect.model, rq, &suspect.before);
-    json row = run.row;
-    row["dataset"] = st.dcfg.name;
-    row["model"] = st.arch;
-    row["attack"] = acfg.name;
+    RunRecord rec = std::move(run.record);
+    rec.dataset = st.dcfg.name;
+    rec.model = st.arch;
+    rec.attack = acfg.name;
     // The rate actually applied: a pre-poisoned file decides its own rate.
-    row["poison_rate"] = !cell.train.poisoned.defined() || cell.train.poisoned.numel() == 0
-                             ? acfg.poison_rate
-                             : cell.train.poisoned.to(torch::kDouble).mean().item<double>();
-    row["target"] = acfg.target;
-    row["seed"] = st.seed;
-    row["options"] = yaml_to_json(def.options);
-    row["asr_floor"] = suspect.floor >= 0 ? json(suspect.floor) : json(nullptr);
+    rec.poison_rate = !cell.train.poisoned.defined() || cell.train.poisoned.numel() == 0
+                          ? acfg.poison_rate
+                          : cell.train.poisoned.to(torch::kDouble).mean().item<double>();
+    rec.target = acfg.target;
+    rec.seed = st.seed;
+    rec.options = yaml_to_json(def.options);
+    if (suspect.floor >= 0) rec.asr_floor = suspect.floor;
     const bool purified = run.result.model != suspect.model;
     if (!purified && suspect.train_cost.seconds > 0)
-      row["stages"].insert(row["stages"].begin(), stage_json(suspect.train_cost));
+      rec.stages.insert(rec.stages.begin(),
+                        {suspect.train_cost.name, suspect.train_cost.seconds, suspect.train_cost.peak_rss_mb});
     if (options_.save_models && purified) {
       auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options_.out_dir, st.dcfg.name, st.arch, acfg.name,
                                def.name, key_of(dk));
       save_bench_model(*run.result.model, cell, mpath);
-      row["model_file"] = std::filesystem::path(mpath).filename().string();
+      rec.model_file = std::filesystem::path(mpath).filename().string();
     }
-    log_info(fmt::format("{} {}{}", what, evaluation_text(run.after),
-                         row["der"].is_null() ? "" : fmt::format(" DER {:.3f}", row["der"].get<double>())));
+    log_info(
+        fmt::format("{} {}{}", what, evaluation_text(run.after), rec.der ? fmt::format(" DER {:.3f}", *rec.der) : ""));
+    const json row = rec;
     write_file_atomic(cell_path, json_text(row));
     doc_["runs"].push_back(row);
+    ++cells_computed_;
     save();
   }
 
@@ -692,8 +706,21 @@ class BenchRunner {
   const ExperimentConfig& cfg_;
   const BenchOptions& options_;
   torch::Device device_;
+  // What the grid holds (datasets × seeds × attacks × defenses), how many of its cells
+  // this run has reached, and how many of those it computed (the rest were cached).
+  int64_t cells_total_ = 0, cells_done_ = 0, cells_computed_ = 0;
   std::chrono::steady_clock::time_point t0_;
   json doc_;
+
+  // The time the rest of the grid should take, at this run's pace per computed cell
+  // (suspect and reference training included); "" before the first.
+  std::string time_left() const {
+    if (cells_computed_ == 0) return "";
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    const double left =
+        elapsed / static_cast<double>(cells_computed_) * static_cast<double>(cells_total_ - cells_done_ + 1);
+    return fmt::format(" (the grid: about {} left)", format_duration(left));
+  }
 };
 
 }  // namespace

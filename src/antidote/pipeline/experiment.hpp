@@ -14,6 +14,7 @@
 #include "antidote/defenses/identify/identify.hpp"
 #include "antidote/models/model.hpp"
 #include "antidote/pipeline/config.hpp"
+#include "antidote/report/record.hpp"
 
 namespace antidote {
 
@@ -105,9 +106,8 @@ struct DefenseRun {
   Evaluation before, after;
   double seconds = 0;      // building, running and evaluating the defense
   double run_seconds = 0;  // Defense::run alone
-  // What a results row holds of the run: defense, clean_samples, cacc, asr, ra, pcc,
-  // der, detection (null without flagged rows), stages, details, seconds.
-  nlohmann::json row;
+  // The run's results row, its defense's part filled (the caller adds the cell's).
+  RunRecord record;
 };
 // `before`: the suspect's evaluation when the caller has it (computed otherwise).
 DefenseRun run_defense(const Cell& cell, const ClassifierPtr& suspect, const DefenseRequest& request,

@@ -294,12 +294,10 @@ std::string histogram_chart(const json& id, const std::string& title, const std:
 // Seconds per defense, stacked by stage.
 std::string cost_chart(const Cell& cell, const std::vector<std::string>& stage_names) {
   double tmax = 1e-9;
-  for (const json* r : cell.rows) tmax = std::max(tmax, num(*r, "seconds", 0.0));
-  for (const json* r : cell.rows) {
+  for (const RunRecord* r : cell.rows) {
     double sum = 0;
-    if (r->contains("stages") && (*r)["stages"].is_array())
-      for (const auto& st : (*r)["stages"]) sum += num(st, "seconds");
-    tmax = std::max(tmax, sum);
+    for (const auto& st : r->stages) sum += st.seconds;
+    tmax = std::max({tmax, r->seconds, sum});
   }
   const double W = 560, L = 70, R = 60, T = 28, rowh = 22;
   const double H = T + rowh * cell.rows.size() + 40, pw = W - L - R;
@@ -310,33 +308,28 @@ std::string cost_chart(const Cell& cell, const std::vector<std::string>& stage_n
   s += fmt::format("<text class=\"title\" x=\"{}\" y=\"16\">Seconds per defense, by stage: {}</text>", L,
                    esc(cell.dataset + " × " + cell.attack));
   for (size_t i = 0; i < cell.rows.size(); ++i) {
-    const json& r = *cell.rows[i];
+    const RunRecord& r = *cell.rows[i];
     double y = T + rowh * i;
     s += fmt::format("<text class=\"label\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>", L - 6, y + 14,
-                     esc(text(r, "defense")));
+                     esc(r.defense));
     double x = L, sum = 0;
-    if (r.contains("stages") && r["stages"].is_array())
-      for (const auto& st : r["stages"]) {
-        double sec = num(st, "seconds");
-        auto name = text(st, "name", "?");
-        size_t k = std::find(stage_names.begin(), stage_names.end(), name) - stage_names.begin();
-        double w = pw * sec / tmax;
-        s += fmt::format(
-            "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\"><title>{}: {:.1f} s, peak "
-            "{:.0f} "
-            "MB</title></rect>",
-            x, y + 3, std::max(w, 0.5), rowh - 6, kPalette[k % 10], esc(name), sec, num(st, "peak_rss_mb"));
-        x += w;
-        sum += sec;
-      }
+    for (const auto& st : r.stages) {
+      size_t k = std::find(stage_names.begin(), stage_names.end(), st.name) - stage_names.begin();
+      double w = pw * st.seconds / tmax;
+      s += fmt::format(
+          "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{}\" fill=\"{}\"><title>{}: {:.1f} s, peak "
+          "{:.0f} MB</title></rect>",
+          x, y + 3, std::max(w, 0.5), rowh - 6, kPalette[k % 10], esc(st.name), st.seconds, st.peak_rss_mb);
+      x += w;
+      sum += st.seconds;
+    }
     s += fmt::format("<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\">{:.1f} s</text>", x + 4, y + 14,
-                     std::max(sum, num(r, "seconds")));
+                     std::max(sum, r.seconds));
   }
   double ly = T + rowh * cell.rows.size() + 18, lx = L;
   std::set<std::string> present;
-  for (const json* r : cell.rows)
-    if (r->contains("stages") && (*r)["stages"].is_array())
-      for (const auto& st : (*r)["stages"]) present.insert(text(st, "name", "?"));
+  for (const RunRecord* r : cell.rows)
+    for (const auto& st : r->stages) present.insert(st.name);
   for (size_t k = 0; k < stage_names.size(); ++k) {
     if (!present.count(stage_names[k])) continue;
     s += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"10\" fill=\"{}\"/>", lx, ly - 9,

@@ -174,10 +174,11 @@ std::string render_identification_html(const json& id) {
 }
 
 std::string render_html_report(const json& doc) {
-  const json& runs = doc.contains("runs") ? doc["runs"] : json::array();
-  auto cells = group_cells(runs);
+  const auto runs = run_records(doc);
+  const auto cells = group_cells(runs);
   const auto seeds = seeds_section(cells);  // "" unless some cell has several seeds
-  size_t nruns = runs.is_array() ? runs.size() : 0;
+  const auto sections = declared_sections(cells);
+  const size_t nruns = runs.size();
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                   "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
                   "<title>antidote report</title><style>";
@@ -189,16 +190,15 @@ std::string render_html_report(const json& doc) {
       esc(text(doc, "device", "cpu")));
   h += "<nav><a href=\"#summary\">in brief</a><a href=\"#results\">results</a>";
   if (!seeds.empty()) h += "<a href=\"#seeds\">over seeds</a>";
-  h += "<a href=\"#charts\">charts</a>"
-       "<a href=\"#bedkd\">BeDKD</a><a href=\"#ntml\">NT-ML</a><a href=\"#examples\">attacks</a>"
-       "<a href=\"#cost\">cost</a><a href=\"#provenance\">config</a></nav><main>";
+  h += "<a href=\"#charts\">charts</a>";
+  for (const auto& s : sections) h += fmt::format("<a href=\"#{}\">{}</a>", esc(s.id), esc(s.title));
+  h += "<a href=\"#examples\">attacks</a><a href=\"#cost\">cost</a><a href=\"#provenance\">config</a></nav><main>";
   h += summary_section(cells);
   h += results_section(cells);
   h += seeds;
   h += charts_section(cells);
-  h += bedkd_section(cells);
+  for (const auto& s : sections) h += defense_section(s, cells);
   h += other_trajectories_section(cells);
-  h += ntml_section(cells);
   h += examples_section(doc);
   h += cost_section(cells);
   h += provenance_section(doc);

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "antidote/metrics/verdict.hpp"
+#include "antidote/report/record.hpp"
 #include "antidote/report/results.hpp"
 
 namespace antidote::html {
@@ -25,17 +26,18 @@ double num(const json& obj, const char* key, double def = 0.0);
 std::string pct(const json& obj, const char* key);  // percent(obj[key]), "–" when absent
 
 // ---- cells and verdicts (sections.cpp)
-// Rows of one experiment cell (same data, model, attack and seed), the `none` row first if any.
+// Rows of one experiment cell (same data, model, attack and seed), and its `none` row
+// (the suspect itself) if any.
 struct Cell {
   std::string dataset, model, attack, rate, target, seed;
-  std::vector<const json*> rows;
-  const json* none = nullptr;
+  std::vector<const RunRecord*> rows;
+  const RunRecord* none = nullptr;
   std::string title() const {
     return fmt::format("{} × {} ({}, {}% poisoned, target {}, seed {})", dataset, attack, model, rate, target, seed);
   }
   std::string slug() const { return dataset + "-" + attack + "-" + seed; }
 };
-std::vector<Cell> group_cells(const json& runs);
+std::vector<Cell> group_cells(const std::vector<RunRecord>& runs);
 
 // ---- charts (charts.cpp)
 struct Bar {
@@ -65,9 +67,12 @@ std::string summary_section(const std::vector<Cell>& cells);
 std::string results_section(const std::vector<Cell>& cells);
 std::string seeds_section(const std::vector<Cell>& cells);  // "" unless some cell has several seeds
 std::string charts_section(const std::vector<Cell>& cells);
-std::string bedkd_section(const std::vector<Cell>& cells);
+// The sections the defenses declare (RunRecord::section), in order of first appearance.
+std::vector<ReportSection> declared_sections(const std::vector<Cell>& cells);
+// One declared section, laid out as it asks, with every row that declared it.
+std::string defense_section(const ReportSection& section, const std::vector<Cell>& cells);
+// The curves and score histograms of the rows that declare no section of their own.
 std::string other_trajectories_section(const std::vector<Cell>& cells);
-std::string ntml_section(const std::vector<Cell>& cells);
 std::string examples_section(const json& doc);
 std::string cost_section(const std::vector<Cell>& cells);
 std::string provenance_section(const json& doc);

@@ -3,18 +3,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
+
 #include <string>
 #include <vector>
+
+#include "antidote/report/record.hpp"
 
 namespace antidote {
 
 // Writes all four files into `out_dir` as one set: every file is written before any
 // replaces its predecessor, so a failed write leaves the previous set whole.
 void write_results(const std::string& out_dir, const nlohmann::json& doc);
-// What makes `row` unfit to be a run in a results document (a cell read back from an
-// earlier run): "" when it holds every field the tables read, of the right type and
-// range; else the first problem found.
-std::string run_row_problem(const nlohmann::json& row);
 std::string results_csv(const nlohmann::json& doc);
 std::string results_markdown(const nlohmann::json& doc);
 // The mean ± sample standard deviation of CACC, ASR, ASR floor, RA, DER and detection
@@ -32,7 +32,9 @@ std::string mean_sd_percent(const std::vector<double>& fractions);
 // j[key] where j is an object holding key, else null: a reader's safe access to
 // documents that may come from an older version or a damaged file.
 const nlohmann::json& field(const nlohmann::json& j, const std::string& key);
-// "12.3" for 0.123; "–" for null.
+// "12.3" for 0.123; "–" for null (an unknown value).
 std::string percent(const nlohmann::json& fraction);
+std::string percent(double fraction);
+std::string percent(const std::optional<double>& fraction);
 
 }  // namespace antidote

@@ -65,20 +65,12 @@ struct Judgement {
   std::string why;
 };
 
-std::vector<Cell> group_cells(const json& runs) {
+std::vector<Cell> group_cells(const std::vector<RunRecord>& runs) {
   std::vector<Cell> cells;
   std::map<std::string, size_t> index;
-  if (!runs.is_array()) return cells;
   for (const auto& r : runs) {
-    if (!r.is_object()) continue;
-    Cell c{text(r, "dataset"),
-           text(r, "model"),
-           text(r, "attack"),
-           percent(field(r, "poison_rate")),
-           text(r, "target"),
-           text(r, "seed"),
-           {},
-           nullptr};
+    Cell c{r.dataset, r.model, r.attack, percent(r.poison_rate), std::to_string(r.target), std::to_string(r.seed),
+           {},        nullptr};
     std::string key =
         c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target + '\x1f' + c.seed;
     auto it = index.find(key);
@@ -89,41 +81,34 @@ std::vector<Cell> group_cells(const json& runs) {
     }
     Cell& cell = cells[it->second];
     cell.rows.push_back(&r);
-    if (text(r, "defense") == "none" && !cell.none) cell.none = &r;
+    if (r.defense == "none" && !cell.none) cell.none = &r;
   }
   return cells;
 }
 
-// The ASR limit of a row (metrics.hpp's rule, with the row's floor where it has one).
 // A row's ASR floor; -1 when it has none (verdict.hpp's "unknown").
-double floor_of(const json& row) { return has_num(row, "asr_floor") ? num(row, "asr_floor") : -1.0; }
-double asr_bar(const json& row) { return asr_limit(floor_of(row)); }
+double floor_of(const RunRecord& row) { return row.asr_floor.value_or(-1.0); }
+double asr_bar(const RunRecord& row) { return asr_limit(floor_of(row)); }
 
-Evaluation evaluation_of(const json& row) {
+Evaluation evaluation_of(const RunRecord& row) {
   Evaluation e;
-  e.cacc = num(row, "cacc");
-  // A null ASR is an unknown one (no triggered test set): NaN, which the verdict reads so.
-  e.asr = has_num(row, "asr") ? num(row, "asr") : std::numeric_limits<double>::quiet_NaN();
+  e.cacc = row.cacc;
+  // An unknown ASR (no triggered test set) is NaN, which the verdict reads so.
+  e.asr = row.asr.value_or(std::numeric_limits<double>::quiet_NaN());
   return e;
 }
 
-// purification_verdict (metrics.hpp) on a results row and its cell's `none` row.
-Judgement judge(const json& row, const json* none) {
+// purification_verdict (verdict.hpp) on a results row and its cell's `none` row.
+Judgement judge(const RunRecord& row, const RunRecord* none) {
   Judgement j;
-  if (text(row, "defense") == "none") {
+  if (&row == none || row.defense == "none") {
     j.verdict = "reference";
     j.why = "the suspect model itself";
     return j;
   }
-  if (!has_num(row, "cacc")) {
-    j.verdict = "unknown";
-    j.why = "no metrics";
-    return j;
-  }
-  const bool known = none && has_num(*none, "cacc");
-  const Evaluation suspect = known ? evaluation_of(*none) : Evaluation{};
+  const Evaluation suspect = none ? evaluation_of(*none) : Evaluation{};
   const Evaluation after = evaluation_of(row);
-  auto v = purification_verdict(after, floor_of(row), known ? &suspect : nullptr);
+  auto v = purification_verdict(after, floor_of(row), none ? &suspect : nullptr);
   j.verdict = v.verdict;
   if (after.asr_known()) j.asr_class = v.asr_ok ? "ok" : "bad";
   if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
@@ -151,34 +136,28 @@ std::string results_section(const std::vector<Cell>& cells) {
        "<th>DER</th><th>detection<br>P/R/F1 % (flagged)</th><th>seconds</th><th "
        "class=\"l\">verdict</th></tr></thead><tbody>";
   for (const auto& c : cells) {
-    for (const json* rp : c.rows) {
-      const json& r = *rp;
+    for (const RunRecord* rp : c.rows) {
+      const RunRecord& r = *rp;
       auto j = judge(r, c.none);
       std::string dcacc = "–";
-      if (c.none && has_num(*c.none, "cacc") && has_num(r, "cacc") && rp != c.none)
-        dcacc = fmt::format("{:+.1f}", 100 * (num(r, "cacc") - num(*c.none, "cacc")));
+      if (c.none && rp != c.none) dcacc = fmt::format("{:+.1f}", 100 * (r.cacc - c.none->cacc));
       std::string det = "–";
-      if (r.contains("detection") && r["detection"].is_object()) {
-        const auto& d = r["detection"];
-        det =
-            fmt::format("{}/{}/{} ({})", pct(d, "precision"), pct(d, "recall"), pct(d, "f1"), text(d, "flagged", "?"));
-      }
+      if (const auto& d = r.detection)
+        det = fmt::format("{}/{}/{} ({})", percent(d->precision), percent(d->recall), percent(d->f1), d->flagged);
       h += fmt::format(
           "<tr class=\"run {v}\" data-defense=\"{def}\" data-cell=\"{cell}\" data-verdict=\"{v}\" title=\"{why}\">"
           "<td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td>{rate}</td><td>{seed}</td><td "
           "class=\"l\">{def}</td><td>{cs}</td><td class=\"{cc}\">{cacc}</td><td class=\"{cc}\">{dc}</td>"
           "<td class=\"{ac}\">{asr}</td><td>{floor}</td><td>{ra}</td><td>{pcc}</td><td>{der}</td><td>{det}</td>"
           "<td>{sec}</td><td class=\"l\"><span class=\"badge {v}\">{vl}</span></td></tr>",
-          fmt::arg("v", j.verdict), fmt::arg("def", esc(text(r, "defense"))), fmt::arg("cell", esc(c.slug())),
+          fmt::arg("v", j.verdict), fmt::arg("def", esc(r.defense)), fmt::arg("cell", esc(c.slug())),
           fmt::arg("why", esc(j.why)), fmt::arg("ds", esc(c.dataset)), fmt::arg("atk", esc(c.attack)),
-          fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)),
-          fmt::arg("cs", esc(text(r, "clean_samples", "–"))), fmt::arg("cc", j.cacc_class),
-          fmt::arg("cacc", pct(r, "cacc")), fmt::arg("dc", dcacc), fmt::arg("ac", j.asr_class),
-          fmt::arg("asr", pct(r, "asr")), fmt::arg("floor", pct(r, "asr_floor")), fmt::arg("ra", pct(r, "ra")),
-          fmt::arg("pcc", pct(r, "pcc")),
-          fmt::arg("der", has_num(r, "der") ? fmt::format("{:.3f}", num(r, "der")) : "–"), fmt::arg("det", esc(det)),
-          fmt::arg("sec", has_num(r, "seconds") ? fmt::format("{:.1f}", num(r, "seconds")) : "–"),
-          fmt::arg("vl", verdict_label(j.verdict)));
+          fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)), fmt::arg("cs", r.clean_samples),
+          fmt::arg("cc", j.cacc_class), fmt::arg("cacc", percent(r.cacc)), fmt::arg("dc", dcacc),
+          fmt::arg("ac", j.asr_class), fmt::arg("asr", percent(r.asr)), fmt::arg("floor", percent(r.asr_floor)),
+          fmt::arg("ra", percent(r.ra)), fmt::arg("pcc", percent(r.pcc)),
+          fmt::arg("der", r.der ? fmt::format("{:.3f}", *r.der) : "–"), fmt::arg("det", esc(det)),
+          fmt::arg("sec", fmt::format("{:.1f}", r.seconds)), fmt::arg("vl", verdict_label(j.verdict)));
     }
   }
   h += "</tbody></table></div><p class=\"legendline\">Model and trigger target of each cell: see <a "
@@ -205,14 +184,14 @@ std::string seeds_section(const std::vector<Cell>& cells) {
     auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
     if (g == groups.end()) g = groups.insert(groups.end(), {key, Group{&c, 0, {}}});
     ++g->second.seeds;
-    for (const json* r : c.rows) {
-      auto def = text(*r, "defense");
+    for (const RunRecord* r : c.rows) {
+      const auto& def = r->defense;
       auto& lines = g->second.lines;
       auto l = std::find_if(lines.begin(), lines.end(), [&](const Line& x) { return x.defense == def; });
       if (l == lines.end()) l = lines.insert(lines.end(), Line{def, {}, {}, 0, 0, 0});
       ++l->seeds;
-      if (has_num(*r, "cacc")) l->cacc.push_back(num(*r, "cacc"));
-      if (has_num(*r, "asr")) l->asr.push_back(num(*r, "asr"));
+      l->cacc.push_back(r->cacc);
+      if (r->asr) l->asr.push_back(*r->asr);
       auto v = judge(*r, c.none).verdict;
       if (v == "success" || v == "fail") ++l->judged;
       if (v == "success") ++l->removed;
@@ -241,9 +220,9 @@ std::string summary_section(const std::vector<Cell>& cells) {
   if (cells.empty()) h += "<li>No finished runs yet.</li>";
   for (const auto& c : cells) {
     std::vector<std::string> ok, bad, unclear;
-    for (const json* r : c.rows) {
+    for (const RunRecord* r : c.rows) {
       auto j = judge(*r, c.none);
-      auto d = esc(text(*r, "defense"));
+      auto d = esc(r->defense);
       if (j.verdict == "success")
         ok.push_back(d);
       else if (j.verdict == "fail")
@@ -258,8 +237,8 @@ std::string summary_section(const std::vector<Cell>& cells) {
     };
     h += "<li><b>" + esc(c.title()) + "</b>: ";
     if (c.none)
-      h += fmt::format("the suspect model has CACC {}% and ASR {}% (floor {}%). ", pct(*c.none, "cacc"),
-                       pct(*c.none, "asr"), pct(*c.none, "asr_floor"));
+      h += fmt::format("the suspect model has CACC {}% and ASR {}% (floor {}%). ", percent(c.none->cacc),
+                       percent(c.none->asr), percent(c.none->asr_floor));
     h += "Removed the backdoor: <b>" + join(ok) + "</b>. Failed: " + join(bad) + ".";
     if (!unclear.empty()) h += " Unclear: " + join(unclear) + ".";
     h += "</li>";
@@ -274,18 +253,17 @@ std::string charts_section(const std::vector<Cell>& cells) {
   if (cells.empty()) h += "<p>No finished runs yet.</p>";
   for (const auto& c : cells) {
     std::vector<Bar> asr, cacc;
-    for (const json* r : c.rows) {
+    for (const RunRecord* r : c.rows) {
       auto j = judge(*r, c.none);
-      asr.push_back({text(*r, "defense"), num(*r, "asr"), j.verdict});
-      cacc.push_back({text(*r, "defense"), num(*r, "cacc"), j.verdict});
+      asr.push_back({r->defense, r->asr.value_or(0.0), j.verdict});
+      cacc.push_back({r->defense, r->cacc, j.verdict});
     }
-    const json& first = c.none ? *c.none : *c.rows.front();
+    const RunRecord& first = c.none ? *c.none : *c.rows.front();
     std::vector<std::pair<double, std::string>> asr_lines{
         {asr_bar(first), fmt::format("success ≤ {:.1f}%", 100 * asr_bar(first))}};
     std::vector<std::pair<double, std::string>> cacc_lines;
-    if (c.none && has_num(*c.none, "cacc"))
-      cacc_lines.push_back(
-          {num(*c.none, "cacc") - 0.02, fmt::format("suspect − 2 = {:.1f}%", 100 * (num(*c.none, "cacc") - 0.02))});
+    if (c.none)
+      cacc_lines.push_back({c.none->cacc - 0.02, fmt::format("suspect − 2 = {:.1f}%", 100 * (c.none->cacc - 0.02))});
     h += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
     h += bar_chart("asr", "ASR % (lower is better)", asr, asr_lines, c.slug());
     h += bar_chart("cacc", "CACC % (higher is better)", cacc, cacc_lines, c.slug());
@@ -294,12 +272,14 @@ std::string charts_section(const std::vector<Cell>& cells) {
   return h + "</section>";
 }
 
-std::vector<Series> trajectory_series(const json& traj, const json* none) {
+std::vector<Series> trajectory_series(const json& traj, const RunRecord* none) {
   std::vector<Series> series{{"CACC", "#1e88e5", {}}, {"ASR", "#e53935", {}}, {"RA", "#43a047", {}}};
   const char* keys[] = {"cacc", "asr", "ra"};
-  if (none)  // epoch 0: the suspect model
+  if (none) {  // epoch 0: the suspect model
+    const std::optional<double> start[] = {none->cacc, none->asr, none->ra};
     for (int k = 0; k < 3; ++k)
-      if (has_num(*none, keys[k])) series[k].points.push_back({0.0, num(*none, keys[k])});
+      if (start[k]) series[k].points.push_back({0.0, *start[k]});
+  }
   double e = 0;
   for (const auto& row : traj) {
     e = has_num(row, "epoch") ? num(row, "epoch") : e + 1;
@@ -312,120 +292,121 @@ std::vector<Series> trajectory_series(const json& traj, const json* none) {
   return out;
 }
 
-std::string bedkd_section(const std::vector<Cell>& cells) {
-  std::string h = "<section id=\"bedkd\"><h2>BeDKD</h2>";
-  h += "<p class=\"legendline\">Left: CACC, ASR and RA of the student after each adversarial knowledge-distillation "
-       "(AKD) epoch; epoch 0 is the suspect model. Right: the identification scores of the training rows, poisoned "
-       "versus clean (BeDKD trusts the high scores and punishes the low ones).</p>";
-  bool any = false;
-  for (const auto& c : cells)
-    for (const json* rp : c.rows) {
-      const json& r = *rp;
-      if (text(r, "defense") != "bedkd") continue;
-      any = true;
-      const json& d = r.contains("details") && r["details"].is_object() ? r["details"] : json::object();
-      h += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
-      std::vector<Series> series;
-      if (d.contains("trajectory") && d["trajectory"].is_array()) series = trajectory_series(d["trajectory"], c.none);
-      if (!series.empty())
-        h += line_chart("trajectory", "BeDKD: student over AKD epochs", series, "AKD epoch", c.slug());
-      else
-        h += "<p>No per-epoch trajectory recorded (no monitor set).</p>";
-      if (d.contains("identification") && d["identification"].is_object()) {
-        const auto& id = d["identification"];
-        h += histogram_chart(id, "BeDKD: identification scores", c.slug());
-        h += "</div>";
-        h += fmt::format(
-            "<p class=\"legendline\">AUROC {} (poisoned rows score lower); mean score poisoned {}, clean {}.",
-            has_num(id, "auroc") ? fmt::format("{:.3f}", num(id, "auroc")) : "–",
-            has_num(id, "poisoned_mean") ? fmt::format("{:.4g}", num(id, "poisoned_mean")) : "–",
-            has_num(id, "clean_mean") ? fmt::format("{:.4g}", num(id, "clean_mean")) : "–");
-        if (r.contains("detection") && r["detection"].is_object())
-          h += fmt::format(" Rows flagged: {} (precision {}%, recall {}%).", text(r["detection"], "flagged", "?"),
-                           pct(r["detection"], "precision"), pct(r["detection"], "recall"));
-        h += "</p>";
-        if (d.contains("identify") && d["identify"].is_object()) {
-          const auto& how = d["identify"];
-          h += fmt::format("<p class=\"legendline\">Identification: {} (target label {}, confidence {}%).</p>",
-                           esc(text(how, "method", "dmm")), text(how, "target", "?"), pct(how, "confidence"));
-          if (how.contains("warning") && how["warning"].is_string())
-            h += "<p class=\"legendline\"><strong>Identification is unsure:</strong> " +
-                 esc(how["warning"].get<std::string>()) + ". Purification may have failed.</p>";
-        }
-      } else {
-        h += "<p>No identification scores recorded.</p></div>";
-      }
+namespace {
+// The "distillation" layout: the student's curve over epochs, the identification
+// scores and what the identification concluded.
+std::string distillation_body(const ReportSection& section, const Cell& c, const RunRecord& r) {
+  const json& d = r.details;
+  std::string h = "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
+  std::vector<Series> series;
+  if (d.contains("trajectory") && d["trajectory"].is_array()) series = trajectory_series(d["trajectory"], c.none);
+  if (!series.empty())
+    h += line_chart("trajectory", section.title + ": student over epochs", series, "epoch", c.slug());
+  else
+    h += "<p>No per-epoch trajectory recorded (no monitor set).</p>";
+  if (!d.contains("identification") || !d["identification"].is_object())
+    return h + "<p>No identification scores recorded.</p></div>";
+  const auto& id = d["identification"];
+  h += histogram_chart(id, section.title + ": identification scores", c.slug());
+  h += "</div>";
+  h += fmt::format("<p class=\"legendline\">AUROC {} (poisoned rows score lower); mean score poisoned {}, clean {}.",
+                   has_num(id, "auroc") ? fmt::format("{:.3f}", num(id, "auroc")) : "–",
+                   has_num(id, "poisoned_mean") ? fmt::format("{:.4g}", num(id, "poisoned_mean")) : "–",
+                   has_num(id, "clean_mean") ? fmt::format("{:.4g}", num(id, "clean_mean")) : "–");
+  if (r.detection)
+    h += fmt::format(" Rows flagged: {} (precision {}%, recall {}%).", r.detection->flagged,
+                     percent(r.detection->precision), percent(r.detection->recall));
+  h += "</p>";
+  if (d.contains("identify") && d["identify"].is_object()) {
+    const auto& how = d["identify"];
+    h += fmt::format("<p class=\"legendline\">Identification: {} (target label {}, confidence {}%).</p>",
+                     esc(text(how, "method", "?")), text(how, "target", "?"), pct(how, "confidence"));
+    if (how.contains("warning") && how["warning"].is_string())
+      h += "<p class=\"legendline\"><strong>Identification is unsure:</strong> " +
+           esc(how["warning"].get<std::string>()) + ". Purification may have failed.</p>";
+  }
+  return h;
+}
+
+// The "stages" layout: the models after each stage, the method's checks and its verdict.
+std::string stages_body(const Cell& c, const RunRecord& r) {
+  const json& d = r.details;
+  std::string h = "<h3>" + esc(c.title()) + "</h3>";
+  if (d.contains("stages") && d["stages"].is_array() && !d["stages"].empty()) {
+    h += "<table class=\"ntml-stages\"><thead><tr><th class=\"l\">stage</th><th class=\"l\">model</th><th>CACC "
+         "%</th><th>ASR %</th><th>RA %</th><th>PCC %</th></tr></thead><tbody>";
+    for (const auto& s : d["stages"])
+      h += fmt::format(
+          "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+          esc(text(s, "stage")), esc(text(s, "model")), pct(s, "cacc"), pct(s, "asr"), pct(s, "ra"), pct(s, "pcc"));
+    h += "</tbody></table>";
+  } else {
+    h += "<p>No stage table recorded (no monitor set).</p>";
+  }
+  if (d.contains("checks") && d["checks"].is_array() && !d["checks"].empty()) {
+    h += "<table class=\"ntml-checks\"><thead><tr><th class=\"l\">check</th><th "
+         "class=\"l\">result</th></tr></thead><tbody>";
+    for (const auto& ch : d["checks"]) {
+      const bool passed = field(ch, "passed") == true;
+      const bool info = field(ch, "informational") == true;
+      h += fmt::format("<tr class=\"{}\"><td class=\"l\">{}{}</td><td class=\"l\">{}</td></tr>",
+                       passed ? "success" : (info ? "unknown" : "fail"), esc(text(ch, "check")),
+                       info ? " (informational)" : "", passed ? "holds" : "does not hold");
     }
-  if (!any) h += "<p>No BeDKD run in this document.</p>";
+    h += "</tbody></table>";
+  }
+  if (d.contains("verdict") && d["verdict"].is_string())
+    h += "<p class=\"verdict\"><b>Verdict:</b> " + esc(d["verdict"].get<std::string>()) + "</p>";
+  if (d.contains("reading") && d["reading"].is_string())
+    h += "<p class=\"legendline\">" + esc(d["reading"].get<std::string>()) + "</p>";
+  return h;
+}
+
+}  // namespace
+
+std::vector<ReportSection> declared_sections(const std::vector<Cell>& cells) {
+  std::vector<ReportSection> out;
+  for (const auto& c : cells)
+    for (const RunRecord* r : c.rows)
+      if (!r->section.empty() &&
+          std::none_of(out.begin(), out.end(), [&](const ReportSection& s) { return s.id == r->section.id; }))
+        out.push_back(r->section);
+  return out;
+}
+
+std::string defense_section(const ReportSection& section, const std::vector<Cell>& cells) {
+  std::string h = fmt::format("<section id=\"{}\"><h2>{}</h2>", esc(section.id), esc(section.title));
+  if (!section.legend.empty()) h += "<p class=\"legendline\">" + esc(section.legend) + "</p>";
+  for (const auto& c : cells)
+    for (const RunRecord* r : c.rows) {
+      if (r->section.id != section.id) continue;
+      if (section.layout == "stages")
+        h += stages_body(c, *r);
+      else
+        h += distillation_body(section, c, *r);
+    }
   return h + "</section>";
 }
 
 std::string other_trajectories_section(const std::vector<Cell>& cells) {
   std::string body;
   for (const auto& c : cells)
-    for (const json* rp : c.rows) {
-      const json& r = *rp;
-      auto def = text(r, "defense");
-      if (def == "bedkd" || !r.contains("details") || !r["details"].is_object()) continue;
-      const auto& d = r["details"];
+    for (const RunRecord* rp : c.rows) {
+      const RunRecord& r = *rp;
+      if (!r.section.empty()) continue;
+      const auto& d = r.details;
       if (d.contains("trajectory") && d["trajectory"].is_array()) {
         auto series = trajectory_series(d["trajectory"], c.none);
         if (!series.empty())
-          body += line_chart("trajectory", def + " over epochs: " + c.dataset + " × " + c.attack, series, "epoch",
+          body += line_chart("trajectory", r.defense + " over epochs: " + c.dataset + " × " + c.attack, series, "epoch",
                              c.slug());
       }
       if (d.contains("identification") && d["identification"].is_object())
-        body += histogram_chart(d["identification"], def + ": identification scores", c.slug());
+        body += histogram_chart(d["identification"], r.defense + ": identification scores", c.slug());
     }
   if (body.empty()) return "";
   return "<section id=\"trajectories\"><h2>Other defenses over epochs</h2><div class=\"charts\">" + body +
          "</div></section>";
-}
-
-std::string ntml_section(const std::vector<Cell>& cells) {
-  std::string h = "<section id=\"ntml\"><h2>NT-ML</h2>";
-  h += "<p class=\"legendline\">T: the teacher (the suspect model, trained on in ML); S: the student. After NT "
-       "(non-target training on the poisoned set) S should be well below T on CACC and above it on PCC; after ML "
-       "(mutual learning on the clean set) S should keep the CACC and lose the ASR. The control runs ML without "
-       "NT.</p>";
-  bool any = false;
-  for (const auto& c : cells)
-    for (const json* rp : c.rows) {
-      const json& r = *rp;
-      if (text(r, "defense") != "ntml") continue;
-      any = true;
-      const json& d = r.contains("details") && r["details"].is_object() ? r["details"] : json::object();
-      h += "<h3>" + esc(c.title()) + "</h3>";
-      if (d.contains("stages") && d["stages"].is_array() && !d["stages"].empty()) {
-        h += "<table class=\"ntml-stages\"><thead><tr><th class=\"l\">stage</th><th class=\"l\">model</th><th>CACC "
-             "%</th><th>ASR %</th><th>RA %</th><th>PCC %</th></tr></thead><tbody>";
-        for (const auto& s : d["stages"])
-          h += fmt::format(
-              "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-              esc(text(s, "stage")), esc(text(s, "model")), pct(s, "cacc"), pct(s, "asr"), pct(s, "ra"), pct(s, "pcc"));
-        h += "</tbody></table>";
-      } else {
-        h += "<p>No stage table recorded (no monitor set).</p>";
-      }
-      if (d.contains("checks") && d["checks"].is_array() && !d["checks"].empty()) {
-        h += "<table class=\"ntml-checks\"><thead><tr><th class=\"l\">check</th><th "
-             "class=\"l\">result</th></tr></thead><tbody>";
-        for (const auto& ch : d["checks"]) {
-          const bool passed = field(ch, "passed") == true;
-          const bool info = field(ch, "informational") == true;
-          h += fmt::format("<tr class=\"{}\"><td class=\"l\">{}{}</td><td class=\"l\">{}</td></tr>",
-                           passed ? "success" : (info ? "unknown" : "fail"), esc(text(ch, "check")),
-                           info ? " (informational)" : "", passed ? "holds" : "does not hold");
-        }
-        h += "</tbody></table>";
-      }
-      if (d.contains("verdict") && d["verdict"].is_string())
-        h += "<p class=\"verdict\"><b>Verdict:</b> " + esc(d["verdict"].get<std::string>()) + "</p>";
-      if (d.contains("reading") && d["reading"].is_string())
-        h += "<p class=\"legendline\">" + esc(d["reading"].get<std::string>()) + "</p>";
-    }
-  if (!any) h += "<p>No NT-ML run in this document.</p>";
-  return h + "</section>";
 }
 
 std::string examples_section(const json& doc) {
@@ -482,12 +463,10 @@ std::string cost_section(const std::vector<Cell>& cells) {
        "training, when it ran in this invocation.</p>";
   std::vector<std::string> stage_names;
   for (const auto& c : cells)
-    for (const json* r : c.rows)
-      if (r->contains("stages") && (*r)["stages"].is_array())
-        for (const auto& st : (*r)["stages"]) {
-          auto n = text(st, "name", "?");
-          if (std::find(stage_names.begin(), stage_names.end(), n) == stage_names.end()) stage_names.push_back(n);
-        }
+    for (const RunRecord* r : c.rows)
+      for (const auto& st : r->stages)
+        if (std::find(stage_names.begin(), stage_names.end(), st.name) == stage_names.end())
+          stage_names.push_back(st.name);
   if (cells.empty()) return h + "<p>No finished runs yet.</p></section>";
   h += "<div class=\"charts\">";
   for (const auto& c : cells) h += cost_chart(c, stage_names);
@@ -495,21 +474,18 @@ std::string cost_section(const std::vector<Cell>& cells) {
   h += "<table class=\"cost\"><thead><tr><th class=\"l\">dataset</th><th class=\"l\">attack</th><th>seed</th><th "
        "class=\"l\">defense</th><th class=\"l\">stage</th><th>seconds</th><th>peak RSS MB</th></tr></thead><tbody>";
   for (const auto& c : cells)
-    for (const json* rp : c.rows) {
-      const json& r = *rp;
-      const json& st = r.contains("stages") && r["stages"].is_array() ? r["stages"] : json::array();
+    for (const RunRecord* r : c.rows) {
       auto lead = fmt::format("<td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td class=\"l\">{}</td>",
-                              esc(c.dataset), esc(c.attack), esc(c.seed), esc(text(r, "defense")));
+                              esc(c.dataset), esc(c.attack), esc(c.seed), esc(r->defense));
       double sum = 0;
-      for (const auto& s : st) {
-        h += fmt::format("<tr>{}<td class=\"l\">{}</td><td>{:.1f}</td><td>{:.0f}</td></tr>", lead,
-                         esc(text(s, "name", "?")), num(s, "seconds"), num(s, "peak_rss_mb"));
-        sum += num(s, "seconds");
+      for (const auto& st : r->stages) {
+        h += fmt::format("<tr>{}<td class=\"l\">{}</td><td>{:.1f}</td><td>{:.0f}</td></tr>", lead, esc(st.name),
+                         st.seconds, st.peak_rss_mb);
+        sum += st.seconds;
       }
       h += fmt::format(
-          "<tr><th class=\"l\" colspan=\"4\">{} × {} × {}</th><th class=\"l\">total</th><th>{}</th><th></th></tr>",
-          esc(c.dataset), esc(c.attack), esc(text(r, "defense")),
-          has_num(r, "seconds") || sum > 0 ? fmt::format("{:.1f}", std::max(sum, num(r, "seconds"))) : "–");
+          "<tr><th class=\"l\" colspan=\"4\">{} × {} × {}</th><th class=\"l\">total</th><th>{:.1f}</th><th></th></tr>",
+          esc(c.dataset), esc(c.attack), esc(r->defense), std::max(sum, r->seconds));
     }
   h += "</tbody></table></section>";
   return h;

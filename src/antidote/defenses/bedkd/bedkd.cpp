@@ -103,6 +103,13 @@ struct BeDKD : Defense {
 
   BeDKD(Config cfg, IdentifierPtr id) : c(std::move(cfg)), identifier(std::move(id)) {}
   nlohmann::json resolved_options() const override { return option_values(c); }
+  ReportSection report_section() const override {
+    return {"bedkd", "BeDKD",
+            "Left: CACC, ASR and RA of the student after each adversarial knowledge-distillation (AKD) epoch; epoch 0 "
+            "is the suspect model. Right: the identification scores of the training rows, poisoned versus clean "
+            "(BeDKD trusts the high scores and punishes the low ones).",
+            "distillation"};
+  }
 
   DefenseResult run(const ClassifierPtr& suspect, DefenseContext& ctx) override {
     if (!ctx.clean || ctx.clean_data.size() == 0) fail("bedkd needs a clean labelled set (clean pool)");
