@@ -326,12 +326,19 @@ TEST(CLI, BenchRecomputesCellsThatAreNotValidResults) {
     auto r = run("bench --config '" + cfg + "' --out '" + out + "'");
     ASSERT_EQ(r.rc, 0) << damaged << "\n" << r.output;
     EXPECT_TRUE(contains(r.output, "recomputing")) << damaged << "\n" << r.output;
+    // Progress names the cell among the grid's.
+    EXPECT_TRUE(contains(r.output, "[cell 1/1] [idx × badnets × none]")) << r.output;
     EXPECT_TRUE(contains(r.output, "removed 1 temp file")) << r.output;
     std::ifstream csv(out + "/results.csv");
     std::string all(std::istreambuf_iterator<char>(csv), {});
     EXPECT_FALSE(contains(all, "abc")) << all;
     EXPECT_EQ(temp_files_under(out), std::vector<std::string>{});
   }
+  // A finished grid says so (the report shows no "in progress" notice).
+  std::ifstream results(out + "/results.json");
+  const auto doc = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(results), {}));
+  EXPECT_EQ(doc["complete"], true);
+  EXPECT_EQ(doc["cells_total"], 1);
 }
 
 // Blank images teach no trigger: the suspect answers one class whatever the input, and

@@ -457,3 +457,16 @@ TEST(ConfigCore, WriteFileAtomic) {
   std::ofstream(dir.file("blocker")) << "x";
   EXPECT_ANY_THROW(write_file_atomic((dir.path / "blocker" / "f.txt").string(), "y"));
 }
+
+// Progress lines: a rate below one a second reads as the seconds each takes, not "0 epochs/s".
+TEST(Progress, RatesReadAtEverySpeed) {
+  EXPECT_EQ(rate_text(3621.4, "samples"), "3621 samples/s");
+  EXPECT_EQ(rate_text(2.46, "epochs"), "2.5 epochs/s");
+  EXPECT_EQ(rate_text(0.025, "epochs"), "40.0 s/epoch");
+  EXPECT_EQ(rate_text(0.5, "iterations"), "2.0 s/iteration");
+  EXPECT_EQ(rate_text(0, "samples"), "– samples/s");
+  EXPECT_EQ(format_duration(45), "45s");
+  EXPECT_EQ(format_duration(187), "3m07s");
+  EXPECT_EQ(format_duration(7500), "2h05m");
+  EXPECT_EQ(format_duration(-1), "?");
+}

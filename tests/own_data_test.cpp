@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "antidote/core/io.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;
@@ -102,6 +103,13 @@ TEST(OwnData, TriggerUnknownDefendGivesAPurifiedModelAndAnHonestVerdict) {
   EXPECT_EQ(check["target"], 1);
   EXPECT_GT(check["suspect_share"].get<double>(), 0.9);
   EXPECT_TRUE(summary["warnings"].is_array());
+  // The cell's report page beside the model: the suspect and the purified model, the
+  // verdict with its reason (the ASR is unknown), and the warnings the summary holds.
+  const auto page = antidote::read_file(dir.file("out/p.pt.html"));
+  EXPECT_TRUE(contains(page, "<li data-summary=\"ntml\">")) << page.substr(0, 2000);
+  EXPECT_TRUE(contains(page, "ASR unknown (no triggered test set)"));
+  EXPECT_TRUE(contains(page, "data-defense=\"none\""));
+  for (const auto& w : summary["warnings"]) EXPECT_TRUE(contains(page, w.get<std::string>().substr(0, 30))) << w;
 }
 
 TEST(OwnData, ATriggeredTestSetOfTheUsersOwnGivesTheAsr) {

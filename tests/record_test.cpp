@@ -34,6 +34,7 @@ RunRecord sample() {
   r.der = 0.96875;
   r.detection = DetectionRecord{0.5, 0.25, 1.0 / 3, 64};
   r.stages = {{"identify", 1.5, 100}, {"finetune", 2.25, 120}};
+  r.confusion = {{40, 2}, {3, 55}};
   r.seconds = 4;
   r.model_file = "m.pt";
   r.details = {{"stages", json::array({{{"stage", "after"}, {"model", "S"}, {"cacc", 0.5}}})}};
@@ -53,6 +54,7 @@ TEST(Record, RoundTripKeepsEveryField) {
   EXPECT_DOUBLE_EQ(*b.asr_floor, 0.03125);
   EXPECT_EQ(b.stages.size(), 2u);
   EXPECT_EQ(b.stages[1].name, "finetune");
+  EXPECT_EQ(b.confusion, (std::vector<std::vector<int64_t>>{{40, 2}, {3, 55}}));
 }
 
 TEST(Record, UnknownValuesAreNullAndOptionalFieldsAbsent) {
@@ -62,12 +64,14 @@ TEST(Record, UnknownValuesAreNullAndOptionalFieldsAbsent) {
   r.resolved_options = json::object();
   r.model_file.clear();
   r.section = {};
+  r.confusion.clear();
   const json j = r;
   for (const char* key : {"asr", "ra", "pcc", "asr_floor", "der", "detection"}) {
     ASSERT_TRUE(j.contains(key)) << key;
     EXPECT_TRUE(j[key].is_null()) << key;
   }
-  for (const char* key : {"resolved_options", "model_file", "section"}) EXPECT_FALSE(j.contains(key)) << key;
+  for (const char* key : {"resolved_options", "model_file", "section", "confusion"})
+    EXPECT_FALSE(j.contains(key)) << key;
   const RunRecord back = run_record(j, "row");
   EXPECT_FALSE(back.asr.has_value());
   EXPECT_FALSE(back.der.has_value());
@@ -98,6 +102,11 @@ TEST(Record, DamagedRowsNameTheirFirstProblem) {
   EXPECT_EQ(run_row_problem(json::array()), "not a JSON object");
   EXPECT_EQ(error_of([&] { run_record(j, "cell 'x.json'"); }),
             "cell 'x.json': not a valid result ('details' has the wrong type ([]))");
+  j = sample();
+  j["confusion"] = json::array({json::array({1, 2}), json::array({3})});
+  EXPECT_EQ(run_row_problem(j), "'confusion' is not a square matrix of counts of at most 100 classes");
+  j["confusion"] = json::array({json::array({1, -2}), json::array({3, 4})});
+  EXPECT_EQ(run_row_problem(j), "'confusion' is not a square matrix of counts of at most 100 classes");
 }
 
 TEST(Record, RunRecordsSkipRowsThatAreNotRecords) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# report.html as a user sees it: generate a report with a tiny `antidote bench`, render
-# it in headless Chromium, check that it loads without errors and fetches nothing, that every
-# chart is in the DOM, and that a screenshot is not blank.
+# report.html as a user sees it: generate a report with a tiny `antidote bench` (and one over
+# two seeds), render it in headless Chromium, check that it loads without errors and fetches
+# nothing, that every chart and the elements a reader relies on are in the DOM, that the
+# page does not overflow horizontally at 800 and 1280 px, and that a screenshot is not blank.
 # Usage: tests/report_browser_test.sh ANTIDOTE_BINARY [KEEP_DIR]
 # The bench runs in a temporary directory, or in $ANTIDOTE_REPORT_TEST_OUT (reused) if set.
 # Exit codes: 0 pass, 1 fail, 77 skipped (no chromium). KEEP_DIR, if given, receives
@@ -63,6 +64,22 @@ REPORT="$OUT/report.html"
 [ -s "$REPORT" ] || fail "no report.html written"
 [ -n "$KEEP" ] && mkdir -p "$KEEP" && cp "$REPORT" "$KEEP/report.html"
 
+# A grid over two seeds (cheap defenses): the report's "over seeds" view.
+cat > "$WORK/seeds.yaml" <<EOF
+seed: [0, 1]
+threads: 2
+dataset: {name: fmnist, train_limit: 1000, test_limit: 300}
+train: {epochs: 1}
+attacks: [{name: badnets, poison_rate: 0.1, target: 0}]
+defenses: [none, {name: ft, epochs: 1}]
+EOF
+"$ANTIDOTE" bench --config "$WORK/seeds.yaml" --out "$WORK/seeds" -q > "$WORK/seeds.log" 2>&1 || {
+  tail -30 "$WORK/seeds.log"
+  fail "antidote bench (two seeds) exited non-zero"
+}
+SEEDS_REPORT="$WORK/seeds/report.html"
+[ -n "$KEEP" ] && cp "$SEEDS_REPORT" "$KEEP/seeds-report.html"
+
 # ---- 2. the file itself: self-contained, thumbnails are valid PNGs.
 "$PY" - "$REPORT" <<'EOF' || fail "report.html is not self-contained or has a broken image"
 import base64, re, struct, sys, zlib
@@ -70,7 +87,10 @@ html = open(sys.argv[1], encoding="utf-8").read()
 bad = [s for s in ("<script", "http://", "https://", "<link", "@import", "url(") if s in html]
 assert not bad, f"forbidden in report.html: {bad}"
 for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
-    assert attr.startswith("data:image/png;base64,") or attr.startswith("#"), f"external reference: {attr[:60]}"
+    # Inline images, anchors, and links to the purified models beside the report (followed
+    # only when clicked, never fetched while the page loads).
+    ok = attr.startswith("data:image/png;base64,") or attr.startswith("#") or re.fullmatch(r"models/[\w.+-]+", attr)
+    assert ok, f"external reference: {attr[:60]}"
 uris = re.findall(r'src="data:image/png;base64,([^"]+)"', html)
 assert uris, "no thumbnails"
 for u in uris:
@@ -112,24 +132,79 @@ charts = {}
 for kind in re.findall(r'<svg class="chart" data-chart="([a-z]+)"', dom):
     charts[kind] = charts.get(kind, 0) + 1
 print("charts in the DOM:", charts)
-needed = ["asr", "cacc", "cost"]
+needed = ["asr", "cacc", "cost", "training"]
 if "data-defense=\"bedkd\"" in dom: needed += ["trajectory", "identification"]
 for kind in needed:
     assert charts.get(kind), f"chart {kind} missing from the DOM"
+# What a reader needs without hovering: the verdicts' reasons, the pass bands, the per-class
+# confusions, the CACC axis scaled to the decision, links to the purified models.
+for marker in ('<ul class="verdicts">', '<rect class="pass"', '<section id="confusion"', '<section id="training"',
+               '<table class="confusion"', 'href="models/'):
+    assert marker in dom, f"{marker} missing from the DOM"
+cacc_axes = re.findall(r'data-chart="cacc"[^>]*data-axis="([0-9]+)-([0-9]+)"', dom)
+assert cacc_axes and all(int(lo) > 0 for lo, hi in cacc_axes), f"the CACC axis is not scaled: {cacc_axes}"
+assert "In progress" not in dom, "a finished bench's report says it is in progress"
 assert "data-defense=\"none\"" in dom, "results table has no suspect row"
 assert "<img class=\"thumb" in dom, "no thumbnails in the DOM"
 # Nothing but the page itself may be loaded: no file, and no src/href that is not inline. (The
 # browser's own background requests, e.g. gaia, are not the page's and are ignored.)
 fetched = [u for u in re.findall(r"URLLoader::Start: (\S+)", log) if u != url]
 assert not fetched, f"the page fetched {fetched}"
-refs = [a for a in re.findall(r'(?:src|href)="([^"]*)"', dom) if not (a.startswith("data:image/") or a.startswith("#"))]
+refs = [a for a in re.findall(r'(?:src|href)="([^"]*)"', dom)
+        if not (a.startswith("data:image/") or a.startswith("#") or re.fullmatch(r"models/[\w.+-]+", a))]
 assert not refs, f"the DOM references {refs[:5]}"
 # A console message from the page (a failed load, a parse error) is an error.
 errors = [l for l in log.splitlines() if re.search(r"CONSOLE|Failed to load resource|Uncaught", l)]
 assert not errors, "errors while loading:\n" + "\n".join(errors[:10])
 EOF
 
-# ---- 4. a screenshot that is not blank.
+# ---- 4. no horizontal overflow at 800 and 1280 px, for both reports. A copy of the page
+# gets a measuring script (the report itself has none): after layout it writes the page's
+# scroll width, its viewport width and the widest elements into the DOM.
+overflow() {  # REPORT WIDTH NAME
+  local page="$WORK/measure-$3-$2.html"
+  "$PY" - "$1" "$page" <<'EOF'
+import sys
+html = open(sys.argv[1], encoding="utf-8").read()
+probe = """<script>window.addEventListener('load', function () {
+  var d = document.documentElement, out = [];
+  document.querySelectorAll('body *').forEach(function (e) {
+    var r = e.getBoundingClientRect();
+    if (r.right > d.clientWidth + 1 && !e.closest('.scroll'))
+      out.push(e.tagName + ' ' + (e.id || e.getAttribute('class') || '') + ' ' + Math.round(r.right));
+  });
+  var p = document.createElement('pre'); p.id = 'measured';
+  p.textContent = 'scroll=' + d.scrollWidth + ' client=' + d.clientWidth + ' wide=' + out.slice(0, 5).join(' | ');
+  document.body.appendChild(p);
+});</script>"""
+open(sys.argv[2], "w", encoding="utf-8").write(html.replace("</body>", probe + "</body>"))
+EOF
+  chrome --window-size="$2",1000 --virtual-time-budget=3000 --dump-dom "file://$page" > "$page.dom" 2>/dev/null ||
+    fail "chromium could not lay out $3 at $2 px"
+  "$PY" - "$page.dom" "$3" "$2" <<'EOF' || fail "the $3 report overflows at $2 px"
+import re, sys
+dom = open(sys.argv[1], encoding="utf-8", errors="replace").read()
+m = re.search(r'<pre id="measured">scroll=(\d+) client=(\d+) wide=(.*?)</pre>', dom, re.S)
+assert m, "the measurement did not run"
+scroll, client, wide = int(m.group(1)), int(m.group(2)), m.group(3)
+print(f"{sys.argv[2]} at {sys.argv[3]} px: page {scroll} px wide in a {client} px viewport")
+assert scroll <= client, f"horizontal overflow: {scroll} > {client}; widest: {wide}"
+EOF
+}
+for width in 800 1280; do
+  overflow "$REPORT" "$width" bench
+  overflow "$SEEDS_REPORT" "$width" seeds
+done
+grep -q '<section id="seeds"' "$SEEDS_REPORT" || fail "the two-seed report has no 'over seeds' section"
+
+# ---- 5. screenshots that are not blank.
+
+if [ -n "$KEEP" ]; then
+  for width in 800 1280; do
+    chrome --screenshot="$KEEP/screenshot-$width.png" --window-size="$width",2400 "$URL" > /dev/null 2>&1
+    chrome --screenshot="$KEEP/seeds-$width.png" --window-size="$width",1600 "file://$SEEDS_REPORT" > /dev/null 2>&1
+  done
+fi
 chrome --screenshot="$WORK/shot.png" --window-size=1280,2000 "$URL" > "$WORK/shot.log" 2>&1 ||
   { tail -20 "$WORK/shot.log"; fail "chromium --screenshot failed"; }
 [ -s "$WORK/shot.png" ] || fail "no screenshot written"

@@ -371,3 +371,75 @@ TEST(Report, OverSeedsSectionCountsRemovals) {
   EXPECT_EQ(single.find("id=\"seeds\""), std::string::npos);
   EXPECT_EQ(single.find("href=\"#seeds\""), std::string::npos);
 }
+
+// What a reader needs at a glance: each verdict's reason in the page (not only on hover),
+// unequal clean budgets called out, the CACC axis spanning the values that decide the
+// verdict, the pass bands shaded, the suspect's training curve, per-class confusions,
+// links to the purified models, the flagged rows' threshold on the histogram, and a
+// notice while a bench is still running.
+TEST(Report, DecisionsAreVisibleWithoutHovering) {
+  auto doc = fixture();
+  auto& runs = doc["runs"];
+  runs[6]["clean_samples"] = 4000;  // bedkd
+  runs[6]["model_file"] = "fmnist-cnn-badnets-bedkd-1.pt";
+  runs[6]["details"]["identification"]["threshold"] = 0.6;
+  runs[6]["details"]["identification"]["flagged"] = 120;
+  runs[6]["confusion"] = json::array({json::array({90, 10}), json::array({5, 95})});
+  runs[0]["confusion"] = json::array({json::array({80, 20}), json::array({0, 100})});
+  runs[0]["details"]["training_curve"] = json::array(
+      {{{"epoch", 1}, {"cacc", 0.7}, {"asr", 0.4}, {"ra", 0.5}}, {{"epoch", 2}, {"cacc", 0.9}, {"asr", 0.99}}});
+  const auto html = antidote::render_html_report(doc);
+  // The verdicts' reasons, in plain text in the summary.
+  EXPECT_NE(html.find("<li data-summary=\"asrbad\"><span class=\"badge fail\">failed</span> <b>asrbad</b>: ASR 30.0%"),
+            std::string::npos);
+  // BeDKD's budget against the others'.
+  EXPECT_NE(html.find("<b>Unequal clean budgets:</b> good, edge, asrbad, caccbad, floorhi, ntml 500 rows; bedkd 4000 "
+                      "rows"),
+            std::string::npos);
+  EXPECT_NE(html.find("<td class=\"more\">4000</td>"), std::string::npos);
+  // CACC of the first cell: values 85–90 %, suspect − 2 = 88 %: the axis spans 80–95 %.
+  EXPECT_NE(html.find("data-chart=\"cacc\" data-cell=\"fmnist-badnets-7\" data-axis=\"80-95\""), std::string::npos);
+  EXPECT_NE(html.find("data-chart=\"asr\" data-cell=\"fmnist-badnets-7\" data-axis=\"0-100\""), std::string::npos);
+  EXPECT_NE(html.find("<rect class=\"pass\""), std::string::npos);
+  for (const char* id : {"training", "confusion"})
+    EXPECT_NE(html.find(std::string("<section id=\"") + id + "\""), std::string::npos) << id;
+  EXPECT_NE(html.find("data-chart=\"training\""), std::string::npos);
+  EXPECT_NE(html.find("<table class=\"confusion\" data-defense=\"bedkd\">"), std::string::npos);
+  EXPECT_NE(html.find("title=\"95 of 100 rows of class 1 predicted 1\""), std::string::npos);
+  EXPECT_NE(html.find("<a href=\"models/fmnist-cnn-badnets-bedkd-1.pt\""), std::string::npos);
+  EXPECT_NE(html.find("<line class=\"threshold\""), std::string::npos);
+  EXPECT_NE(html.find("◀ 120 flagged"), std::string::npos);
+  EXPECT_EQ(html.find("In progress"), std::string::npos);
+  doc["complete"] = false;
+  doc["cells_total"] = 12;
+  doc["warnings"] = json::array({"the purified model still sends 80% of the 64 flagged training rows to the target 0"});
+  const auto running = antidote::render_html_report(doc);
+  EXPECT_NE(running.find("<b>In progress:</b> 9 of 12 cells finished"), std::string::npos);
+  EXPECT_NE(running.find("<b>Warning:</b> the purified model still sends 80%"), std::string::npos);
+}
+
+// NT-ML's section says when its control (ML without NT) beats it, and its own checks are
+// not mistaken for the verdict.
+TEST(Report, NtmlControlThatBeatsTheMethodIsSaid) {
+  auto doc = fixture();
+  doc["runs"][7]["details"]["control_beats_ntml"] = true;
+  const auto html = antidote::render_html_report(doc);
+  EXPECT_NE(html.find("The control beats the method here"), std::string::npos);
+  EXPECT_NE(html.find("its control (the same without its first stage) did at least as well"), std::string::npos);
+  EXPECT_NE(html.find("<b>The method's own checks</b> (not the verdict of the results table)"), std::string::npos);
+  EXPECT_NE(antidote::results_markdown(doc).find("**The control beats the method on this cell**"), std::string::npos);
+}
+
+// results.md has a verdict column, the rule of the report's results table.
+TEST(Report, MarkdownHasTheVerdictOfEveryRow) {
+  const auto md = antidote::results_markdown(fixture());
+  EXPECT_NE(md.find("| seconds | verdict |"), std::string::npos);
+  auto line_of = [&](const std::string& defense) {
+    auto p = md.find("| " + defense + " |");
+    return p == std::string::npos ? std::string() : md.substr(p, md.find('\n', p) - p);
+  };
+  EXPECT_NE(line_of("none").find("| suspect |"), std::string::npos) << line_of("none");
+  EXPECT_NE(line_of("good").find("| removed |"), std::string::npos) << line_of("good");
+  EXPECT_NE(line_of("asrbad").find("| failed |"), std::string::npos) << line_of("asrbad");
+  EXPECT_NE(line_of("ft").find("| unclear |"), std::string::npos) << line_of("ft");
+}

@@ -1,9 +1,10 @@
 // TorchScript import: modules built here with torch::jit (the same
 // format Python's torch.jit.script writes) load through load_model, expose their
 // parameters under the Python names, train in C++, clone deeply, save back as
-// TorchScript, and fail clearly when they do not fit the data. The Python round trip
-// (train in PyTorch, purify with bedkd/ntml, torch.jit.load the result) is
-// tests/torchscript_roundtrip_test.sh.
+// TorchScript, and fail clearly when they do not fit the data; BERT-style text modules
+// get the attention mask and token types, in their vocabulary's ids. The Python round
+// trips (train in PyTorch, purify with bedkd/ntml, torch.jit.load the result) are
+// tests/torchscript_roundtrip_test.sh and, for a BERT-style model, tests/bert_roundtrip_test.sh.
 #include <gtest/gtest.h>
 #include <torch/script.h>
 
@@ -11,8 +12,10 @@
 
 #include <filesystem>
 
+#include "antidote/data/wordpiece.hpp"
 #include "antidote/defenses/defense.hpp"
 #include "antidote/models/model.hpp"
+#include "antidote/pipeline/experiment.hpp"
 
 using namespace antidote;
 namespace fs = std::filesystem;
@@ -295,5 +298,109 @@ TEST(TorchScript, PruneMaskIsRejectedClearly) {
   EXPECT_EQ(model->prunable_channels(), 0);
   EXPECT_NE(error_of([&] { model->set_prune_mask(torch::ones({8})); }).find("0 prunable channels"),
             std::string::npos);
+  fs::remove_all(dir);
+}
+
+namespace {
+
+// A BERT-style text module: forward(input_ids, attention_mask[, token_type_ids]) ->
+// (logits, features [B, L, 3]) where the features hold what the module was given (the
+// ids, the mask and the token types), so that a test can read them back.
+torch::jit::Module bert_style(int64_t inputs, int64_t vocab) {
+  torch::jit::Module m("Bert");
+  m.register_attribute("training", c10::BoolType::get(), true);
+  m.register_parameter("emb", torch::randn({vocab, 4}), false);
+  m.register_module("classifier", linear("Head", 4, 2));
+  m.register_buffer("max_len", torch::tensor(6, torch::kLong));  // what torch.jit.trace keeps
+  const std::string body = R"(
+    e = torch.embedding(self.emb, input_ids)
+    m = attention_mask.unsqueeze(-1).to(e.dtype)
+    pooled = (e * m).sum(1) / m.sum(1)
+    seen = torch.stack([input_ids, attention_mask, types], -1).to(e.dtype)
+    return (self.classifier.forward(pooled), seen + 0.0 * e.sum(-1, keepdim=True))
+)";
+  if (inputs == 3) {
+    m.define("def forward(self, input_ids, attention_mask, token_type_ids):\n    types = token_type_ids" + body);
+  } else if (inputs == 2) {
+    m.define("def forward(self, input_ids, attention_mask):\n    types = torch.full_like(input_ids, 7)" + body);
+  } else {
+    m.define("def forward(self, input_ids, attention_mask, token_type_ids, position_ids):\n    types = position_ids" +
+             body);
+  }
+  return m;
+}
+
+}  // namespace
+
+TEST(TorchScript, BertStyleModulesGetAttentionMaskAndTokenTypes) {
+  auto dir = temp_dir("bert");
+  torch::manual_seed(3);
+  // A WordPiece vocabulary whose [PAD] is not id 0: the data's ids put it at 0, the
+  // module sees its own.
+  const std::string vocab = "the\n##s\n[CLS]\n[PAD]\n[UNK]\n[SEP]\nfilm\n";  // [PAD] 3, [CLS] 2, [SEP] 5
+  InputSpec text;
+  text.modality = Modality::Text;
+  text.vocab_size = 7;
+  text.max_len = 6;
+  text.num_classes = 2;
+  Encoder enc;
+  enc.modality = Modality::Text;
+  enc.vocab = read_tokenizer([&] {
+    auto p = (dir / "enc.vocab").string();
+    write_file_atomic(p, vocab);
+    return p;
+  }());
+  enc.max_len = 6;
+  RawSplit split;
+  split.texts = {"The films", "film"};
+  split.labels = torch::tensor({0, 1}, torch::kLong);
+  auto x = enc.encode(split).x;
+  // The vocabulary's ids: [CLS] the film ##s [SEP] [PAD] = 2 0 6 1 5 3, and [CLS] film [SEP]
+  // then [PAD] = 2 6 5 3 3 3; the data's have 0 and 3 swapped.
+  EXPECT_TRUE(x.equal(torch::tensor({{2, 3, 6, 1, 5, 0}, {2, 6, 5, 0, 0, 0}}, torch::kLong))) << x;
+
+  for (int64_t inputs : {2, 3}) {
+    auto path = save_module(bert_style(inputs, 7), dir, fmt::format("bert{}.pt", inputs));
+    write_file_atomic(path + ".vocab", vocab);
+    auto model = load_model(path);  // spec from the module (max_len buffer) and the vocabulary
+    EXPECT_EQ(model->spec.input.max_len, 6);
+    EXPECT_EQ(model->spec.input.vocab_size, 7);
+    model = load_model(path, &text);
+    EXPECT_FALSE(model->cuttable_lengths(x).defined());  // rows are never cut for an imported graph
+    auto seen = model->forward_full(x, false).features;
+    EXPECT_EQ(seen.sizes(), (std::vector<int64_t>{2, 6, 3}));
+    EXPECT_TRUE(seen.select(2, 0)
+                    .to(torch::kLong)
+                    .equal(torch::tensor({{2, 0, 6, 1, 5, 3}, {2, 6, 5, 3, 3, 3}}, torch::kLong)));
+    EXPECT_TRUE(seen.select(2, 1)
+                    .to(torch::kLong)
+                    .equal(torch::tensor({{1, 1, 1, 1, 1, 0}, {1, 1, 1, 0, 0, 0}}, torch::kLong)));
+    EXPECT_TRUE(seen.select(2, 2).eq(inputs == 3 ? 0 : 7).all().item<bool>()) << inputs;
+    // Deep copies keep the vocabulary's [PAD].
+    auto copy = model->clone_deep();
+    EXPECT_TRUE(copy->forward_full(x, false).features.equal(seen));
+  }
+  // A fourth input without a default cannot be supplied.
+  auto four = save_module(bert_style(4, 7), dir, "bert4.pt");
+  write_file_atomic(four + ".vocab", vocab);
+  EXPECT_NE(error_of([&] { load_model(four, &text); }).find("argument 'position_ids' without a default"),
+            std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST(TorchScript, MaxLenMustBeAnInteger) {
+  auto dir = temp_dir("maxlen");
+  torch::jit::Module m("TextNet");
+  m.register_attribute("training", c10::BoolType::get(), true);
+  m.register_parameter("emb", torch::randn({5, 4}), false);
+  m.register_buffer("max_len", torch::tensor(6.0));
+  m.define(R"(
+def forward(self, ids):
+    f = torch.embedding(self.emb, ids).mean(1)
+    return (f[:, :2], f)
+)");
+  auto path = save_module(m, dir, "float.pt");
+  write_file_atomic(path + ".vocab", "[PAD]\n[UNK]\n[CLS]\ngood\nbad\n");
+  EXPECT_NE(error_of([&] { load_model(path); }).find("max_len must be an int attribute"), std::string::npos);
   fs::remove_all(dir);
 }

@@ -12,7 +12,7 @@ import sys
 
 import torch
 
-from common import load_split, predict
+from common import load_split, predict, same_predictions
 
 
 def main():
@@ -31,18 +31,7 @@ def main():
     xc, yc = load_split(a.data, "t10k")
     xt, yt = load_split(a.data, "triggered")
     pc, pt = predict(model, xc), predict(model, xt)
-    with open(a.predictions) as f:
-        theirs = json.load(f)
-    ok = True
-    for name, mine, ref in (("clean", pc, theirs["clean"]), ("triggered", pt, theirs["triggered"])):
-        ref = torch.tensor(ref, dtype=torch.int64)
-        if ref.shape != mine.shape:
-            print(f"FAIL {name}: antidote predicted {ref.numel()} rows, python {mine.numel()}")
-            ok = False
-            continue
-        diff = int((ref != mine).sum())
-        print(f"{name}: {mine.numel()} rows, {diff} predictions differ from antidote's")
-        ok = ok and diff == 0
+    ok = same_predictions(pc, pt, a.predictions)
     cacc = (pc == yc).double().mean().item()
     asr = (pt == a.target).double().mean().item()
     print(f"python: CACC {100 * cacc:.2f}% ASR {100 * asr:.2f}%")

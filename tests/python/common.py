@@ -1,5 +1,6 @@
 """Helpers shared by the TorchScript round-trip scripts (Debian's python3-torch)."""
 import gzip
+import json
 import os
 
 import numpy as np
@@ -43,3 +44,21 @@ def predict(model, x, batch=512):
             o = o[0]
         out.append(o.argmax(1))
     return torch.cat(out)
+
+
+def same_predictions(clean, triggered, predictions_path):
+    """Whether Python's predicted classes equal those `antidote eval --predictions` wrote,
+    on the clean and on the triggered test rows; prints how many differ."""
+    with open(predictions_path) as f:
+        theirs = json.load(f)
+    ok = True
+    for name, mine, ref in (("clean", clean, theirs["clean"]), ("triggered", triggered, theirs["triggered"])):
+        ref = torch.tensor(ref, dtype=torch.int64)
+        if ref.shape != mine.shape:
+            print(f"FAIL {name}: antidote predicted {ref.numel()} rows, python {mine.numel()}")
+            ok = False
+            continue
+        diff = int((ref != mine).sum())
+        print(f"{name}: {mine.numel()} rows, {diff} predictions differ from antidote's")
+        ok = ok and diff == 0
+    return ok

@@ -6,6 +6,7 @@
 #include <iostream>
 
 #include "antidote/core/common.hpp"
+#include "antidote/data/wordpiece.hpp"
 
 namespace antidote::cli {
 
@@ -64,7 +65,7 @@ std::unique_ptr<Encoder> encoder_for_model(const std::string& model_path, const 
   if (!file_exists(vocab_path)) fail("text model '{}' needs its vocabulary '{}'", model_path, vocab_path);
   auto e = std::make_unique<Encoder>();
   e->modality = Modality::Text;
-  e->vocab = std::make_shared<Vocab>(Vocab::from_text(read_file(vocab_path), vocab_path));
+  e->vocab = read_tokenizer(vocab_path);  // antidote's word vocabulary, or a BERT-style model's WordPiece
   e->max_len = model->spec.input.max_len;
   return e;
 }

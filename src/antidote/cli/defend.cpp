@@ -8,6 +8,7 @@
 #include "antidote/cli/cli.hpp"
 #include "antidote/core/common.hpp"
 #include "antidote/defenses/defense.hpp"
+#include "antidote/report/results.hpp"
 
 namespace antidote::cli {
 
@@ -52,6 +53,36 @@ std::vector<std::string> failure_signals(const json& details) {
   return out;
 }
 
+// The report page of this one cell, as a bench would draw it: the suspect's row, the
+// purified model's, the attack's examples and the warnings.
+json report_doc(const ExperimentConfig& cfg, const Suspect& s, const DefenseRun& run,
+                const std::vector<std::string>& warnings) {
+  auto with_cell = [&](RunRecord r) {
+    r.dataset = s.first.dataset.name;
+    r.model = s.model->spec.arch;
+    r.attack = s.cell.attack.name;
+    r.poison_rate = s.cell.attack.poison_rate;
+    r.target = s.cell.attack.target;
+    r.seed = s.first.seed;
+    return r;
+  };
+  RunRecord suspect;
+  suspect.defense = "none";
+  suspect.cacc = run.before.cacc;
+  if (run.before.asr_known()) suspect.asr = run.before.asr, suspect.ra = run.before.ra, suspect.pcc = run.before.pcc;
+  suspect.confusion = run.before.confusion;
+  RunRecord purified = run.record;
+  purified.model_file.clear();  // the page sits beside the model, not in a bench's models/
+  return {{"version", version()},
+          {"threads", torch::get_num_threads()},
+          {"device", cfg.device},
+          {"config", yaml_to_json(cfg.source)},
+          {"runs", json::array({json(with_cell(suspect)), json(with_cell(purified))})},
+          {"examples", json::array({examples_json(s.cell, 4)})},
+          {"warnings", warnings},
+          {"complete", true}};
+}
+
 int cmd_defend(const Common& c, const std::string& model_path, const std::string& method, const std::string& out,
                const std::vector<std::string>& sets, bool strict) {
   auto cfg = load_common(c);
@@ -92,7 +123,8 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
     std::cout << fmt::format("stage {:<10} {:7.1f} s  peak {:6.0f} MB\n", st.name, st.seconds, st.peak_rss_mb);
   save_model_files(*run.result.model, cell, out);
   write_file_atomic(out + ".json", summary.dump(1));
-  std::cout << fmt::format("wrote {} and {}.json\n", out, out);
+  write_file_atomic(out + ".html", render_html_report(report_doc(cfg, s, run, warnings)));
+  std::cout << fmt::format("wrote {0}, {0}.json and {0}.html\n", out);
   // --strict: a verdict of failure, or a signal of one, is a failed run.
   return strict && (verdict.verdict == "fail" || !warnings.empty()) ? kExitPurificationFailed : 0;
 }

@@ -226,8 +226,17 @@ Vocab Vocab::from_text(const std::string& text, const std::string& origin) {
     v.words_.push_back(line);
   }
   if (v.size() < 3 || v.words_[kPad] != "[PAD]" || v.words_[kUnk] != "[UNK]" || v.words_[kCls] != "[CLS]")
-    fail("vocabulary '{}' must start with [PAD], [UNK], [CLS]", origin);
+    fail(
+        "vocabulary '{}' must start with [PAD], [UNK], [CLS] (antidote's word vocabulary), or be a WordPiece "
+        "vocab.txt (with [PAD], [UNK], [CLS], [SEP] and ## pieces)",
+        origin);
   return v;
+}
+
+torch::Tensor swap_token_ids(const torch::Tensor& ids, int64_t pad_id) {
+  if (pad_id == Vocab::kPad) return ids;
+  const auto zero = ids.eq(Vocab::kPad), pad = ids.eq(pad_id);
+  return ids.masked_fill(zero, pad_id).masked_fill_(pad, Vocab::kPad);
 }
 
 // ---- datasets ---------------------------------------------------------------------

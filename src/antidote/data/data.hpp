@@ -81,18 +81,37 @@ DatasetKind dataset_kind(const std::string& name);
 int64_t class_count(const RawData& d, int64_t declared, const std::string& train_file, const std::string& test_file);
 
 // ---- text encoding -------------------------------------------------------------
-class Vocab {
+// How sentences become token ids: antidote's word vocabulary (Vocab, below) or a
+// BERT-style model's WordPiece vocabulary (data/wordpiece.hpp, which also reads either
+// kind from a vocabulary file).
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  // [N, max_len] int64 ids of the vocabulary, each row padded with pad_id().
+  virtual torch::Tensor encode(const std::vector<std::string>& texts, int64_t max_len) const = 0;
+  virtual int64_t pad_id() const = 0;
+  virtual int64_t size() const = 0;         // ids run from 0 to size() - 1
+  virtual std::string to_text() const = 0;  // the vocabulary file: one token per line, the line is the id
+};
+
+// The defenses read token id 0 as padding (Vocab::kPad). A vocabulary whose [PAD] has
+// another id is fed to them with the ids 0 and `pad_id` exchanged; applying this twice
+// gives the vocabulary's own ids back.
+torch::Tensor swap_token_ids(const torch::Tensor& ids, int64_t pad_id);
+
+class Vocab : public Tokenizer {
  public:
   static constexpr int64_t kPad = 0, kUnk = 1, kCls = 2;
   // Words ordered by frequency, then alphabetically: independent of row order.
   static Vocab build(const std::vector<std::string>& texts, int64_t min_freq = 1, int64_t max_size = 0);
   static std::vector<std::string> tokenize(const std::string& text);  // lowercase, whitespace split
   // [N, max_len] int64: [CLS] then tokens, truncated, padded with [PAD].
-  torch::Tensor encode(const std::vector<std::string>& texts, int64_t max_len) const;
+  torch::Tensor encode(const std::vector<std::string>& texts, int64_t max_len) const override;
+  int64_t pad_id() const override { return kPad; }
   int64_t id(const std::string& word) const;
-  int64_t size() const { return static_cast<int64_t>(words_.size()); }
+  int64_t size() const override { return static_cast<int64_t>(words_.size()); }
   const std::vector<std::string>& words() const { return words_; }
-  std::string to_text() const;  // one word per line
+  std::string to_text() const override;  // one word per line
   static Vocab from_text(const std::string& text, const std::string& origin);
 
  private:

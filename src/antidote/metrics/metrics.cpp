@@ -12,6 +12,17 @@ double accuracy(const torch::Tensor& scores, const torch::Tensor& labels) {
   return scores.argmax(1).eq(labels.to(scores.device())).to(torch::kFloat64).mean().item<double>();
 }
 
+std::vector<std::vector<int64_t>> confusion_matrix(const torch::Tensor& scores, const torch::Tensor& labels) {
+  const int64_t k = scores.dim() == 2 ? scores.size(1) : 0;
+  if (k == 0 || k > kMaxConfusionClasses || labels.numel() == 0) return {};
+  auto pairs = labels.to(torch::kCPU, torch::kLong) * k + scores.argmax(1).to(torch::kCPU, torch::kLong);
+  auto counts = torch::bincount(pairs, {}, k * k).contiguous();
+  const auto* c = counts.data_ptr<int64_t>();
+  std::vector<std::vector<int64_t>> m(static_cast<size_t>(k));
+  for (int64_t t = 0; t < k; ++t) m[static_cast<size_t>(t)].assign(c + t * k, c + (t + 1) * k);
+  return m;
+}
+
 TriggerMetrics trigger_metrics(const torch::Tensor& probs, const torch::Tensor& true_labels, int64_t target) {
   TriggerMetrics m;
   auto labels = true_labels.to(probs.device());
@@ -139,7 +150,9 @@ torch::Tensor predict_logits(Classifier& model, const torch::Tensor& x, int64_t 
 Evaluation evaluate(Classifier& model, const Dataset& clean_test, const Dataset& triggered_test, int64_t target,
                     int64_t batch_size) {
   Evaluation e;
-  e.cacc = accuracy(predict_probs(model, clean_test.x, batch_size), clean_test.y);
+  const auto clean_probs = predict_probs(model, clean_test.x, batch_size);
+  e.cacc = accuracy(clean_probs, clean_test.y);
+  e.confusion = confusion_matrix(clean_probs, clean_test.y);
   TriggerMetrics t;
   if (triggered_test.size() > 0)
     t = trigger_metrics(predict_probs(model, triggered_test.x, batch_size), triggered_test.y, target);

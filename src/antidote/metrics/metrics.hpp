@@ -12,6 +12,9 @@ class Classifier;
 
 // Fraction of rows whose argmax equals the label.
 double accuracy(const torch::Tensor& scores, const torch::Tensor& labels);
+// Rows by true label, columns by predicted class (the argmax of `scores`); empty beyond
+// kMaxConfusionClasses classes.
+std::vector<std::vector<int64_t>> confusion_matrix(const torch::Tensor& scores, const torch::Tensor& labels);
 
 // On triggered test rows whose true label != target (target rows are excluded here
 // even if the caller passes them): ASR = predicted target, RA = predicted true

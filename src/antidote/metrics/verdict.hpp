@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
 #include <string>
+#include <vector>
 
 namespace antidote {
 
@@ -12,8 +14,12 @@ namespace antidote {
 // (the trigger is unknown); asr_known says so.
 struct Evaluation {
   double cacc = 0, asr = 0, ra = 0, pcc = 0;
+  // The clean test rows by true class (row) and predicted class (column); empty for more
+  // than kMaxConfusionClasses classes, where a table of it would not be read.
+  std::vector<std::vector<int64_t>> confusion;
   bool asr_known() const { return !std::isnan(asr); }
 };
+constexpr int64_t kMaxConfusionClasses = 20;
 
 // Without ground truth: a purified model that still sends more than this share of the
 // rows its defense flagged to the identified target may have kept the backdoor.

@@ -70,7 +70,8 @@ RawData load_dataset(const DatasetConfig& cfg, uint64_t seed) {
 
 Dataset Encoder::encode(const RawSplit& split) const {
   Dataset d;
-  d.x = modality == Modality::Image ? split.images : vocab->encode(split.texts, max_len);
+  d.x =
+      modality == Modality::Image ? split.images : swap_token_ids(vocab->encode(split.texts, max_len), vocab->pad_id());
   d.y = split.labels;
   d.poisoned = split.poisoned;
   return d;
@@ -193,7 +194,8 @@ std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, co
 }
 
 ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
-                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label) {
+                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label,
+                          const std::function<void(int64_t, Classifier&)>& on_epoch) {
   torch::manual_seed(seed);
   auto model = make_model(arch, cell.input, options, "model");
   check_model_fits(*model, cell.input, fmt::format("model '{}'", arch));
@@ -201,7 +203,9 @@ ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML:
   Rng rng(seed);
   TrainOptions o = train;
   o.label = label;
-  train_supervised(*model, cell.train, o, rng);
+  train_supervised(*model, cell.train, o, rng, [&](int64_t epoch) {
+    if (on_epoch) on_epoch(epoch, *model);
+  });
   model->eval();
   return model;
 }
@@ -271,7 +275,7 @@ json detection_json(const torch::Tensor& flagged, const torch::Tensor& poisoned)
   return {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1}, {"flagged", det.flagged}};
 }
 
-json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned) {
+json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned, const torch::Tensor& flagged) {
   auto s = scores.to(torch::kCPU, torch::kFloat64);
   auto p = poisoned.to(torch::kCPU);
   const int bins = 20;
@@ -294,6 +298,11 @@ json identification_json(const torch::Tensor& scores, const torch::Tensor& poiso
   j["auroc"] = auroc(-s, p);  // lower score = more suspect
   j["poisoned_mean"] = p.any().item<bool>() ? s.index({p}).mean().item<double>() : 0.0;
   j["clean_mean"] = s.index({~p}).mean().item<double>();
+  if (flagged.defined() && flagged.numel() > 0) {
+    // The highest score among the rows acted on: the report marks it on the histogram.
+    j["threshold"] = s.index_select(0, flagged.to(torch::kCPU, torch::kLong)).max().item<double>();
+    j["flagged"] = flagged.numel();
+  }
   return j;
 }
 
@@ -339,7 +348,7 @@ json write_identification(const Identification& id, const Cell& cell, const std:
   if (known) {
     doc["detection"] = detection_json(id.flagged, cell.train.poisoned);
     doc["detection"]["poisoned"] = cell.train.poisoned.sum().item<int64_t>();
-    doc["histogram"] = identification_json(id.scores, cell.train.poisoned);
+    doc["histogram"] = identification_json(id.scores, cell.train.poisoned, id.flagged);
   }
   write_file_atomic(dir + "/flagged.csv", csv);
   write_file_atomic(dir + "/scores.csv", all);
@@ -388,6 +397,7 @@ RunRecord defense_record(const DefenseRun& run, const std::string& name, const D
   rec.asr = known(run.after.asr);
   rec.ra = known(run.after.ra);
   rec.pcc = known(run.after.pcc);
+  rec.confusion = run.after.confusion;
   if (run.after.asr_known())
     rec.der = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
   if (r.flagged.defined() && cell.poison_known) {
@@ -397,7 +407,7 @@ RunRecord defense_record(const DefenseRun& run, const std::string& name, const D
   for (const auto& st : r.stages) rec.stages.push_back({st.name, st.seconds, st.peak_rss_mb});
   rec.details = r.details;
   if (r.scores.defined() && cell.poison_known)
-    rec.details["identification"] = identification_json(r.scores, cell.train.poisoned);
+    rec.details["identification"] = identification_json(r.scores, cell.train.poisoned, r.flagged);
   rec.seconds = run.seconds;
   return rec;
 }
@@ -437,6 +447,8 @@ std::string key_of(const YAML::Node& n) {
   return fmt::format("{:016x}", hash_string(em.c_str()));
 }
 
+}  // namespace
+
 json examples_json(const Cell& cell, int n) {
   json ex;
   ex["dataset"] = cell.dataset;
@@ -463,7 +475,6 @@ json examples_json(const Cell& cell, int n) {
   }
   return ex;
 }
-}  // namespace
 
 TrainConfig train_config_for(const ExperimentConfig& cfg, const DatasetConfig& dcfg) {
   TrainConfig tcfg = cfg.train;
@@ -510,8 +521,12 @@ class BenchRunner {
     // Without an attacks: entry each dataset gets its modality's one standard attack.
     const auto attacks = static_cast<int64_t>(std::max<size_t>(1, cfg_.attacks.size()));
     cells_total_ = static_cast<int64_t>(cfg_.datasets.size() * cfg_.seeds.size() * cfg_.defenses.size()) * attacks;
+    // Until the grid is done, the report says it is in progress.
+    doc_["cells_total"] = cells_total_;
+    doc_["complete"] = false;
     for (const auto& dcfg : cfg_.datasets)
       for (uint64_t seed : cfg_.seeds) run_dataset(dcfg, seed);
+    doc_["complete"] = true;
     save();
     return doc_;
   }
@@ -533,6 +548,7 @@ class BenchRunner {
     YAML::Node key;
     double floor = -1;
     Evaluation before;
+    json curve;  // CACC, ASR and RA after each training epoch (empty when not recorded)
   };
 
   void run_dataset(const DatasetConfig& dcfg, uint64_t seed) {
@@ -565,10 +581,10 @@ class BenchRunner {
       YAML::Node k = YAML::Clone(st.key);
       k["role"] = "clean";
       auto path = fmt::format("{}/models/{}-{}-clean-{}.pt", options_.out_dir, dcfg.name, arch, key_of(k));
-      clean_model = cached_or_trained(path, clean_cell, st, derive_seed(seed, "train/clean"), dcfg.name + " clean",
-                                      fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name,
-                                                  seed, arch))
-                        .first;
+      clean_model =
+          cached_or_trained(path, clean_cell, st, derive_seed(seed, "train/clean"), dcfg.name + " clean",
+                            fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name, seed, arch))
+              .model;
     }
     for (const auto& acfg : attacks) {
       auto cell = prepare_cell(data, dcfg, acfg, seed);
@@ -592,26 +608,51 @@ class BenchRunner {
     }
   }
 
-  // The model at `path` when an earlier run saved it, else trained now and saved.
-  std::pair<ClassifierPtr, StageCost> cached_or_trained(const std::string& path, Cell& cell, const Setting& st,
-                                                        uint64_t seed, const std::string& label,
-                                                        const std::string& message) {
+  // The model at `path` when an earlier run saved it, else trained now and saved. With
+  // `monitor` (a suspect's cell), CACC, ASR and RA after every epoch on the monitor's
+  // subsets of its test sets: the curve the report draws, kept beside the model.
+  struct Trained {
+    ClassifierPtr model;
+    StageCost cost{"train", 0, 0};
+    json curve = json::array();
+  };
+  Trained cached_or_trained(const std::string& path, Cell& cell, const Setting& st, uint64_t seed,
+                            const std::string& label, const std::string& message, const Cell* monitor = nullptr) {
+    const std::string curve_path = path + ".curve.json";
     if (!options_.fresh && file_exists(path) && file_exists(path + ".yaml")) {
       try {
-        auto model = load_model(path, &cell.input);
-        model->to(device_);
-        return {model, StageCost{"train", 0, 0}};
+        Trained t;
+        t.model = load_model(path, &cell.input);
+        t.model->to(device_);
+        if (file_exists(curve_path)) t.curve = parse_json(read_file(curve_path, kMaxJsonBytes), curve_path);
+        return t;
       } catch (const Error& e) {
         // A damaged cache costs a retraining, not the run.
         log_info(fmt::format("retraining: the cached model cannot be used ({})", e.what()));
       }
     }
     log_info(message);
+    Trained t;
+    std::function<void(int64_t, Classifier&)> on_epoch;
+    if (monitor) {
+      // Evaluation only, in eval mode: the training draws the same random numbers as without it.
+      const auto evaluate_subsets = evaluator(
+          monitor_subset(monitor->test_clean, cfg_.monitor_limit, derive_seed(st.seed, "monitor_clean")),
+          monitor_subset(monitor->test_triggered, cfg_.monitor_limit, derive_seed(st.seed, "monitor_triggered")),
+          monitor->attack.target, cfg_.eval_batch_size);
+      on_epoch = [&t, evaluate_subsets](int64_t epoch, Classifier& model) {
+        const auto e = evaluate_subsets(model);
+        json point{{"epoch", epoch + 1}, {"cacc", e.cacc}};
+        if (e.asr_known()) point.update({{"asr", e.asr}, {"ra", e.ra}});
+        t.curve.push_back(point);
+      };
+    }
     StageTimer timer("train");
-    auto model = train_model(cell, st.arch, st.model_opts, st.train, seed, device_, label);
-    auto cost = timer.finish();
-    save_bench_model(*model, cell, path);
-    return {model, cost};
+    t.model = train_model(cell, st.arch, st.model_opts, st.train, seed, device_, label, on_epoch);
+    t.cost = timer.finish();
+    save_bench_model(*t.model, cell, path);
+    if (!t.curve.empty()) write_file_atomic(curve_path, json_text(t.curve));
+    return t;
   }
 
   Suspect suspect_for(Cell& cell, const AttackConfig& acfg, const Setting& st) {
@@ -624,10 +665,14 @@ class BenchRunner {
     s.key["attack_options"] = acfg.options;
     const std::string key = key_of(s.key);
     auto path = fmt::format("{}/models/{}-{}-{}-{}.pt", options_.out_dir, st.dcfg.name, st.arch, acfg.name, key);
-    std::tie(s.model, s.train_cost) = cached_or_trained(
+    auto trained = cached_or_trained(
         path, cell, st, derive_seed(st.seed, "train/" + key), st.dcfg.name + " " + acfg.name,
         fmt::format("[{} × {} seed {}] training the suspect model ({}, {} rows, {} poisoned)", st.dcfg.name, acfg.name,
-                    st.seed, st.arch, cell.train.size(), cell.train.poisoned.sum().item<int64_t>()));
+                    st.seed, st.arch, cell.train.size(), cell.train.poisoned.sum().item<int64_t>()),
+        &cell);
+    s.model = trained.model;
+    s.train_cost = trained.cost;
+    s.curve = trained.curve;
     return s;
   }
 
@@ -680,6 +725,7 @@ class BenchRunner {
     rec.options = yaml_to_json(def.options);
     if (suspect.floor >= 0) rec.asr_floor = suspect.floor;
     const bool purified = run.result.model != suspect.model;
+    if (!purified && !suspect.curve.empty()) rec.details["training_curve"] = suspect.curve;
     if (!purified && suspect.train_cost.seconds > 0)
       rec.stages.insert(rec.stages.begin(),
                         {suspect.train_cost.name, suspect.train_cost.seconds, suspect.train_cost.peak_rss_mb});

@@ -19,10 +19,11 @@
 namespace antidote {
 
 // Turns raw splits into model inputs; text uses a vocabulary built from the
-// training data the model is trained on.
+// training data the model is trained on, or a loaded model's own (a word vocabulary or
+// WordPiece). Token ids put [PAD] at 0 (swap_token_ids) whatever the vocabulary's id.
 struct Encoder {
   Modality modality = Modality::Image;
-  std::shared_ptr<Vocab> vocab;
+  std::shared_ptr<const Tokenizer> vocab;  // the vocabulary and how sentences split into its tokens
   int64_t max_len = 0;
   Dataset encode(const RawSplit& split) const;
 };
@@ -67,8 +68,10 @@ std::pair<std::string, YAML::Node> resolve_model(const ExperimentConfig& cfg, co
 // The training options of a dataset: the config's `train:` with the dataset's own
 // `train:` keys over it.
 TrainConfig train_config_for(const ExperimentConfig& cfg, const DatasetConfig& dcfg);
+// `on_epoch(epoch, model)` runs after every epoch (epochs counted from 0).
 ClassifierPtr train_model(const Cell& cell, const std::string& arch, const YAML::Node& options,
-                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label);
+                          const TrainOptions& train, uint64_t seed, torch::Device device, const std::string& label,
+                          const std::function<void(int64_t, Classifier&)>& on_epoch = {});
 
 // monitor_limit: rows of each test set the per-epoch monitor evaluates (a seeded
 // subset; 0 = all).
@@ -78,8 +81,14 @@ torch::Device parse_device(const std::string& name);
 uint64_t derive_seed(uint64_t seed, const std::string& label);
 
 // The histogram (20 bins, poisoned against clean), AUROC and mean scores of per-row
-// identification scores against the ground truth (lower = more suspect). Evaluation only.
-nlohmann::json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned);
+// identification scores against the ground truth (lower = more suspect), and with the
+// rows acted on (`flagged`) their count and the highest score among them. Evaluation only.
+nlohmann::json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned,
+                                   const torch::Tensor& flagged = torch::Tensor());
+
+// Up to `n` test rows of a cell, clean and triggered side by side (thumbnails or sentences),
+// for the report's "what the attacks look like".
+nlohmann::json examples_json(const Cell& cell, int n);
 
 // What `antidote identify` writes to `dir`: flagged.csv (rank, row, label, score, the
 // ground truth where the cell knows it, the text), scores.csv (every row) and

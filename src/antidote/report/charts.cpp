@@ -4,6 +4,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <optional>
 #include <cmath>
 #include <map>
 #include <set>
@@ -129,41 +130,65 @@ static const char* const kPalette[] = {"#4e79a7", "#f28e2b", "#e15759", "#76b7b2
 
 namespace {
 
-// The opening of a chart of fractions: the <svg> element, its title and the 0-100 %
-// grid of a plot area at (L, T) of pw × ph.
+// The opening of a chart of fractions: the <svg> element, its title and the grid of a
+// plot area at (L, T) of pw × ph spanning the fractions [axis.lo, axis.hi].
 std::string percent_frame(const std::string& kind, const std::string& title, const std::string& cell_slug, double W,
-                          double H, double L, double T, double pw, double ph) {
+                          double H, double L, double T, double pw, double ph, const Axis& axis = {}) {
   std::string s = fmt::format(
-      "<svg class=\"chart\" data-chart=\"{}\" data-cell=\"{}\" viewBox=\"0 0 {} {}\" width=\"{}\" height=\"{}\" "
-      "role=\"img\" aria-label=\"{}\">",
-      kind, esc(cell_slug), W, H, W, H, esc(title));
+      "<svg class=\"chart\" data-chart=\"{}\" data-cell=\"{}\" data-axis=\"{:.0f}-{:.0f}\" viewBox=\"0 0 {} {}\" "
+      "width=\"{}\" height=\"{}\" role=\"img\" aria-label=\"{}\">",
+      kind, esc(cell_slug), 100 * axis.lo, 100 * axis.hi, W, H, W, H, esc(title));
   s += fmt::format("<text class=\"title\" x=\"{}\" y=\"16\">{}</text>", L, esc(title));
-  for (int t = 0; t <= 4; ++t) {
-    double y = T + ph - ph * t / 4.0;
+  // Ticks at round percentages: the smallest step that gives at most six of them.
+  const double lo = 100 * axis.lo, hi = 100 * axis.hi;
+  double step = 25;
+  for (double candidate : {1.0, 2.0, 5.0, 10.0, 20.0, 25.0})
+    if ((hi - lo) / candidate <= 6) {
+      step = candidate;
+      break;
+    }
+  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9; v += step) {
+    double y = T + ph - ph * (v - lo) / (hi - lo);
     s += fmt::format("<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>", L, L + pw, y, y);
-    s += fmt::format("<text class=\"tick\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{}%</text>", L - 4, y + 4, 25 * t);
+    s += fmt::format("<text class=\"tick\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>", L - 4, y + 4, v);
   }
   return s;
 }
 
 }  // namespace
 
-// Vertical bars of a fraction (0..100 %) with optional dashed reference lines.
+Axis decision_axis(const std::vector<double>& values, double mark) {
+  double lo = mark, hi = mark;
+  for (double v : values) lo = std::min(lo, v), hi = std::max(hi, v);
+  // Whole 5-point steps around the values and the mark, with a little room below.
+  lo = std::max(0.0, std::floor((lo - 0.03) * 20) / 20);
+  hi = std::min(1.0, std::ceil((hi + 0.01) * 20) / 20);
+  if (hi - lo < 0.1) lo = std::max(0.0, hi - 0.1);
+  return {lo, hi};
+}
+
+// Vertical bars of a fraction with dashed reference lines and, optionally, the band of
+// values that pass shaded.
 std::string bar_chart(const std::string& kind, const std::string& title, const std::vector<Bar>& bars,
-                      const std::vector<std::pair<double, std::string>>& lines, const std::string& cell_slug) {
+                      const std::vector<std::pair<double, std::string>>& lines, const std::string& cell_slug,
+                      const Axis& axis, const std::optional<Axis>& pass) {
   const double W = 460, H = 260, L = 44, R = 10, T = 38, B = 46;
   const double pw = W - L - R, ph = H - T - B;
-  std::string s = percent_frame(kind, title, cell_slug, W, H, L, T, pw, ph);
+  auto Y = [&](double v) { return T + ph - ph * (std::clamp(v, axis.lo, axis.hi) - axis.lo) / (axis.hi - axis.lo); };
+  std::string s = percent_frame(kind, title, cell_slug, W, H, L, T, pw, ph, axis);
+  if (pass && pass->hi > pass->lo)
+    s += fmt::format(
+        "<rect class=\"pass\" x=\"{}\" y=\"{:.1f}\" width=\"{}\" height=\"{:.1f}\"><title>passes: {:.1f}–{:.1f}%"
+        "</title></rect>",
+        L, Y(pass->hi), pw, Y(pass->lo) - Y(pass->hi), 100 * pass->lo, 100 * pass->hi);
   const size_t n = std::max<size_t>(1, bars.size());
   const double slot = pw / n, bw = std::min(56.0, slot * 0.7);
   for (size_t i = 0; i < bars.size(); ++i) {
     const auto& b = bars[i];
-    double v = std::clamp(b.value, 0.0, 1.0);
-    double x = L + slot * i + (slot - bw) / 2, h = ph * v, y = T + ph - h;
+    double x = L + slot * i + (slot - bw) / 2, y = Y(b.value), h = T + ph - y;
     s += fmt::format(
         "<rect class=\"bar {}\" data-label=\"{}\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" "
-        "height=\"{:.1f}\"><title>{}: "
-        "{:.1f}%</title></rect>",
+        "height=\"{:.1f}\"><title>{}: {:.1f}%</title></rect>",
         b.cls, esc(b.label), x, y, bw, std::max(h, 0.5), esc(b.label), 100 * b.value);
     s += fmt::format("<text class=\"value\" x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{:.1f}</text>", x + bw / 2,
                      y - 3, 100 * b.value);
@@ -172,9 +197,8 @@ std::string bar_chart(const std::string& kind, const std::string& title, const s
   }
   int nline = 0;
   for (const auto& [v, label] : lines) {
-    if (!(v >= 0 && v <= 1)) continue;
-    double y = T + ph - ph * v;
-    s += fmt::format("<line class=\"ref\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>", L, L + pw, y, y);
+    if (!(v >= axis.lo && v <= axis.hi)) continue;
+    s += fmt::format("<line class=\"ref\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>", L, L + pw, Y(v), Y(v));
     s += fmt::format("<text class=\"reflabel\" x=\"{}\" y=\"{}\" text-anchor=\"end\">- - - {}</text>", W - R,
                      16 + 13 * nline++, esc(label));
   }
@@ -272,6 +296,16 @@ std::string histogram_chart(const json& id, const std::string& title, const std:
         "<rect class=\"hist clean\" x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\"><title>clean, score "
         "{:.3g}–{:.3g}: {:.0f} rows</title></rect>",
         x + bw, T + ph - ph * fc / ymax, bw, ph * fc / ymax, lo, hi, hc[i]);
+  }
+  // The highest score among the flagged rows: the rows left of it are the ones acted on.
+  if (has_num(id, "threshold") && bin_max > bin_min) {
+    const double t = std::clamp((num(id, "threshold") - bin_min) / (bin_max - bin_min), 0.0, 1.0);
+    s += fmt::format(
+        "<line class=\"threshold\" x1=\"{0:.1f}\" x2=\"{0:.1f}\" y1=\"{1}\" y2=\"{2}\"><title>flagged: score ≤ "
+        "{3:.4g}</title></line>",
+        L + pw * t, T, T + ph, num(id, "threshold"));
+    s += fmt::format("<text class=\"reflabel\" x=\"{:.1f}\" y=\"{}\">◀ {} flagged</text>", L + pw * t + 3, T + 10,
+                     text(id, "flagged", "?"));
   }
   s += fmt::format("<line class=\"axis\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>", L, L + pw, T + ph, T + ph);
   for (int t = 0; t <= 4; ++t)

@@ -125,11 +125,46 @@ ol.sentences li{margin-bottom:.5em}
 mark{background:#ffd54f;padding:0 .15em;border-radius:2px}
 pre{background:#f6f8fa;border:1px solid #e1e5ea;padding:.8em;overflow:auto;font-size:.85em}
 footer{color:#777;font-size:.85em;padding:1em 2em;border-top:1px solid #e1e5ea}
+td.more,span.more{color:#b45309;font-weight:600}
+.note,.notice{border-left:4px solid #f9a825;background:#fff8e1;padding:.4em 1em;margin:.5em 0}
+.notice.warning{border-color:#c62828;background:#fbe4e4}
+ul.verdicts{list-style:none;padding-left:0;margin:.3em 0}
+ul.verdicts li{margin:.25em 0;overflow-wrap:anywhere}
+span.budget{color:#666;font-size:.9em}
+svg.chart{max-width:100%;height:auto}
+svg.chart .value{paint-order:stroke;stroke:#fcfcfd;stroke-width:3px;stroke-linejoin:round}
+svg.chart .pass{fill:#43a047;fill-opacity:.10}
+svg.chart .threshold{stroke:#333;stroke-dasharray:4 3;stroke-width:1.5}
+table.ntml-checks td.l{white-space:normal;max-width:40em}
+table.confusion{font-size:.75em}
+table.confusion caption{font-weight:600;text-align:left}
+table.confusion td,table.confusion th{padding:1px 4px}
+@media (max-width:900px){main{padding:0 .8em 1em .8em}header,nav{padding-left:.8em;padding-right:.8em}}
+@media print{nav{display:none}section{break-inside:avoid-page}.scroll{overflow:visible}}
 )css";
 
 }  // namespace
 
 using namespace html;
+
+namespace {
+// What a reader must know before the numbers: a bench still running (the page is
+// rewritten after every cell), and the warnings of the run that wrote it.
+std::string notices(const json& doc, size_t nruns) {
+  std::string h;
+  if (doc.contains("complete") && doc["complete"] == false)
+    h += fmt::format(
+        "<p class=\"notice progress\"><b>In progress:</b> {} of {} cells finished. The page is rewritten after "
+        "every cell; the verdicts below are of the finished ones.</p>",
+        nruns, text(doc, "cells_total", "?"));
+  if (doc.contains("warnings") && doc["warnings"].is_array())
+    for (const auto& w : doc["warnings"])
+      if (w.is_string())
+        h += "<p class=\"notice warning\"><b>Warning:</b> " + esc(w.get<std::string>()) +
+             "; purification may have failed.</p>";
+  return h;
+}
+}  // namespace
 
 std::string render_identification_html(const json& id) {
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -188,17 +223,24 @@ std::string render_html_report(const json& doc) {
       "<header><h1>antidote report</h1><p>{} run(s) in {} cell(s) · antidote {} · threads {} · device {}</p></header>",
       nruns, cells.size(), esc(text(doc, "version", "?")), esc(text(doc, "threads", "?")),
       esc(text(doc, "device", "cpu")));
+  const auto confusion = confusion_section(cells);  // "" when no row records one
+  const auto training = training_section(cells);    // "" when no row records a curve
   h += "<nav><a href=\"#summary\">in brief</a><a href=\"#results\">results</a>";
   if (!seeds.empty()) h += "<a href=\"#seeds\">over seeds</a>";
   h += "<a href=\"#charts\">charts</a>";
+  if (!training.empty()) h += "<a href=\"#training\">training</a>";
   for (const auto& s : sections) h += fmt::format("<a href=\"#{}\">{}</a>", esc(s.id), esc(s.title));
+  if (!confusion.empty()) h += "<a href=\"#confusion\">per class</a>";
   h += "<a href=\"#examples\">attacks</a><a href=\"#cost\">cost</a><a href=\"#provenance\">config</a></nav><main>";
+  h += notices(doc, nruns);
   h += summary_section(cells);
   h += results_section(cells);
   h += seeds;
   h += charts_section(cells);
+  h += training;
   for (const auto& s : sections) h += defense_section(s, cells);
   h += other_trajectories_section(cells);
+  h += confusion;
   h += examples_section(doc);
   h += cost_section(cells);
   h += provenance_section(doc);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,9 +46,18 @@ struct Bar {
   double value;     // fraction, 0..1
   std::string cls;  // success, fail, reference, unknown
 };
-// Vertical bars of a fraction (0..100 %) with optional dashed reference lines.
+// The fractions a chart's value axis spans.
+struct Axis {
+  double lo = 0, hi = 1;
+};
+// An axis that shows what decides a verdict: from a little under the lowest of `values`
+// and `mark` to a little over the highest, in whole 5-point steps.
+Axis decision_axis(const std::vector<double>& values, double mark);
+// Vertical bars of a fraction on `axis`, with dashed reference lines and the band of
+// values that pass (`pass`) shaded.
 std::string bar_chart(const std::string& kind, const std::string& title, const std::vector<Bar>& bars,
-                      const std::vector<std::pair<double, std::string>>& lines, const std::string& cell_slug);
+                      const std::vector<std::pair<double, std::string>>& lines, const std::string& cell_slug,
+                      const Axis& axis = {}, const std::optional<Axis>& pass = std::nullopt);
 struct Series {
   std::string name, color;
   std::vector<std::pair<double, double>> points;  // (x, fraction)
@@ -73,6 +83,11 @@ std::vector<ReportSection> declared_sections(const std::vector<Cell>& cells);
 std::string defense_section(const ReportSection& section, const std::vector<Cell>& cells);
 // The curves and score histograms of the rows that declare no section of their own.
 std::string other_trajectories_section(const std::vector<Cell>& cells);
+// The suspect's CACC, ASR and RA after each training epoch ("" when no row records them).
+std::string training_section(const std::vector<Cell>& cells);
+// The clean test rows' confusion of the suspect and of each purified model ("" when no
+// row records one).
+std::string confusion_section(const std::vector<Cell>& cells);
 std::string examples_section(const json& doc);
 std::string cost_section(const std::vector<Cell>& cells);
 std::string provenance_section(const json& doc);

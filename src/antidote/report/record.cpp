@@ -43,6 +43,7 @@ void to_json(json& j, const RunRecord& r) {
   // Written only where they hold something, as rows have always been.
   if (!r.resolved_options.empty()) j["resolved_options"] = r.resolved_options;
   if (!r.model_file.empty()) j["model_file"] = r.model_file;
+  if (!r.confusion.empty()) j["confusion"] = r.confusion;
   if (!r.section.empty())
     j["section"] = {
         {"id", r.section.id}, {"title", r.section.title}, {"legend", r.section.legend}, {"layout", r.section.layout}};
@@ -139,6 +140,29 @@ std::vector<StageRecord> stages_of(const json& stages, std::string& problem) {
   return out;
 }
 
+// A square matrix of counts of at most 100 classes; empty (and a problem) otherwise.
+std::vector<std::vector<int64_t>> confusion_of(const json& row, std::string& problem) {
+  if (!row.contains("confusion") || row["confusion"].is_null()) return {};
+  const json& m = row["confusion"];
+  const size_t k = m.is_array() ? m.size() : 0;
+  std::vector<std::vector<int64_t>> out;
+  bool ok = k > 0 && k <= 100;
+  for (size_t t = 0; ok && t < k; ++t) {
+    ok = m[t].is_array() && m[t].size() == k;
+    std::vector<int64_t> line;
+    for (size_t p = 0; ok && p < k; ++p) {
+      ok = m[t][p].is_number_integer() && m[t][p].get<int64_t>() >= 0;
+      if (ok) line.push_back(m[t][p].get<int64_t>());
+    }
+    out.push_back(std::move(line));
+  }
+  if (!ok) {
+    problem = "'confusion' is not a square matrix of counts of at most 100 classes";
+    return {};
+  }
+  return out;
+}
+
 ReportSection section_of(const json& row) {
   const json& s = row.contains("section") && row["section"].is_object() ? row["section"] : json::object();
   auto text = [&](const char* key) { return s.contains(key) && s[key].is_string() ? s[key].get<std::string>() : ""; };
@@ -181,6 +205,7 @@ RunRecord parse_record(const json& row, std::string& problem) {
   problem = rest.problem();
   if (row.contains("model_file") && row["model_file"].is_string()) r.model_file = row["model_file"].get<std::string>();
   r.section = section_of(row);
+  if (problem.empty()) r.confusion = confusion_of(row, problem);
   return r;
 }
 }  // namespace

@@ -52,6 +52,9 @@ struct RunRecord {
   double cacc = 0;
   std::optional<double> asr, ra, pcc, asr_floor, der;
   std::optional<DetectionRecord> detection;
+  // The returned model on the clean test rows: [true class][predicted class] (empty when
+  // not recorded, e.g. for many classes).
+  std::vector<std::vector<int64_t>> confusion;
   std::vector<StageRecord> stages;
   double seconds = 0;
   std::string model_file;  // the purified model's file name under models/ ("" when none was saved)

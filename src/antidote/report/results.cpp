@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <tuple>
 #include <vector>
 
@@ -70,6 +71,35 @@ std::string mean_sd_percent(const std::vector<double>& v) {
   double ss = 0;
   for (double x : v) ss += (x - mean) * (x - mean);
   return fmt::format("{:.1f} ± {:.1f}", 100 * mean, 100 * std::sqrt(ss / static_cast<double>(v.size() - 1)));
+}
+
+bool same_cell(const RunRecord& a, const RunRecord& b) {
+  return std::tie(a.dataset, a.model, a.attack, a.poison_rate, a.target, a.seed) ==
+         std::tie(b.dataset, b.model, b.attack, b.poison_rate, b.target, b.seed);
+}
+
+const RunRecord* suspect_row(const std::vector<RunRecord>& rows, const RunRecord& row) {
+  for (const auto& r : rows)
+    if (r.defense == "none" && same_cell(r, row)) return &r;
+  return nullptr;
+}
+
+Verdict record_verdict(const RunRecord& row, const RunRecord* suspect) {
+  if (row.defense == "none") {
+    Verdict v;
+    v.verdict = "reference";
+    v.why = "the suspect model itself";
+    return v;
+  }
+  // An unknown ASR (no triggered test set) is NaN, which the verdict reads so.
+  auto evaluation = [](const RunRecord& r) {
+    Evaluation e;
+    e.cacc = r.cacc;
+    e.asr = r.asr.value_or(std::numeric_limits<double>::quiet_NaN());
+    return e;
+  };
+  const Evaluation before = suspect ? evaluation(*suspect) : Evaluation{};
+  return purification_verdict(evaluation(row), row.asr_floor.value_or(-1.0), suspect ? &before : nullptr);
 }
 
 std::string results_csv(const json& doc) {
@@ -146,6 +176,10 @@ std::string stage_table_markdown(const RunRecord& r) {
                        percent(field(s, "cacc")), percent(field(s, "asr")), percent(field(s, "ra")),
                        percent(field(s, "pcc")));
   if (field(details, "verdict").is_string()) out += "\n" + field(details, "verdict").get<std::string>() + "\n";
+  if (field(details, "control_beats_ntml") == true)
+    out +=
+        "\n**The control beats the method on this cell**: the same without its first stage is at least as good "
+        "on CACC and ASR.\n";
   return out;
 }
 }  // namespace
@@ -156,17 +190,19 @@ std::string results_markdown(const json& doc) {
   out +=
       "| dataset | model | attack | rate | target | seed | defense | clean | CACC % | ASR % | ASR floor % | RA % | PCC "
       "% "
-      "| DER | detection P/R/F1 % (flagged) | seconds |\n"
-      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "| DER | detection P/R/F1 % (flagged) | seconds | verdict |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
   const auto records = run_records(doc);
   for (const auto& r : records) {
     const auto& d = r.detection;
     std::string det =
         d ? fmt::format("{}/{}/{} ({})", percent(d->precision), percent(d->recall), percent(d->f1), d->flagged) : "–";
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} |\n",
-                       r.dataset, r.model, r.attack, percent(r.poison_rate), r.target, r.seed, r.defense,
-                       r.clean_samples, percent(r.cacc), percent(r.asr), percent(r.asr_floor), percent(r.ra),
-                       percent(r.pcc), fixed3(r.der), det, r.seconds);
+    const auto v = record_verdict(r, suspect_row(records, r));
+    out +=
+        fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} | {} |\n",
+                    r.dataset, r.model, r.attack, percent(r.poison_rate), r.target, r.seed, r.defense, r.clean_samples,
+                    percent(r.cacc), percent(r.asr), percent(r.asr_floor), percent(r.ra), percent(r.pcc), fixed3(r.der),
+                    det, r.seconds, v.verdict == "reference" ? "suspect" : verdict_word(v.verdict));
   }
   out += seed_summary_markdown(doc);
   for (const auto& r : records) out += stage_table_markdown(r);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "antidote/metrics/verdict.hpp"
 #include "antidote/report/record.hpp"
 
 namespace antidote {
@@ -15,6 +16,14 @@ namespace antidote {
 // Writes all four files into `out_dir` as one set: every file is written before any
 // replaces its predecessor, so a failed write leaves the previous set whole.
 void write_results(const std::string& out_dir, const nlohmann::json& doc);
+// The same cell: dataset, model, attack, rate, target and seed agree.
+bool same_cell(const RunRecord& a, const RunRecord& b);
+// The cell's suspect row (the `none` defense) among `rows`, null when the cell has none.
+const RunRecord* suspect_row(const std::vector<RunRecord>& rows, const RunRecord& row);
+// The verdict (metrics/verdict.hpp) on a row: its ASR against its floor, its CACC against
+// the suspect's (`suspect` null when unknown). A `none` row is the suspect itself:
+// verdict "reference".
+Verdict record_verdict(const RunRecord& row, const RunRecord* suspect);
 std::string results_csv(const nlohmann::json& doc);
 std::string results_markdown(const nlohmann::json& doc);
 // The mean ± sample standard deviation of CACC, ASR, ASR floor, RA, DER and detection

@@ -86,33 +86,17 @@ std::vector<Cell> group_cells(const std::vector<RunRecord>& runs) {
   return cells;
 }
 
-// A row's ASR floor; -1 when it has none (verdict.hpp's "unknown").
-double floor_of(const RunRecord& row) { return row.asr_floor.value_or(-1.0); }
-double asr_bar(const RunRecord& row) { return asr_limit(floor_of(row)); }
+double asr_bar(const RunRecord& row) { return asr_limit(row.asr_floor.value_or(-1.0)); }
 
-Evaluation evaluation_of(const RunRecord& row) {
-  Evaluation e;
-  e.cacc = row.cacc;
-  // An unknown ASR (no triggered test set) is NaN, which the verdict reads so.
-  e.asr = row.asr.value_or(std::numeric_limits<double>::quiet_NaN());
-  return e;
-}
-
-// purification_verdict (verdict.hpp) on a results row and its cell's `none` row.
+// The verdict of a results row (record_verdict) with the classes its cells are shown in.
 Judgement judge(const RunRecord& row, const RunRecord* none) {
   Judgement j;
-  if (&row == none || row.defense == "none") {
-    j.verdict = "reference";
-    j.why = "the suspect model itself";
-    return j;
-  }
-  const Evaluation suspect = none ? evaluation_of(*none) : Evaluation{};
-  const Evaluation after = evaluation_of(row);
-  auto v = purification_verdict(after, floor_of(row), none ? &suspect : nullptr);
+  const Verdict v = record_verdict(row, none);
   j.verdict = v.verdict;
-  if (after.asr_known()) j.asr_class = v.asr_ok ? "ok" : "bad";
-  if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
   j.why = v.why;
+  if (v.verdict == "reference") return j;
+  if (row.asr) j.asr_class = v.asr_ok ? "ok" : "bad";
+  if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
   return j;
 }
 
@@ -136,9 +120,19 @@ std::string results_section(const std::vector<Cell>& cells) {
        "<th>DER</th><th>detection<br>P/R/F1 % (flagged)</th><th>seconds</th><th "
        "class=\"l\">verdict</th></tr></thead><tbody>";
   for (const auto& c : cells) {
+    // The smallest clean budget of the cell's defenses: a larger one is marked.
+    int64_t least = -1;
+    for (const RunRecord* r : c.rows)
+      if (r != c.none && (least < 0 || r->clean_samples < least)) least = r->clean_samples;
     for (const RunRecord* rp : c.rows) {
       const RunRecord& r = *rp;
       auto j = judge(r, c.none);
+      const bool more_clean = rp != c.none && r.clean_samples > least;
+      // The purified model's file, beside the report under models/.
+      const std::string defense = r.model_file.empty()
+                                      ? esc(r.defense)
+                                      : fmt::format("<a href=\"models/{}\" title=\"the purified model\">{}</a>",
+                                                    esc(r.model_file), esc(r.defense));
       std::string dcacc = "–";
       if (c.none && rp != c.none) dcacc = fmt::format("{:+.1f}", 100 * (r.cacc - c.none->cacc));
       std::string det = "–";
@@ -147,21 +141,24 @@ std::string results_section(const std::vector<Cell>& cells) {
       h += fmt::format(
           "<tr class=\"run {v}\" data-defense=\"{def}\" data-cell=\"{cell}\" data-verdict=\"{v}\" title=\"{why}\">"
           "<td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td>{rate}</td><td>{seed}</td><td "
-          "class=\"l\">{def}</td><td>{cs}</td><td class=\"{cc}\">{cacc}</td><td class=\"{cc}\">{dc}</td>"
+          "class=\"l\">{link}</td><td class=\"{csc}\">{cs}</td><td class=\"{cc}\">{cacc}</td><td "
+          "class=\"{cc}\">{dc}</td>"
           "<td class=\"{ac}\">{asr}</td><td>{floor}</td><td>{ra}</td><td>{pcc}</td><td>{der}</td><td>{det}</td>"
           "<td>{sec}</td><td class=\"l\"><span class=\"badge {v}\">{vl}</span></td></tr>",
           fmt::arg("v", j.verdict), fmt::arg("def", esc(r.defense)), fmt::arg("cell", esc(c.slug())),
           fmt::arg("why", esc(j.why)), fmt::arg("ds", esc(c.dataset)), fmt::arg("atk", esc(c.attack)),
-          fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)), fmt::arg("cs", r.clean_samples),
-          fmt::arg("cc", j.cacc_class), fmt::arg("cacc", percent(r.cacc)), fmt::arg("dc", dcacc),
-          fmt::arg("ac", j.asr_class), fmt::arg("asr", percent(r.asr)), fmt::arg("floor", percent(r.asr_floor)),
-          fmt::arg("ra", percent(r.ra)), fmt::arg("pcc", percent(r.pcc)),
-          fmt::arg("der", r.der ? fmt::format("{:.3f}", *r.der) : "–"), fmt::arg("det", esc(det)),
-          fmt::arg("sec", fmt::format("{:.1f}", r.seconds)), fmt::arg("vl", verdict_label(j.verdict)));
+          fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)), fmt::arg("link", defense),
+          fmt::arg("csc", more_clean ? "more" : ""), fmt::arg("cs", r.clean_samples), fmt::arg("cc", j.cacc_class),
+          fmt::arg("cacc", percent(r.cacc)), fmt::arg("dc", dcacc), fmt::arg("ac", j.asr_class),
+          fmt::arg("asr", percent(r.asr)), fmt::arg("floor", percent(r.asr_floor)), fmt::arg("ra", percent(r.ra)),
+          fmt::arg("pcc", percent(r.pcc)), fmt::arg("der", r.der ? fmt::format("{:.3f}", *r.der) : "–"),
+          fmt::arg("det", esc(det)), fmt::arg("sec", fmt::format("{:.1f}", r.seconds)),
+          fmt::arg("vl", verdict_label(j.verdict)));
     }
   }
-  h += "</tbody></table></div><p class=\"legendline\">Model and trigger target of each cell: see <a "
-       "href=\"#summary\">in brief</a>. Hover a row for the reason of its verdict.</p></section>";
+  h += "</tbody></table></div><p class=\"legendline\">Each verdict's reason, and the model and trigger target of "
+       "each cell: <a href=\"#summary\">in brief</a>. A clean budget in <span class=\"more\">orange</span> is larger "
+       "than another defense's of the same cell. A defense's name links to its purified model.</p></section>";
   return h;
 }
 
@@ -215,58 +212,83 @@ std::string seeds_section(const std::vector<Cell>& cells) {
   return h + "</tbody></table></div></section>";
 }
 
-std::string summary_section(const std::vector<Cell>& cells) {
-  std::string h = "<section id=\"summary\"><h2>In brief</h2><ul>";
-  if (cells.empty()) h += "<li>No finished runs yet.</li>";
-  for (const auto& c : cells) {
-    std::vector<std::string> ok, bad, unclear;
-    for (const RunRecord* r : c.rows) {
-      auto j = judge(*r, c.none);
-      auto d = esc(r->defense);
-      if (j.verdict == "success")
-        ok.push_back(d);
-      else if (j.verdict == "fail")
-        bad.push_back(d);
-      else if (j.verdict == "unknown")
-        unclear.push_back(d);
-    }
-    auto join = [](const std::vector<std::string>& v) {
-      std::string s;
-      for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-      return s.empty() ? std::string("—") : s;
-    };
-    h += "<li><b>" + esc(c.title()) + "</b>: ";
-    if (c.none)
-      h += fmt::format("the suspect model has CACC {}% and ASR {}% (floor {}%). ", percent(c.none->cacc),
-                       percent(c.none->asr), percent(c.none->asr_floor));
-    h += "Removed the backdoor: <b>" + join(ok) + "</b>. Failed: " + join(bad) + ".";
-    if (!unclear.empty()) h += " Unclear: " + join(unclear) + ".";
-    h += "</li>";
+namespace {
+// The clean budgets of a cell's defenses, when they differ ("" when they agree): the
+// comparison between defenses is then partly one of clean data.
+std::string budget_note(const Cell& c) {
+  std::map<int64_t, std::vector<std::string>> by_budget;
+  for (const RunRecord* r : c.rows)
+    if (r != c.none) by_budget[r->clean_samples].push_back(r->defense);
+  if (by_budget.size() < 2) return "";
+  std::string parts;
+  for (const auto& [rows, defenses] : by_budget) {
+    std::string names;
+    for (const auto& d : defenses) names += (names.empty() ? "" : ", ") + esc(d);
+    parts += fmt::format("{}{} {} rows", parts.empty() ? "" : "; ", names, rows);
   }
-  return h + "</ul></section>";
+  return "<p class=\"note\"><b>Unequal clean budgets:</b> " + parts +
+         ". A defense with more clean rows has an advantage the others lack.</p>";
+}
+}  // namespace
+
+std::string summary_section(const std::vector<Cell>& cells) {
+  std::string h = "<section id=\"summary\"><h2>In brief</h2>";
+  if (cells.empty()) return h + "<p>No finished runs yet.</p></section>";
+  for (const auto& c : cells) {
+    h += "<h3>" + esc(c.title()) + "</h3>";
+    if (c.none)
+      h += fmt::format("<p>The suspect model: CACC {}%, ASR {}% (ASR floor {}%).</p>", percent(c.none->cacc),
+                       percent(c.none->asr), percent(c.none->asr_floor));
+    h += "<ul class=\"verdicts\">";
+    for (const RunRecord* r : c.rows) {
+      if (r == c.none) continue;
+      const auto j = judge(*r, c.none);
+      h += fmt::format(
+          "<li data-summary=\"{0}\"><span class=\"badge {1}\">{2}</span> <b>{0}</b>: {3} <span "
+          "class=\"budget\">({4} clean rows)</span></li>",
+          esc(r->defense), j.verdict, verdict_label(j.verdict),
+          esc(j.why) + (field(r->details, "control_beats_ntml") == true
+                            ? "; <b>its control (the same without its first stage) did at least as well</b>"
+                            : ""),
+          r->clean_samples);
+    }
+    h += "</ul>" + budget_note(c);
+  }
+  return h + "</section>";
 }
 
 std::string charts_section(const std::vector<Cell>& cells) {
   std::string h = "<section id=\"charts\"><h2>ASR and CACC per defense</h2>";
-  h += "<p class=\"legendline\">Green: removed the backdoor; red: failed; grey: the suspect model (no defense). Dashed "
-       "lines: the bars a defense must pass.</p>";
+  h += "<p class=\"legendline\">Green bars: removed the backdoor; red: failed; grey: the suspect model (no defense). "
+       "The shaded band is what passes: ASR at most the limit, CACC at most 2 points below the suspect's. The CACC "
+       "axis spans only the values shown, so that the 2-point margin can be seen.</p>";
   if (cells.empty()) h += "<p>No finished runs yet.</p>";
   for (const auto& c : cells) {
     std::vector<Bar> asr, cacc;
+    std::vector<double> caccs;
     for (const RunRecord* r : c.rows) {
       auto j = judge(*r, c.none);
-      asr.push_back({r->defense, r->asr.value_or(0.0), j.verdict});
+      if (r->asr) asr.push_back({r->defense, *r->asr, j.verdict});
       cacc.push_back({r->defense, r->cacc, j.verdict});
+      caccs.push_back(r->cacc);
     }
     const RunRecord& first = c.none ? *c.none : *c.rows.front();
-    std::vector<std::pair<double, std::string>> asr_lines{
-        {asr_bar(first), fmt::format("success ≤ {:.1f}%", 100 * asr_bar(first))}};
-    std::vector<std::pair<double, std::string>> cacc_lines;
-    if (c.none)
-      cacc_lines.push_back({c.none->cacc - 0.02, fmt::format("suspect − 2 = {:.1f}%", 100 * (c.none->cacc - 0.02))});
+    const double limit = asr_bar(first);
     h += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">";
-    h += bar_chart("asr", "ASR % (lower is better)", asr, asr_lines, c.slug());
-    h += bar_chart("cacc", "CACC % (higher is better)", cacc, cacc_lines, c.slug());
+    if (!asr.empty())
+      h += bar_chart("asr", "ASR % (lower is better)", asr, {{limit, fmt::format("pass ≤ {:.1f}%", 100 * limit)}},
+                     c.slug(), Axis{}, Axis{0, limit});
+    else
+      h += "<p>ASR unknown: no triggered test rows.</p>";
+    if (c.none) {
+      const double bar = c.none->cacc - kMaxCaccDrop;
+      const Axis axis = decision_axis(caccs, bar);
+      h += bar_chart("cacc", "CACC % (higher is better)", cacc,
+                     {{bar, fmt::format("pass ≥ suspect − 2 = {:.1f}%", 100 * bar)}}, c.slug(), axis,
+                     Axis{bar, axis.hi});
+    } else {
+      h += bar_chart("cacc", "CACC % (higher is better)", cacc, {}, c.slug(), decision_axis(caccs, caccs.front()));
+    }
     h += "</div>";
   }
   return h + "</section>";
@@ -355,8 +377,12 @@ std::string stages_body(const Cell& c, const RunRecord& r) {
     }
     h += "</tbody></table>";
   }
+  if (field(d, "control_beats_ntml") == true)
+    h += "<p class=\"notice warning\"><b>The control beats the method here:</b> mutual learning without the "
+         "non-target stage is at least as good on both CACC and ASR, so that stage did not help on this cell.</p>";
   if (d.contains("verdict") && d["verdict"].is_string())
-    h += "<p class=\"verdict\"><b>Verdict:</b> " + esc(d["verdict"].get<std::string>()) + "</p>";
+    h += "<p class=\"verdict\"><b>The method's own checks</b> (not the verdict of the results table): " +
+         esc(d["verdict"].get<std::string>()) + "</p>";
   if (d.contains("reading") && d["reading"].is_string())
     h += "<p class=\"legendline\">" + esc(d["reading"].get<std::string>()) + "</p>";
   return h;
@@ -386,6 +412,67 @@ std::string defense_section(const ReportSection& section, const std::vector<Cell
         h += distillation_body(section, c, *r);
     }
   return h + "</section>";
+}
+
+namespace {
+// One model's confusion on the clean test rows as a heat table: each row (a true class)
+// shaded by the share of its rows predicted as each class.
+std::string confusion_table(const RunRecord& r) {
+  const auto& m = r.confusion;
+  std::string h = fmt::format(
+      "<table class=\"confusion\" data-defense=\"{}\"><caption>{}</caption><thead><tr><th>true "
+      "\\ predicted</th>",
+      esc(r.defense), esc(r.defense == "none" ? "suspect" : r.defense));
+  for (size_t p = 0; p < m.size(); ++p) h += fmt::format("<th>{}</th>", p);
+  h += "</tr></thead><tbody>";
+  for (size_t t = 0; t < m.size(); ++t) {
+    int64_t total = 0;
+    for (int64_t c : m[t]) total += c;
+    h += fmt::format("<tr><th>{}</th>", t);
+    for (size_t p = 0; p < m[t].size(); ++p) {
+      const double share = total > 0 ? static_cast<double>(m[t][p]) / static_cast<double>(total) : 0.0;
+      h += fmt::format(
+          "<td style=\"background:rgba({},{:.2f})\" title=\"{} of {} rows of class {} predicted {}\">{}</td>",
+          t == p ? "46,125,50" : "198,40,40", std::min(1.0, share * (t == p ? 0.8 : 2.0)), m[t][p], total, t, p,
+          m[t][p]);
+    }
+    h += "</tr>";
+  }
+  return h + "</tbody></table>";
+}
+}  // namespace
+
+std::string training_section(const std::vector<Cell>& cells) {
+  std::string body;
+  for (const auto& c : cells)
+    for (const RunRecord* r : c.rows) {
+      const json& curve = field(r->details, "training_curve");
+      if (!curve.is_array() || curve.empty()) continue;
+      const auto series = trajectory_series(curve, nullptr);
+      if (!series.empty())
+        body += line_chart("training", "The suspect while it trained: " + c.dataset + " × " + c.attack, series,
+                           "training epoch", c.slug());
+    }
+  if (body.empty()) return "";
+  return "<section id=\"training\"><h2>How the suspect learned</h2><p class=\"legendline\">The suspect model's "
+         "clean accuracy, attack success rate and robust accuracy after each training epoch, on the per-epoch "
+         "monitor's rows of the test sets: how early the backdoor took hold.</p><div class=\"charts\">" +
+         body + "</div></section>";
+}
+
+std::string confusion_section(const std::vector<Cell>& cells) {
+  std::string body;
+  for (const auto& c : cells) {
+    std::string tables;
+    for (const RunRecord* r : c.rows)
+      if (!r->confusion.empty()) tables += confusion_table(*r);
+    if (!tables.empty()) body += "<h3>" + esc(c.title()) + "</h3><div class=\"charts\">" + tables + "</div>";
+  }
+  if (body.empty()) return "";
+  return "<section id=\"confusion\"><h2>Per class</h2><p class=\"legendline\">Clean test rows by true class (rows) "
+         "and predicted class (columns), for the suspect and each purified model: green, the share classified "
+         "correctly; red, the errors. A defense that trades clean accuracy away shows where.</p>" +
+         body + "</section>";
 }
 
 std::string other_trajectories_section(const std::vector<Cell>& cells) {
