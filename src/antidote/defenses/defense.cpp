@@ -13,6 +13,12 @@ ClassifierPtr trainable_copy(const Classifier& model) {
   return copy;
 }
 
+void record_trajectory(DefenseContext& ctx, Classifier& model, int64_t at, nlohmann::json& trajectory) {
+  if (!ctx.monitor) return;
+  const auto e = ctx.monitor(model);
+  trajectory.push_back({{"epoch", at}, {"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}});
+}
+
 void freeze(Classifier& model) {
   model.eval();
   for (auto& p : model.parameters()) p.set_requires_grad(false);

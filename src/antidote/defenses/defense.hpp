@@ -90,5 +90,10 @@ DefensePtr make_defense(const std::string& name, Params& params, const DefenseSe
 ClassifierPtr trainable_copy(const Classifier& model);
 // Freeze a model (eval mode, no gradients) for use as a teacher.
 void freeze(Classifier& model);
+// The model's CACC, ASR, RA and PCC on the context's per-epoch monitor, appended to
+// `trajectory` as the point `at` (an epoch, or an iteration) of the report's curve; nothing
+// without a monitor. Evaluation only, in eval mode: the training it interrupts draws the
+// same random numbers as without it.
+void record_trajectory(DefenseContext& ctx, Classifier& model, int64_t at, nlohmann::json& trajectory);
 
 }  // namespace antidote

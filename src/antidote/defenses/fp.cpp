@@ -202,7 +202,9 @@ class FinePruning : public Defense {
     // ---- fine-tune ---------------------------------------------------------------
     StageTimer ft_timer("finetune");
     model->train();
-    train_supervised(*model, clean, o_.train, rng);
+    nlohmann::json trajectory = nlohmann::json::array();
+    train_supervised(*model, clean, o_.train, rng,
+                     [&](int64_t epoch) { record_trajectory(ctx, *model, epoch + 1, trajectory); });
     auto after = clean_fit(*model, clean);
     model->eval();
     result.stages.push_back(ft_timer.finish());
@@ -217,6 +219,7 @@ class FinePruning : public Defense {
                       {"clean_acc_after_finetune", after.acc},
                       {"clean_acc_first_rejected", stop_acc},
                       {"prune_curve", curve}};
+    if (!trajectory.empty()) result.details["trajectory"] = trajectory;  // the fine-tuning, after pruning
     result.model = model;
     return result;
   }

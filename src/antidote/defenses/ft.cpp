@@ -91,9 +91,7 @@ class FineTuning : public Defense {
     auto before = clean_fit(*model, clean);
     nlohmann::json trajectory = nlohmann::json::array();
     train_supervised(*model, clean, o_.train, rng, [&](int64_t epoch) {
-      if (!o_.trajectory || !ctx.monitor) return;
-      auto e = ctx.monitor(*model);
-      trajectory.push_back({{"epoch", epoch + 1}, {"cacc", e.cacc}, {"asr", e.asr}, {"ra", e.ra}, {"pcc", e.pcc}});
+      if (o_.trajectory) record_trajectory(ctx, *model, epoch + 1, trajectory);
     });
     auto after = clean_fit(*model, clean);
     model->eval();

@@ -122,7 +122,9 @@ class Nad : public Defense {
     StageTimer distill_timer("distill");
     auto student = trainable_copy(*suspect);
     student->to(ctx.device);
-    auto epochs = distill(*student, *teacher, clean, rng);
+    nlohmann::json trajectory = nlohmann::json::array();
+    auto epochs = distill(*student, *teacher, clean, rng,
+                          [&](int64_t epoch) { record_trajectory(ctx, *student, epoch + 1, trajectory); });
     auto student_fit = clean_fit(*student, clean);
     student->eval();
     result.stages.push_back(distill_timer.finish());
@@ -132,13 +134,16 @@ class Nad : public Defense {
                       {"teacher_clean_acc", teacher_fit.acc},
                       {"student_clean_acc", student_fit.acc},
                       {"epochs", epochs}};
+    if (!trajectory.empty()) result.details["trajectory"] = trajectory;  // the student's distillation
     result.model = student;
     return result;
   }
 
  private:
-  // Trains `student` in place; returns per-epoch mean losses.
-  nlohmann::json distill(Classifier& student, Classifier& teacher, const Dataset& clean, Rng& rng) {
+  // Trains `student` in place; returns per-epoch mean losses. `after_epoch(epoch)` runs
+  // after each epoch.
+  nlohmann::json distill(Classifier& student, Classifier& teacher, const Dataset& clean, Rng& rng,
+                         const std::function<void(int64_t)>& after_epoch) {
     auto dev = student.parameters().front().device();
     Trainer trainer(student.parameters(), o_.train.optimizer, "nad distill");
     const int64_t per_epoch = steps_per_epoch(clean.size(), o_.train.batch_size);
@@ -179,6 +184,7 @@ class Nad : public Defense {
       double n = static_cast<double>(std::max<int64_t>(1, seen));
       progress.finish(fmt::format("ce {:.4f} at {:.5f}", ce_sum / n, at_sum / n));
       log.push_back({{"epoch", epoch + 1}, {"ce", ce_sum / n}, {"at", at_sum / n}, {"loss", (ce_sum + at_sum) / n}});
+      after_epoch(epoch);
     }
     return log;
   }

@@ -202,7 +202,8 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
 }
 
 void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
-                     torch::Device device, const std::string& label, const MlAnchor& anchor) {
+                     torch::Device device, const std::string& label, const MlAnchor& anchor,
+                     const std::function<void(int64_t)>& checkpoint) {
   const bool image = is_image(clean.x);
   const int64_t n = clean.size();
   if (n == 0) fail("ntml: the clean set is empty");
@@ -266,6 +267,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
     l = mutual_step(student, teacher, &student_trainer, &teacher_trainer, x, y, o.temperature, o.alpha_student, alpha_t,
                     anchor_cycle.active() ? &ab : nullptr);
     progress.advance(1, fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
+    if (checkpoint && (it + 1) % std::max<int64_t>(1, o.iterations / 10) == 0) checkpoint(it + 1);
   }
   progress.finish(fmt::format("L_S {:.4f} L_T {:.4f}", l.first, l.second));
 }
@@ -650,7 +652,10 @@ class NtmlDefense : public Defense {
     StageTimer ml_timer("ml");
     {
       Rng rng(r.seeds.ml);
-      ntml::mutual_learning(student, teacher, r.clean, o_.ml, rng, r.ctx.device, "ntml ML", r.anchor);
+      nlohmann::json trajectory = nlohmann::json::array();
+      ntml::mutual_learning(student, teacher, r.clean, o_.ml, rng, r.ctx.device, "ntml ML", r.anchor,
+                            [&](int64_t done) { record_trajectory(r.ctx, student, done, trajectory); });
+      if (!trajectory.empty()) r.result.details["trajectory"] = trajectory;  // S during mutual learning
     }
     r.result.stages.push_back(ml_timer.finish());
     if (r.monitored) {

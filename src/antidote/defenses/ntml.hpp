@@ -93,8 +93,10 @@ struct MlAnchor {
   bool active() const { return weight > 0 && x.defined() && x.size(0) > 0; }
 };
 // Deep mutual learning of `student` and `teacher` (both updated in place) on `clean`.
+// `checkpoint(iterations done)` runs at every tenth of the iterations (the report's curve).
 void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& clean, const MlOptions& o, Rng& rng,
-                     torch::Device device, const std::string& label = "ntml ML", const MlAnchor& anchor = {});
+                     torch::Device device, const std::string& label = "ntml ML", const MlAnchor& anchor = {},
+                     const std::function<void(int64_t)>& checkpoint = {});
 
 // Consensus distillation (an antidote extension after ML, off unless iterations > 0):
 // S keeps its ML losses on the clean set and also distils T, weight·τ²·KL(T ‖ S), on

@@ -147,7 +147,8 @@ std::string percent_frame(const std::string& kind, const std::string& title, con
       step = candidate;
       break;
     }
-  for (double v = std::ceil(lo / step - 1e-9) * step; v <= hi + 1e-9; v += step) {
+  // (+ 0.0 turns the -0 that ceil gives just under zero into 0: no "-0%" tick.)
+  for (double v = std::ceil(lo / step - 1e-9) * step + 0.0; v <= hi + 1e-9; v += step) {
     double y = T + ph - ph * (v - lo) / (hi - lo);
     s += fmt::format("<line class=\"grid\" x1=\"{}\" x2=\"{}\" y1=\"{:.1f}\" y2=\"{:.1f}\"/>", L, L + pw, y, y);
     s += fmt::format("<text class=\"tick\" x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.0f}%</text>", L - 4, y + 4, v);

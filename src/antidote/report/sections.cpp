@@ -377,6 +377,14 @@ std::string stages_body(const Cell& c, const RunRecord& r) {
     }
     h += "</tbody></table>";
   }
+  if (d.contains("trajectory") && d["trajectory"].is_array()) {
+    const auto series = trajectory_series(d["trajectory"], nullptr);
+    if (!series.empty())
+      h += "<div class=\"charts\">" +
+           line_chart("trajectory", r.defense + ": the student while it learns on the clean set", series, "iteration",
+                      c.slug()) +
+           "</div>";
+  }
   if (field(d, "control_beats_ntml") == true)
     h += "<p class=\"notice warning\"><b>The control beats the method here:</b> mutual learning without the "
          "non-target stage is at least as good on both CACC and ASR, so that stage did not help on this cell.</p>";
