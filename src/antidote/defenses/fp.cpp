@@ -209,17 +209,16 @@ class FinePruning : public Defense {
     model->eval();
     result.stages.push_back(ft_timer.finish());
 
-    std::vector<int64_t> pruned(order.begin(), order.begin() + accepted);
     result.details = {{"channels", C},
                       {"pruned", accepted},
-                      {"pruned_channels", pruned},
+                      {"pruned_channels", std::vector<int64_t>(order.begin(), order.begin() + accepted)},
                       {"acc_ratio", o_.acc_ratio},
                       {"clean_acc_before", acc0},
                       {"clean_acc_after_prune", accepted_acc},
                       {"clean_acc_after_finetune", after.acc},
                       {"clean_acc_first_rejected", stop_acc},
-                      {"prune_curve", curve}};
-    if (!trajectory.empty()) result.details["trajectory"] = trajectory;  // the fine-tuning, after pruning
+                      {"prune_curve", curve},
+                      {"trajectory", trajectory}};  // the fine-tuning's, after pruning ([] without a monitor)
     result.model = model;
     return result;
   }
