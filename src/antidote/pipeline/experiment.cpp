@@ -231,6 +231,14 @@ std::function<Evaluation(Classifier&)> evaluator(std::shared_ptr<const Dataset> 
                                                  int64_t batch) {
   return [clean, triggered, target, batch](Classifier& m) { return evaluate(m, *clean, *triggered, target, batch); };
 }
+
+// The cheap per-epoch evaluation of a cell: seeded subsets of `limit` rows of its test
+// sets (the same rows for every defense and for the suspect's training curve).
+std::function<Evaluation(Classifier&)> monitor_evaluator(const Cell& cell, int64_t limit, int64_t batch) {
+  return evaluator(monitor_subset(cell.test_clean, limit, derive_seed(cell.seed, "monitor_clean")),
+                   monitor_subset(cell.test_triggered, limit, derive_seed(cell.seed, "monitor_triggered")),
+                   cell.attack.target, batch);
+}
 }  // namespace
 
 DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint64_t seed, int64_t eval_batch,
@@ -257,13 +265,20 @@ DefenseContext make_defense_context(const Cell& cell, torch::Device device, uint
   const int64_t target = cell.attack.target;
   ctx.evaluate = evaluator(monitor_subset(cell.test_clean, 0, 0), monitor_subset(cell.test_triggered, 0, 0), target,
                            eval_batch);
-  ctx.monitor = evaluator(monitor_subset(cell.test_clean, monitor_limit, derive_seed(cell.seed, "monitor_clean")),
-                          monitor_subset(cell.test_triggered, monitor_limit, derive_seed(cell.seed, "monitor_triggered")),
-                          target, eval_batch);
+  ctx.monitor = monitor_evaluator(cell, monitor_limit, eval_batch);
   return ctx;
 }
 
-json stage_json(const StageCost& c) { return {{"name", c.name}, {"seconds", c.seconds}, {"peak_rss_mb", c.peak_rss_mb}}; }
+namespace {
+StageRecord stage_record(const StageCost& c) { return {c.name, c.seconds, c.peak_rss_mb}; }
+
+DetectionRecord detection_record(const torch::Tensor& flagged, const torch::Tensor& poisoned) {
+  const auto det = detection(flagged, poisoned);
+  return {det.precision, det.recall, det.f1, det.flagged};
+}
+}  // namespace
+
+json stage_json(const StageCost& c) { return stage_record(c); }
 
 json evaluation_json(const Evaluation& e) {
   auto known = [](double v) { return std::isnan(v) ? json(nullptr) : json(v); };
@@ -271,8 +286,7 @@ json evaluation_json(const Evaluation& e) {
 }
 
 json detection_json(const torch::Tensor& flagged, const torch::Tensor& poisoned) {
-  auto det = detection(flagged, poisoned);
-  return {{"precision", det.precision}, {"recall", det.recall}, {"f1", det.f1}, {"flagged", det.flagged}};
+  return detection_record(flagged, poisoned);
 }
 
 json identification_json(const torch::Tensor& scores, const torch::Tensor& poisoned, const torch::Tensor& flagged) {
@@ -400,11 +414,8 @@ RunRecord defense_record(const DefenseRun& run, const std::string& name, const D
   rec.confusion = run.after.confusion;
   if (run.after.asr_known())
     rec.der = defense_effectiveness(run.before.asr, run.after.asr, run.before.cacc, run.after.cacc);
-  if (r.flagged.defined() && cell.poison_known) {
-    auto det = detection(r.flagged, cell.train.poisoned);
-    rec.detection = DetectionRecord{det.precision, det.recall, det.f1, det.flagged};
-  }
-  for (const auto& st : r.stages) rec.stages.push_back({st.name, st.seconds, st.peak_rss_mb});
+  if (r.flagged.defined() && cell.poison_known) rec.detection = detection_record(r.flagged, cell.train.poisoned);
+  for (const auto& st : r.stages) rec.stages.push_back(stage_record(st));
   rec.details = r.details;
   if (r.scores.defined() && cell.poison_known)
     rec.details["identification"] = identification_json(r.scores, cell.train.poisoned, r.flagged);
@@ -636,10 +647,7 @@ class BenchRunner {
     std::function<void(int64_t, Classifier&)> on_epoch;
     if (monitor) {
       // Evaluation only, in eval mode: the training draws the same random numbers as without it.
-      const auto evaluate_subsets = evaluator(
-          monitor_subset(monitor->test_clean, cfg_.monitor_limit, derive_seed(st.seed, "monitor_clean")),
-          monitor_subset(monitor->test_triggered, cfg_.monitor_limit, derive_seed(st.seed, "monitor_triggered")),
-          monitor->attack.target, cfg_.eval_batch_size);
+      const auto evaluate_subsets = monitor_evaluator(*monitor, cfg_.monitor_limit, cfg_.eval_batch_size);
       on_epoch = [&t, evaluate_subsets](int64_t epoch, Classifier& model) {
         const auto e = evaluate_subsets(model);
         json point{{"epoch", epoch + 1}, {"cacc", e.cacc}};
@@ -727,8 +735,7 @@ class BenchRunner {
     const bool purified = run.result.model != suspect.model;
     if (!purified && !suspect.curve.empty()) rec.details["training_curve"] = suspect.curve;
     if (!purified && suspect.train_cost.seconds > 0)
-      rec.stages.insert(rec.stages.begin(),
-                        {suspect.train_cost.name, suspect.train_cost.seconds, suspect.train_cost.peak_rss_mb});
+      rec.stages.insert(rec.stages.begin(), stage_record(suspect.train_cost));
     if (options_.save_models && purified) {
       auto mpath = fmt::format("{}/models/{}-{}-{}-{}-{}.pt", options_.out_dir, st.dcfg.name, st.arch, acfg.name,
                                def.name, key_of(dk));
