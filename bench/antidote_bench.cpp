@@ -348,6 +348,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
 
 int main(int argc, char** argv) {
   configure_allocator();
+  print_libtorch_warnings_plainly();
   Args a;
   CLI::App app{"antidote speed benchmark; pair with bench/python/twin.py"};
   app.add_option("--threads", a.threads, "torch intra-op threads (OpenBLAS runs 1 thread, as configure_threads sets)");

@@ -470,3 +470,18 @@ TEST(Progress, RatesReadAtEverySpeed) {
   EXPECT_EQ(format_duration(7500), "2h05m");
   EXPECT_EQ(format_duration(-1), "?");
 }
+
+// LibTorch's warnings reach stderr as one plain line per distinct message, not through
+// glog's "Logging before InitGoogleLogging()" preamble.
+TEST(Progress, LibTorchWarningsArePlainLinesOncePerMessage) {
+  c10::WarningHandler* before = c10::Warning::get_warning_handler();
+  print_libtorch_warnings_plainly();
+  ::testing::internal::CaptureStderr();
+  for (int i = 0; i < 3; ++i) TORCH_WARN("the same thing, said thrice");
+  TORCH_WARN("something else");
+  const std::string err = ::testing::internal::GetCapturedStderr();
+  c10::Warning::set_warning_handler(before);
+  EXPECT_EQ(err,
+            "antidote: warning from LibTorch: the same thing, said thrice\n"
+            "antidote: warning from LibTorch: something else\n");
+}

@@ -1,5 +1,5 @@
 // report.html: sections and charts present, self-contained, escaped, thumbnails
-// decode, and the success/failure highlighting follows the bar in the issue.
+// decode, and the success/failure highlighting follows the verdict's rule.
 #include <gtest/gtest.h>
 #include <zlib.h>
 

@@ -1,8 +1,8 @@
 #!/bin/sh
 # The way a user does it: a PyTorch model trained on poisoned Fashion-MNIST,
 # exported with torch.jit.script, purified by antidote (bedkd, ntml), loaded back with
-# torch.jit.load; its predictions equal antidote's and its ASR is lower than the
-# input's. Also: a built-in model's state_dict reads with torch.load under the
+# torch.jit.load; its predictions equal antidote's and its ASR is under 20 %: the steps
+# and numbers of docs/torchscript.md, run word for word. Also: a built-in model's state_dict reads with torch.load under the
 # documented names and predicts what antidote predicts.
 #
 #   tests/torchscript_roundtrip_test.sh ANTIDOTE_BINARY [WORK_DIR]
@@ -10,6 +10,7 @@
 set -eu
 ANTIDOTE=${1:?usage: $0 ANTIDOTE_BINARY [WORK_DIR]}
 HERE=$(cd "$(dirname "$0")" && pwd)
+ANTIDOTE=$(cd "$(dirname "$ANTIDOTE")" && pwd)/$(basename "$ANTIDOTE")
 PY=/usr/bin/python3
 PYDIR=$HERE/python
 if ! "$PY" -c "import torch, numpy" >/dev/null 2>&1; then
@@ -29,48 +30,21 @@ echo "work dir: $WORK"
 # One thread: faster for these tiny models, and immune to oversubscribed CI cores.
 THREADS=1
 
-cat > cfg.yaml <<YAML
-seed: 0
-threads: $THREADS
-dataset: {name: fmnist, train_limit: 3000, test_limit: 500}
-model: {arch: cnn, width: 8, hidden: 32}
-train: {epochs: 2, batch_size: 32}
-attacks:
-  - {name: badnets, poison_rate: 0.1, target: 0}
-defenses: [none]
-YAML
-
 run() { echo "+ $*"; "$@"; }
 
-# 1. The poisoned data, as files the user's Python reads.
-run "$ANTIDOTE" poison -q --config cfg.yaml --out data
-
-# 2. The user's model: trained in PyTorch, exported with torch.jit.script.
-run "$PY" "$PYDIR/make_model.py" --data data --out suspect.pt --epochs 3 --threads "$THREADS"
-
-# 3. antidote's view of the suspect, and Python's: identical predictions.
-run "$ANTIDOTE" eval -q --config cfg.yaml --model suspect.pt --json suspect.json \
-  --predictions suspect.preds.json
-run "$PY" "$PYDIR/check_roundtrip.py" --model suspect.pt --data data --predictions suspect.preds.json \
-  --metrics suspect.json --out suspect.py.json
-INPUT_ASR=$("$PY" -c "import json; print(json.load(open('suspect.py.json'))['asr'])")
-echo "input ASR: $INPUT_ASR"
-"$PY" -c "import sys; sys.exit(0 if $INPUT_ASR > 0.5 else 1)" || { echo "FAIL: the suspect is not backdoored"; exit 1; }
-
-# 4. Purify with bedkd and ntml (small budgets), then round-trip through torch.jit.load.
-purify() {
-  method=$1
-  shift
-  run "$ANTIDOTE" defend -q --config cfg.yaml --model suspect.pt --method "$method" --out "$method.pt" "$@"
-  run "$ANTIDOTE" eval -q --config cfg.yaml --model "$method.pt" --json "$method.json" \
-    --predictions "$method.preds.json"
-  run "$PY" "$PYDIR/check_roundtrip.py" --model "$method.pt" --data data --predictions "$method.preds.json" \
-    --metrics "$method.json" --asr-below "$INPUT_ASR"
-}
-purify bedkd --set recipe=tuned --set flip_per_class=20 --set trust_per_class=30 --set flip_epochs=5 \
-  --set akd_epochs=10 --set batch_size=32 --set akd_lr=3e-3
-purify ntml --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=200 --set consensus_iterations=200 \
-  --set control=false
+# 1-4. docs/torchscript.md's "Round trip, step by step", word for word: the poisoned data,
+#      the user's PyTorch model, antidote's view of it, bedkd and ntml, and torch.jit.load
+#      predicting what antidote predicted (check_roundtrip.py fails past an ASR of 20 %);
+#      then the numbers the doc quotes, within 2 points.
+mkdir -p bin
+ln -sf "$ANTIDOTE" bin/antidote
+ln -sfn "$HERE" tests
+awk '/<!-- roundtrip: end -->/ { on = 0 } on && !/^```/ { print } /<!-- roundtrip: begin -->/ { on = 1 }' \
+  "$HERE/../docs/torchscript.md" > roundtrip.sh
+[ -s roundtrip.sh ] || { echo "FAIL: no roundtrip block in docs/torchscript.md"; exit 1; }
+PATH=$WORK/bin:$PATH sh -eux roundtrip.sh > roundtrip.out 2>&1 || { cat roundtrip.out; echo "FAIL: the round trip stopped"; exit 1; }
+cat roundtrip.out
+run "$PY" "$PYDIR/check_quoted_output.py" roundtrip.sh roundtrip.out --tolerance 2
 
 # 5. Fine-pruning cannot mask channels inside an imported graph: a clear error.
 if "$ANTIDOTE" defend -q --config cfg.yaml --model suspect.pt --method fp --out fp.pt 2> fp.err; then
@@ -94,11 +68,20 @@ grep -q "predicts 7 classes, the data has 10" seven.err
 
 # 7. Built-in models: the state_dict beside the trained and the purified model reads with
 #    torch.load under the documented names and predicts what antidote predicts.
-run "$ANTIDOTE" train -q --config cfg.yaml --out builtin.pt
-run "$ANTIDOTE" defend -q --config cfg.yaml --model builtin.pt --method ntml --out builtin_ntml.pt \
+cat > builtin.yaml <<YAML
+seed: 0
+threads: $THREADS
+dataset: {name: fmnist, train_limit: 3000, test_limit: 500}
+model: {arch: cnn, width: 8, hidden: 32}
+train: {epochs: 2, batch_size: 32}
+attacks:
+  - {name: badnets, poison_rate: 0.1, target: 0}
+YAML
+run "$ANTIDOTE" train -q --config builtin.yaml --out builtin.pt
+run "$ANTIDOTE" defend -q --config builtin.yaml --model builtin.pt --method ntml --out builtin_ntml.pt \
   --set clean_samples=200 --set nt_epochs=1 --set ml_iterations=100 --set consensus_iterations=100 --set control=false
 for m in builtin builtin_ntml; do
-  run "$ANTIDOTE" eval -q --config cfg.yaml --model $m.pt --predictions $m.preds.json
+  run "$ANTIDOTE" eval -q --config builtin.yaml --model $m.pt --predictions $m.preds.json
   run "$PY" "$PYDIR/check_state_dict.py" --state-dict $m.pt.state_dict.pt --width 8 --hidden 32 --data data \
     --predictions $m.preds.json
 done

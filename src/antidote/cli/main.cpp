@@ -37,6 +37,7 @@ int exit_code_of(const std::function<int()>& command) {
 
 int main(int argc, char** argv) {
   configure_allocator();
+  print_libtorch_warnings_plainly();
   // Past a file-size limit (ulimit -f) a write then fails with an error that names the
   // file, as on a full disk, instead of the signal killing the process.
   std::signal(SIGXFSZ, SIG_IGN);

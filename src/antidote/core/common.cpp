@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -187,6 +189,28 @@ void configure_allocator() {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
+}
+
+namespace {
+// Debian's LibTorch hands its warnings to glog, which nobody initialises here: the first
+// came out as "WARNING: Logging before InitGoogleLogging() is written to STDERR" and a
+// glog header (an imported Transformer's nested-tensor fast path warns so on every run).
+class PlainWarnings : public c10::WarningHandler {
+ public:
+  void process(const c10::SourceLocation&, const std::string& msg, const bool) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (seen_.insert(msg).second) std::cerr << "antidote: warning from LibTorch: " << msg << std::endl;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::set<std::string> seen_;
+};
+}  // namespace
+
+void print_libtorch_warnings_plainly() {
+  static PlainWarnings handler;
+  c10::Warning::set_warning_handler(&handler);
 }
 
 std::string version() { return "0.1.0"; }

@@ -169,6 +169,10 @@ bool set_blas_threads(int threads);
 // once at start-up, before the first tensor.
 void configure_allocator();
 
+// LibTorch's own warnings (TORCH_WARN) as one plain line each on stderr, each distinct
+// message once, on the calling thread (c10's warning handler is per thread).
+void print_libtorch_warnings_plainly();
+
 std::string version();
 
 }  // namespace antidote
