@@ -620,10 +620,41 @@ TEST(BeDKD, IdentifyPicksTheMethodAndGuardsTheMappingKeys) {
   }
   EXPECT_THROW(make("{identify: nope}"), Error);
   EXPECT_THROW(make("{identify: token_stats, fresh_epochs: 1}"), Error);  // early_loss's key
-  // BeDKD sizes its clean sets per class (trust_per_class, ...): a clean_samples given to
-  // it would do nothing, so it is an unknown key rather than silently dropped.
-  EXPECT_THROW(make("{clean_samples: 100}"), Error);
   // Images keep the mapping.
   Params p(YAML::Load("{flip_epochs: 3}"), "bedkd");
   EXPECT_NO_THROW(make_defense("bedkd", p, DefenseSetup{Modality::Image, "cnn", 10}));
+}
+
+// clean_samples: one total clean budget, split per class as the paper's 80 flipped + 320
+// trusted (1 : 4); with an identification that flips nothing every row is trusted.
+TEST(BeDKD, ACleanBudgetSplitsIntoFlipAndTrustRows) {
+  const DefenseSetup image{Modality::Image, "cnn", 10}, text{Modality::Text, "transformer", 2};
+  auto resolved = [](const char* yaml, const DefenseSetup& setup) {
+    Params p(YAML::Load(yaml), "bedkd");
+    auto d = make_defense("bedkd", p, setup);
+    p.check_consumed();
+    return d->resolved_options();
+  };
+  auto small = resolved("{clean_samples: 500}", image);  // 50 a class: 10 flipped, 40 trusted
+  EXPECT_EQ(small["flip_per_class"], 10);
+  EXPECT_EQ(small["trust_per_class"], 40);
+  auto paper = resolved("{clean_samples: 4000}", image);
+  EXPECT_EQ(paper["flip_per_class"], 80);
+  EXPECT_EQ(paper["trust_per_class"], 320);
+  EXPECT_EQ(resolved("{clean_samples: 509}", image)["trust_per_class"], 40);  // 50 a class, the rest unused
+  EXPECT_EQ(resolved("{clean_samples: 500}", text)["trust_per_class"], 250);  // token_stats: all trusted
+  auto mapped = resolved("{clean_samples: 500, identify: dmm}", text);        // the whole 250 flipped too
+  EXPECT_EQ(mapped["flip_per_class"], 50);
+  EXPECT_EQ(mapped["trust_per_class"], 200);
+  auto error = [&](const char* yaml) {
+    try {
+      resolved(yaml, image);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(error("{clean_samples: 500, trust_per_class: 30}").find("give clean_samples or trust_per_class"),
+            std::string::npos);
+  EXPECT_NE(error("{clean_samples: 15}").find("leaves 1 rows per class of 10 classes"), std::string::npos);
 }

@@ -333,6 +333,22 @@ TEST(ConfigValues, AttacksBareNamesAndMappings) {
   EXPECT_TRUE(contains(msg, "name")) << msg;
 }
 
+// A list of clean budgets runs the defense once at each, its other keys kept.
+TEST(ConfigValues, ACleanBudgetListRunsTheDefenseAtEachBudget) {
+  auto c = parse("defenses: [none, {name: ft, clean_samples: [100, 4000], epochs: 2}, nad]");
+  ASSERT_EQ(c.defenses.size(), 4u);
+  EXPECT_EQ(c.defenses[1].name, "ft");
+  EXPECT_EQ(c.defenses[1].options["clean_samples"].as<int>(), 100);
+  EXPECT_EQ(c.defenses[2].name, "ft");
+  EXPECT_EQ(c.defenses[2].options["clean_samples"].as<int>(), 4000);
+  EXPECT_EQ(c.defenses[2].options["epochs"].as<int>(), 2);
+  EXPECT_EQ(c.defenses[3].name, "nad");
+  // The same as writing the entries out: their YAML (what a cached cell is keyed by) agrees.
+  auto written = parse("defenses: [{name: ft, clean_samples: 4000, epochs: 2}]");
+  EXPECT_EQ(YAML::Dump(c.defenses[2].options), YAML::Dump(written.defenses[0].options));
+  EXPECT_TRUE(contains(parse_error("defenses: [{name: ft, clean_samples: []}]"), "clean_samples is an empty list"));
+}
+
 TEST(ConfigValues, DefensesBareNamesAndMappings) {
   auto c = parse("defenses: [none, {name: bedkd, clean_samples: 100, epochs: 2}, ft]");
   ASSERT_EQ(c.defenses.size(), 3u);

@@ -347,6 +347,30 @@ TEST(MetricsVerdict, AnUnknownAsrIsNeverASuccess) {
   EXPECT_EQ(evaluation_text({0.88, 0.012, 0.801, 0}), "CACC 88.0% ASR 1.2% RA 80.1%");
 }
 
+// A full repair, apart from the removal: removed, and RA within 10 points of CACC.
+TEST(MetricsVerdict, ARepairNeedsTheTriggeredRowsBackAtTheirLabels) {
+  const Evaluation suspect{0.90, 0.99, 0.01, 0.01};
+  auto close = purification_verdict({0.89, 0.01, 0.80, 0.7}, -1, &suspect);  // 89 - 80 = 9 points
+  EXPECT_EQ(close.verdict, "success");
+  EXPECT_EQ(close.repair, "repaired");
+  EXPECT_NEAR(close.ra_gap, 0.09, 1e-12);
+  EXPECT_EQ(close.repair_why, "RA 80.0% is 9.0 points under CACC 89.0% (≤ 10)");
+  EXPECT_EQ(purification_verdict({0.89, 0.01, 0.79, 0.7}, -1, &suspect).repair, "repaired");  // 10 points: at the limit
+  auto far = purification_verdict({0.886, 0.0, 0.586, 0.5}, -1, &suspect);                    // 30 points under
+  EXPECT_EQ(far.verdict, "success");
+  EXPECT_EQ(far.repair, "not repaired");
+  EXPECT_EQ(verdict_sentence(far),
+            "removed (ASR 0.0% ≤ 5.0%; CACC drop 1.4 points ≤ 2); not repaired: RA 58.6% is 30.0 points under CACC "
+            "88.6% (> 10)");
+  // Not removed: no repair is judged, whatever the RA.
+  auto failed = purification_verdict({0.80, 0.01, 0.79, 0.7}, -1, &suspect);
+  EXPECT_EQ(failed.verdict, "fail");
+  EXPECT_EQ(failed.repair, "");
+  EXPECT_EQ(verdict_sentence(failed), "failed (ASR 1.0% ≤ 5.0%; CACC drop 10.0 points > 2)");
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(purification_verdict({0.89, 0.01, nan, nan}, -1, &suspect).repair, "");  // RA not measured
+}
+
 TEST(MetricsEvaluate, NoTriggeredRowsGiveAnUnknownAsr) {
   auto model = tiny_cnn_4x4();
   auto x = torch::rand({5, 1, 4, 4});

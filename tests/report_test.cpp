@@ -334,9 +334,15 @@ TEST(Report, SeedSummaryMeansAndSampleDeviation) {
   }
   doc["runs"].push_back(run_row("none", 0.9, 1.0, 0.05));  // one seed: a mean without a deviation
   auto md = antidote::seed_summary_markdown(doc);
-  EXPECT_NE(md.find("| fmnist | cnn | badnets | 10.0 | 0 | bedkd | 3 | 77.0 ± 2.0 | 10.0 ± 10.0 | 5.0 ± 0.0 | 90.0 ± 10.0 | 0.950 | 75.0 ± 35.4 |"),
-            std::string::npos) << md;
-  EXPECT_NE(md.find("| fmnist | cnn | badnets | 10.0 | 0 | none | 1 | 90.0 | 100.0 | 5.0 | 0.0 | 0.500 | – |"), std::string::npos)
+  // The suspect is seed 7's, so seeds 0-2 have none to compare CACC with: ASR 10 % and
+  // 20 % over the limit of max(5 %, 5 % + 3) fail, ASR 0 % is unclear: 0 of 2 judged.
+  EXPECT_NE(md.find("| fmnist | cnn | badnets | 10.0 | 0 | bedkd | 500 | 3 | 77.0 ± 2.0 | 10.0 ± 10.0 | 5.0 ± 0.0 | "
+                    "90.0 ± 10.0 | 0.950 | 75.0 ± 35.4 | 0 of 2 | 0 of 2 |"),
+            std::string::npos)
+      << md;
+  EXPECT_NE(
+      md.find("| fmnist | cnn | badnets | 10.0 | 0 | none | – | 1 | 90.0 | 100.0 | 5.0 | 0.0 | 0.500 | – | – | – |"),
+      std::string::npos)
       << md;
   EXPECT_NE(antidote::results_markdown(doc).find("Mean ± standard deviation over seeds"), std::string::npos);
   // Every row with a single seed: no summary.
@@ -360,10 +366,13 @@ TEST(Report, OverSeedsSectionCountsRemovals) {
   auto html = antidote::render_html_report(doc);
   ASSERT_NE(html.find("<section id=\"seeds\""), std::string::npos);
   EXPECT_NE(html.find("href=\"#seeds\""), std::string::npos);
-  EXPECT_NE(html.find("<td class=\"l\">ft</td><td>2</td><td>90.0 ± 0.7</td><td>31.0 ± 41.0</td><td>1 of 2</td>"),
+  // RA = 1 - ASR here: 98 % and 40 %; seed 0's removal is also a repair (RA above CACC).
+  EXPECT_NE(html.find("<td class=\"l\">ft</td><td>500</td><td>2</td><td>90.0 ± 0.7</td><td>31.0 ± 41.0</td><td>69.0 ± "
+                      "41.0</td><td>1 of 2</td><td>1 of 2</td>"),
             std::string::npos)
       << html.substr(html.find("<section id=\"seeds\""), 1500);
-  EXPECT_NE(html.find("<td class=\"l\">none</td><td>2</td><td>90.5 ± 0.7</td><td>100.0 ± 0.0</td><td>–</td>"),
+  EXPECT_NE(html.find("<td class=\"l\">none</td><td>–</td><td>2</td><td>90.5 ± 0.7</td><td>100.0 ± 0.0</td><td>0.0 ± "
+                      "0.0</td><td>–</td><td>–</td>"),
             std::string::npos);
   // One seed: no section, no link.
   json one{{"runs", json::array({run_row("none", 0.9, 1.0, 0.01), run_row("ft", 0.9, 0.02, 0.01)})}};
@@ -439,7 +448,59 @@ TEST(Report, MarkdownHasTheVerdictOfEveryRow) {
     return p == std::string::npos ? std::string() : md.substr(p, md.find('\n', p) - p);
   };
   EXPECT_NE(line_of("none").find("| suspect |"), std::string::npos) << line_of("none");
-  EXPECT_NE(line_of("good").find("| removed |"), std::string::npos) << line_of("good");
+  EXPECT_NE(line_of("good").find("| removed, repaired |"), std::string::npos) << line_of("good");
   EXPECT_NE(line_of("asrbad").find("| failed |"), std::string::npos) << line_of("asrbad");
   EXPECT_NE(line_of("ft").find("| unclear |"), std::string::npos) << line_of("ft");
+}
+
+// The repair is judged apart from the removal: a removal whose triggered rows mostly land
+// on a wrong class (RA 60 % against CACC 88.5 %) is "not repaired", in the page, in
+// results.md and in results.csv; one with RA near CACC is "repaired".
+TEST(Report, RepairIsJudgedApartFromRemoval) {
+  auto doc = fixture();
+  doc["runs"][1]["ra"] = 0.60;  // good: CACC 88.5 %, ASR 4 %
+  const auto html = antidote::render_html_report(doc);
+  EXPECT_NE(html.find("<li data-summary=\"good\"><span class=\"badge success\">removed</span> <span class=\"badge "
+                      "unrepaired\">not repaired</span> <b>good</b>: ASR 4.0% ≤ 5.0%; CACC drop 1.5 points ≤ 2; not "
+                      "repaired: RA 60.0% is 28.5 points under CACC 88.5% (&gt; 10)"),
+            std::string::npos);
+  EXPECT_NE(html.find("<span class=\"badge repaired\">repaired</span> <b>edge</b>"), std::string::npos);
+  EXPECT_NE(antidote::results_markdown(doc).find("| removed, not repaired |"), std::string::npos);
+  const auto csv = antidote::results_csv(doc);
+  EXPECT_NE(csv.find(",verdict,repair\n"), std::string::npos);
+  EXPECT_NE(csv.find(",success,not repaired\n"), std::string::npos);
+  EXPECT_NE(csv.find(",fail,\n"), std::string::npos);  // asrbad: no repair judged
+}
+
+// A defense at several clean budgets: its runs are named by budget, the over-seeds table
+// keeps the budgets apart, and the "clean budget" section draws CACC, ASR and RA against
+// the budget, each point the mean over the seeds (ft at 500 rows: ASR 2 % and 4 % -> 3 %).
+TEST(Report, CleanBudgetSweepIsDrawnAgainstTheBudget) {
+  json doc{{"runs", json::array()}};
+  for (int s = 0; s < 2; ++s) {
+    auto none = run_row("none", 0.90, 1.0, 0.01);
+    none["seed"] = s;
+    doc["runs"].push_back(none);
+    for (int budget : {100, 500}) {
+      auto ft = run_row("ft", budget == 100 ? 0.80 : 0.89, budget == 100 ? 0.50 : 0.02 + 0.02 * s, 0.01);
+      ft["seed"] = s;
+      ft["clean_samples"] = budget;
+      doc["runs"].push_back(ft);
+    }
+  }
+  const auto html = antidote::render_html_report(doc);
+  ASSERT_NE(html.find("<section id=\"budget\">"), std::string::npos);
+  EXPECT_NE(html.find("href=\"#budget\""), std::string::npos);
+  for (const char* chart : {"budget-cacc", "budget-asr", "budget-ra"})
+    EXPECT_NE(html.find(std::string("data-chart=\"") + chart + "\""), std::string::npos) << chart;
+  EXPECT_NE(html.find("<title>ft at 500: 3.0%</title>"), std::string::npos);
+  EXPECT_NE(html.find("<title>ft at 100: 50.0%</title>"), std::string::npos);
+  EXPECT_NE(html.find("text-anchor=\"middle\">500</text>"), std::string::npos);
+  EXPECT_NE(html.find("<li data-summary=\"ft @100\">"), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"l\">ft</td><td>100</td><td>2</td>"), std::string::npos);
+  EXPECT_NE(html.find("<td class=\"l\">ft</td><td>500</td><td>2</td>"), std::string::npos);
+  // One budget per defense: no such section.
+  const auto plain = antidote::render_html_report(fixture());
+  EXPECT_EQ(plain.find("id=\"budget\""), std::string::npos);
+  EXPECT_EQ(plain.find("href=\"#budget\""), std::string::npos);
 }

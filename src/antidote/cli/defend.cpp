@@ -112,9 +112,13 @@ int cmd_defend(const Common& c, const std::string& model_path, const std::string
                {"details", run.result.details},
                {"resolved_options", record.resolved_options}};
   // The bench's verdict, without a floor (defend trains no clean reference model).
-  const auto verdict = purification_verdict(run.after, -1, &run.before);
-  summary["verdict"] = {{"verdict", verdict.verdict}, {"why", verdict.why}};
-  std::cout << fmt::format("verdict: {} ({}; no ASR floor measured)\n", verdict_word(verdict.verdict), verdict.why);
+  auto verdict = purification_verdict(run.after, -1, &run.before);
+  summary["verdict"] = {{"verdict", verdict.verdict},
+                        {"why", verdict.why},
+                        {"repair", verdict.repair.empty() ? json(nullptr) : json(verdict.repair)},
+                        {"repair_why", verdict.repair_why}};
+  verdict.why += "; no ASR floor measured";
+  std::cout << "verdict: " << verdict_sentence(verdict) << "\n";
   print_detection(record, summary);
   const auto warnings = failure_signals(run.result.details);
   for (const auto& w : warnings) std::cout << "WARNING: " << w << "; purification may have failed\n";

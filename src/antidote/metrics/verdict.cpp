@@ -34,9 +34,9 @@ void judge_cacc(Verdict& v, const Evaluation& after, const Evaluation& suspect) 
   v.why +=
       fmt::format("; CACC drop {:.1f} points {} {:.0f}", 100 * v.cacc_drop, v.cacc_ok ? "≤" : ">", 100 * kMaxCaccDrop);
 }
-}  // namespace
 
-Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect) {
+// The removal half: ASR against the limit, CACC against the suspect.
+Verdict judge_removal(const Evaluation& after, double floor, const Evaluation* suspect) {
   Verdict v;
   v.limit = asr_limit(floor);
   if (!after.asr_known()) {
@@ -63,6 +63,30 @@ Verdict purification_verdict(const Evaluation& after, double floor, const Evalua
   }
   v.verdict = v.asr_ok && v.cacc_ok ? "success" : "fail";
   return v;
+}
+
+// The repair half, judged where the backdoor was removed (a failed run is not a repair).
+void judge_repair(Verdict& v, const Evaluation& after) {
+  if (v.verdict != "success" || std::isnan(after.ra)) return;
+  v.ra_gap = after.cacc - after.ra;
+  const bool close = v.ra_gap <= kMaxRaGap + kEps;
+  v.repair = close ? "repaired" : "not repaired";
+  v.repair_why = fmt::format("RA {:.1f}% is {:.1f} points under CACC {:.1f}% ({} {:.0f})", 100 * after.ra,
+                             100 * v.ra_gap, 100 * after.cacc, close ? "≤" : ">", 100 * kMaxRaGap);
+}
+
+}  // namespace
+
+Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect) {
+  Verdict v = judge_removal(after, floor, suspect);
+  judge_repair(v, after);
+  return v;
+}
+
+std::string verdict_sentence(const Verdict& v) {
+  std::string s = fmt::format("{} ({})", verdict_word(v.verdict), v.why);
+  if (!v.repair.empty()) s += fmt::format("; {}: {}", v.repair, v.repair_why);
+  return s;
 }
 
 }  // namespace antidote

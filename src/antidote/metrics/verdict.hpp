@@ -37,15 +37,25 @@ constexpr double kAsrTarget = 0.05, kAsrOverFloor = 0.03, kMaxCaccDrop = 0.02, k
 // The highest ASR that counts as removed; `floor` < 0 when unknown.
 double asr_limit(double floor);
 bool backdoor_learned(double suspect_asr);
+// A full repair, judged apart from the removal: the backdoor removed and the triggered
+// rows back at their true labels about as often as clean rows are, RA within 10 points of
+// CACC. A defense that only pushes triggered rows off the target (RA far below CACC)
+// removed the backdoor without repairing the model.
+constexpr double kMaxRaGap = 0.10;
 struct Verdict {
   std::string verdict;  // success | fail | unknown
   bool asr_ok = false, cacc_ok = false, cacc_known = false;
   double limit = 0, cacc_drop = 0;
   std::string why;  // e.g. "ASR 1.2% ≤ 5.0%; CACC drop 0.4 points ≤ 2"
+  std::string repair;      // repaired | not repaired | "" (not removed, or no RA measured)
+  double ra_gap = 0;       // CACC − RA after the defense
+  std::string repair_why;  // e.g. "RA 58.6% is 30.0 points under CACC 88.6% (> 10)"
 };
 // `suspect` null when the suspect's numbers are not known.
 Verdict purification_verdict(const Evaluation& after, double floor, const Evaluation* suspect);
 // The word a person reads: removed (success), failed (fail), unclear (unknown).
 const char* verdict_word(const std::string& verdict);
+// "removed (ASR 1.2% ≤ 5.0%; CACC drop 0.4 points ≤ 2); not repaired: RA 58.6% is ..."
+std::string verdict_sentence(const Verdict& v);
 
 }  // namespace antidote

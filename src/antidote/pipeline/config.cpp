@@ -220,7 +220,18 @@ ExperimentConfig parse_config(const YAML::Node& root, const std::string& origin)
   auto fnodes = as_list(s.defenses);
   for (size_t i = 0; i < fnodes.size(); ++i) {
     auto [name, rest] = named_entry(fnodes[i], fmt::format("defenses[{}]", i));
-    c.defenses.push_back(DefenseConfig{name, rest});
+    // A list of clean budgets runs the defense once at each: `clean_samples: [500, 4000]`.
+    const YAML::Node budgets = static_cast<const YAML::Node&>(rest)["clean_samples"];
+    if (!budgets || !budgets.IsSequence()) {
+      c.defenses.push_back(DefenseConfig{name, rest});
+      continue;
+    }
+    if (budgets.size() == 0) fail("{}: defenses[{}] ({}): clean_samples is an empty list", origin, i, name);
+    for (const auto& budget : budgets) {
+      YAML::Node one = YAML::Clone(rest);
+      one["clean_samples"] = YAML::Node(budget);
+      c.defenses.push_back(DefenseConfig{name, one});
+    }
   }
   if (c.defenses.empty()) c.defenses.push_back(DefenseConfig{"none", YAML::Node(YAML::NodeType::Map)});
   return c;

@@ -211,7 +211,8 @@ std::string bar_chart(const std::string& kind, const std::string& title, const s
 
 // Lines over epochs (y: 0..100 %).
 std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
-                       const std::string& xlabel, const std::string& cell_slug) {
+                       const std::string& xlabel, const std::string& cell_slug,
+                       const std::vector<std::string>& xtick_labels) {
   const double W = 540, H = 270, L = 44, R = 116, T = 28, B = 40;
   const double pw = W - L - R, ph = H - T - B;
   double xmin = 1e300, xmax = -1e300;
@@ -222,14 +223,15 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
   auto X = [&](double x) { return L + pw * (x - xmin) / (xmax - xmin); };
   auto Y = [&](double v) { return T + ph - ph * std::clamp(v, 0.0, 1.0); };
   std::string s = percent_frame(kind, title, cell_slug, W, H, L, T, pw, ph);
-  // x ticks: every integer when few, else about eight.
+  // x ticks: every integer when few, else about eight; named ones at 0, 1, ... when given.
   const double span = xmax - xmin;
-  const double step = span <= 10 ? 1 : std::ceil(span / 8);
+  const double step = span <= 10 || !xtick_labels.empty() ? 1 : std::ceil(span / 8);
   for (double x = std::ceil(xmin); x <= xmax + 1e-9; x += step) {
+    const auto i = static_cast<size_t>(std::llround(x));
     s += fmt::format("<line class=\"grid\" x1=\"{:.1f}\" x2=\"{:.1f}\" y1=\"{}\" y2=\"{}\"/>", X(x), X(x), T + ph,
                      T + ph + 4);
     s += fmt::format("<text class=\"tick\" x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{}</text>", X(x), T + ph + 16,
-                     static_cast<long long>(std::llround(x)));
+                     i < xtick_labels.size() ? esc(xtick_labels[i]) : std::to_string(std::llround(x)));
   }
   s += fmt::format("<line class=\"axis\" x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\"/>", L, L + pw, T + ph, T + ph);
   s += fmt::format("<text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>", L + pw / 2, H - 6,
@@ -241,10 +243,13 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
     for (const auto& p : se.points) pts += fmt::format("{:.1f},{:.1f} ", X(p.first), Y(p.second));
     s += fmt::format("<polyline class=\"series\" data-series=\"{}\" fill=\"none\" stroke=\"{}\" points=\"{}\"/>",
                      esc(se.name), se.color, pts);
-    for (const auto& p : se.points)
+    for (const auto& p : se.points) {
+      const auto i = static_cast<size_t>(std::llround(p.first));
+      const std::string at = i < xtick_labels.size() ? esc(xtick_labels[i]) : fmt::format("{}", p.first);
       s += fmt::format(
           "<circle cx=\"{:.1f}\" cy=\"{:.1f}\" r=\"3\" fill=\"{}\"><title>{} at {}: {:.1f}%</title></circle>",
-          X(p.first), Y(p.second), se.color, esc(se.name), p.first, 100 * p.second);
+          X(p.first), Y(p.second), se.color, esc(se.name), at, 100 * p.second);
+    }
     double ly = T + 10 + 18 * li++;
     s += fmt::format("<line x1=\"{}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"3\"/>", L + pw + 10,
                      L + pw + 28, ly, ly, se.color);

@@ -98,6 +98,8 @@ span.badge.success{background:#2e7d32;color:#fff}
 span.badge.fail{background:#c62828;color:#fff}
 span.badge.reference{background:#757575;color:#fff}
 span.badge.unknown{background:#f9a825;color:#222}
+span.badge.repaired{background:#e8f5e9;color:#1b5e20;border:1px solid #2e7d32}
+span.badge.unrepaired{background:#fff3e0;color:#8a4b00;border:1px solid #b45309}
 .legendline{font-size:.88em;color:#555}
 .charts{display:flex;flex-wrap:wrap;gap:1em}
 svg.chart{background:#fcfcfd;border:1px solid #e1e5ea;font-size:11px}
@@ -211,7 +213,8 @@ std::string render_identification_html(const json& id) {
 std::string render_html_report(const json& doc) {
   const auto runs = run_records(doc);
   const auto cells = group_cells(runs);
-  const auto seeds = seeds_section(cells);  // "" unless some cell has several seeds
+  const auto seeds = seeds_section(cells);    // "" unless some cell has several seeds
+  const auto budget = budget_section(cells);  // "" unless a defense ran at several budgets
   const auto sections = declared_sections(cells);
   const size_t nruns = runs.size();
   std::string h = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -228,6 +231,7 @@ std::string render_html_report(const json& doc) {
   h += "<nav><a href=\"#summary\">in brief</a><a href=\"#results\">results</a>";
   if (!seeds.empty()) h += "<a href=\"#seeds\">over seeds</a>";
   h += "<a href=\"#charts\">charts</a>";
+  if (!budget.empty()) h += "<a href=\"#budget\">clean budget</a>";
   if (!training.empty()) h += "<a href=\"#training\">training</a>";
   for (const auto& s : sections) h += fmt::format("<a href=\"#{}\">{}</a>", esc(s.id), esc(s.title));
   if (!confusion.empty()) h += "<a href=\"#confusion\">per class</a>";
@@ -237,6 +241,7 @@ std::string render_html_report(const json& doc) {
   h += results_section(cells);
   h += seeds;
   h += charts_section(cells);
+  h += budget;
   h += training;
   for (const auto& s : sections) h += defense_section(s, cells);
   h += other_trajectories_section(cells);

@@ -62,9 +62,11 @@ struct Series {
   std::string name, color;
   std::vector<std::pair<double, double>> points;  // (x, fraction)
 };
-// Lines over epochs (y: 0..100 %).
+// Lines over epochs (y: 0..100 %); with `xtick_labels`, x runs over 0, 1, ... and the
+// ticks read as these labels.
 std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
-                       const std::string& xlabel, const std::string& cell_slug);
+                       const std::string& xlabel, const std::string& cell_slug,
+                       const std::vector<std::string>& xtick_labels = {});
 // Scores of poisoned and clean rows, from an identification's histogram.
 std::string histogram_chart(const json& id, const std::string& title, const std::string& cell_slug);
 // Seconds per stage of each defense of a cell, stacked.
@@ -76,6 +78,9 @@ std::string image_data_uri(const json& img, int* w_out, int* h_out);
 std::string summary_section(const std::vector<Cell>& cells);
 std::string results_section(const std::vector<Cell>& cells);
 std::string seeds_section(const std::vector<Cell>& cells);  // "" unless some cell has several seeds
+// CACC, ASR and RA against the clean budget, mean over seeds, for the defenses run at
+// several budgets ("" when none is).
+std::string budget_section(const std::vector<Cell>& cells);
 std::string charts_section(const std::vector<Cell>& cells);
 // The sections the defenses declare (RunRecord::section), in order of first appearance.
 std::vector<ReportSection> declared_sections(const std::vector<Cell>& cells);

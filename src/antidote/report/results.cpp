@@ -57,12 +57,13 @@ std::string num(const json& v) {
   return v.dump();
 }
 
+}  // namespace
+
 double mean_of(const std::vector<double>& v) {
   double sum = 0;
   for (double x : v) sum += x;
   return sum / static_cast<double>(v.size());
 }
-}  // namespace
 
 std::string mean_sd_percent(const std::vector<double>& v) {
   if (v.empty()) return "–";
@@ -96,6 +97,7 @@ Verdict record_verdict(const RunRecord& row, const RunRecord* suspect) {
     Evaluation e;
     e.cacc = r.cacc;
     e.asr = r.asr.value_or(std::numeric_limits<double>::quiet_NaN());
+    e.ra = r.ra.value_or(std::numeric_limits<double>::quiet_NaN());
     return e;
   };
   const Evaluation before = suspect ? evaluation(*suspect) : Evaluation{};
@@ -105,14 +107,17 @@ Verdict record_verdict(const RunRecord& row, const RunRecord* suspect) {
 std::string results_csv(const json& doc) {
   std::string out =
       "dataset,model,attack,poison_rate,target,seed,defense,clean_samples,cacc,asr,asr_floor,ra,pcc,der,"
-      "det_precision,det_recall,det_f1,det_flagged,seconds,stages\n";
-  for (const auto& r : run_records(doc)) {
+      "det_precision,det_recall,det_f1,det_flagged,seconds,stages,verdict,repair\n";
+  const auto records = run_records(doc);
+  for (const auto& r : records) {
     const auto& d = r.detection;
-    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(r.dataset),
+    const auto v = record_verdict(r, suspect_row(records, r));
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n", csv_field(r.dataset),
                        csv_field(r.model), csv_field(r.attack), num(r.poison_rate), r.target, r.seed,
                        csv_field(r.defense), r.clean_samples, num(r.cacc), num(r.asr), num(r.asr_floor), num(r.ra),
                        num(r.pcc), num(r.der), d ? num(d->precision) : "", d ? num(d->recall) : "", d ? num(d->f1) : "",
-                       d ? std::to_string(d->flagged) : "", num(r.seconds), csv_field(stage_summary(r.stages)));
+                       d ? std::to_string(d->flagged) : "", num(r.seconds), csv_field(stage_summary(r.stages)),
+                       v.verdict, v.repair);
   }
   return out;
 }
@@ -123,6 +128,7 @@ std::string seed_summary_markdown(const json& doc) {
     const RunRecord* first;
     std::vector<double> cacc, asr, floor, ra, der, precision;
     int64_t seeds = 0;
+    int removed = 0, repaired = 0, judged = 0;
   };
   auto same_but_seed = [](const RunRecord& a, const RunRecord& b) {
     return std::tie(a.dataset, a.model, a.attack, a.poison_rate, a.target, a.defense, a.clean_samples) ==
@@ -135,8 +141,12 @@ std::string seed_summary_markdown(const json& doc) {
   std::vector<Group> groups;
   for (const auto& r : records) {
     auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return same_but_seed(*g.first, r); });
-    if (it == groups.end()) it = groups.insert(groups.end(), Group{&r, {}, {}, {}, {}, {}, {}, 0});
+    if (it == groups.end()) it = groups.insert(groups.end(), Group{&r});
     ++it->seeds;
+    const auto v = record_verdict(r, suspect_row(records, r));
+    it->judged += v.verdict == "success" || v.verdict == "fail";
+    it->removed += v.verdict == "success";
+    it->repaired += v.repair == "repaired";
     it->cacc.push_back(r.cacc);
     push(it->asr, r.asr);
     push(it->floor, r.asr_floor);
@@ -148,16 +158,19 @@ std::string seed_summary_markdown(const json& doc) {
   if (!several) return "";
   std::string out =
       "\n### Mean ± standard deviation over seeds\n\n"
-      "| dataset | model | attack | rate | target | defense | seeds | CACC % | ASR % | ASR floor % | RA % | DER | "
-      "detection precision % |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+      "| dataset | model | attack | rate | target | defense | clean | seeds | CACC % | ASR % | ASR floor % | RA % | "
+      "DER | detection precision % | removed | repaired |\n"
+      "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+  auto count = [](int n, int of) { return of ? fmt::format("{} of {}", n, of) : std::string("–"); };
   for (const auto& g : groups) {
     const RunRecord& r = *g.first;
     // DER lies in [0, 1] and prints as a fraction, as in the table above.
     const std::string der = g.der.empty() ? "–" : fmt::format("{:.3f}", mean_of(g.der));
-    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.dataset, r.model,
-                       r.attack, percent(r.poison_rate), r.target, r.defense, g.seeds, mean_sd_percent(g.cacc),
+    out += fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n", r.dataset,
+                       r.model, r.attack, percent(r.poison_rate), r.target, r.defense,
+                       r.defense == "none" ? "–" : std::to_string(r.clean_samples), g.seeds, mean_sd_percent(g.cacc),
                        mean_sd_percent(g.asr), mean_sd_percent(g.floor), mean_sd_percent(g.ra), der,
-                       mean_sd_percent(g.precision));
+                       mean_sd_percent(g.precision), count(g.removed, g.judged), count(g.repaired, g.judged));
   }
   return out;
 }
@@ -198,11 +211,11 @@ std::string results_markdown(const json& doc) {
     std::string det =
         d ? fmt::format("{}/{}/{} ({})", percent(d->precision), percent(d->recall), percent(d->f1), d->flagged) : "–";
     const auto v = record_verdict(r, suspect_row(records, r));
-    out +=
-        fmt::format("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} | {} |\n",
-                    r.dataset, r.model, r.attack, percent(r.poison_rate), r.target, r.seed, r.defense, r.clean_samples,
-                    percent(r.cacc), percent(r.asr), percent(r.asr_floor), percent(r.ra), percent(r.pcc), fixed3(r.der),
-                    det, r.seconds, v.verdict == "reference" ? "suspect" : verdict_word(v.verdict));
+    out += fmt::format(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1f} | {} |\n", r.dataset,
+        r.model, r.attack, percent(r.poison_rate), r.target, r.seed, r.defense, r.clean_samples, percent(r.cacc),
+        percent(r.asr), percent(r.asr_floor), percent(r.ra), percent(r.pcc), fixed3(r.der), det, r.seconds,
+        v.verdict == "reference" ? "suspect" : verdict_word(v.verdict) + (v.repair.empty() ? "" : ", " + v.repair));
   }
   out += seed_summary_markdown(doc);
   for (const auto& r : records) out += stage_table_markdown(r);

@@ -38,6 +38,7 @@ std::string render_identification_html(const nlohmann::json& identification);
 // "76.2 ± 0.9": the mean and the sample standard deviation (n − 1) of fractions, in
 // percent; one value prints alone; "–" for none.
 std::string mean_sd_percent(const std::vector<double>& fractions);
+double mean_of(const std::vector<double>& values);  // of a non-empty vector
 // j[key] where j is an object holding key, else null: a reader's safe access to
 // documents that may come from an older version or a damaged file.
 const nlohmann::json& field(const nlohmann::json& j, const std::string& key);

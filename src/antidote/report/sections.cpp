@@ -62,7 +62,8 @@ std::string mark_trigger(const std::string& clean, const std::string& triggered)
 struct Judgement {
   std::string verdict;                // reference, success, fail, unknown
   std::string asr_class, cacc_class;  // ok, bad or ""
-  std::string why;
+  std::string repair;                 // repaired, not repaired or ""
+  std::string why;                    // the verdict's reason, then the repair's
 };
 
 std::vector<Cell> group_cells(const std::vector<RunRecord>& runs) {
@@ -93,7 +94,8 @@ Judgement judge(const RunRecord& row, const RunRecord* none) {
   Judgement j;
   const Verdict v = record_verdict(row, none);
   j.verdict = v.verdict;
-  j.why = v.why;
+  j.repair = v.repair;
+  j.why = v.repair.empty() ? v.why : fmt::format("{}; {}: {}", v.why, v.repair, v.repair_why);
   if (v.verdict == "reference") return j;
   if (row.asr) j.asr_class = v.asr_ok ? "ok" : "bad";
   if (v.cacc_known) j.cacc_class = v.cacc_ok ? "ok" : "bad";
@@ -102,13 +104,34 @@ Judgement judge(const RunRecord& row, const RunRecord* none) {
 
 const char* verdict_label(const std::string& v) { return v == "reference" ? "suspect" : verdict_word(v); }
 
+// The verdict's badge, and the repair's beside it where one was judged.
+std::string verdict_badges(const Judgement& j) {
+  std::string h = fmt::format("<span class=\"badge {}\">{}</span>", j.verdict, verdict_label(j.verdict));
+  if (!j.repair.empty())
+    h += fmt::format(" <span class=\"badge {}\">{}</span>", j.repair == "repaired" ? "repaired" : "unrepaired",
+                     j.repair);
+  return h;
+}
+
+// A run's name in its cell: the defense, and its clean budget where the cell runs the
+// same defense at several budgets ("ft @4000").
+std::string run_label(const RunRecord& r, const Cell& c) {
+  for (const RunRecord* o : c.rows)
+    if (o->defense == r.defense && o->clean_samples != r.clean_samples)
+      return fmt::format("{} @{}", r.defense, r.clean_samples);
+  return r.defense;
+}
+
 std::string results_section(const std::vector<Cell>& cells) {
   std::string h = "<section id=\"results\"><h2>Results</h2>";
   h +=
       "<p class=\"legendline\">A defense <span class=\"badge success\">removed</span> the backdoor when its ASR ≤ "
       "max(5%, ASR floor + 3 points) and its CACC is at most 2 points below the suspect's (the <code>none</code> row); "
       "otherwise it <span class=\"badge fail\">failed</span>; when the suspect's ASR is under 50% it never learned "
-      "the backdoor and the verdict is <span class=\"badge unknown\">unclear</span>. The ASR floor is the clean "
+      "the backdoor and the verdict is <span class=\"badge unknown\">unclear</span>. A removal is also a full "
+      "<span class=\"badge repaired\">repaired</span> when the RA is within 10 points of the CACC (triggered inputs "
+      "back at their true labels), else <span class=\"badge unrepaired\">not repaired</span> (they only left the "
+      "target). The ASR floor is the clean "
       "reference model's ASR on the "
       "same triggered inputs. RA: robust accuracy (true labels on triggered inputs). DER: defense effectiveness "
       "rating.</p>";
@@ -129,10 +152,11 @@ std::string results_section(const std::vector<Cell>& cells) {
       auto j = judge(r, c.none);
       const bool more_clean = rp != c.none && r.clean_samples > least;
       // The purified model's file, beside the report under models/.
-      const std::string defense = r.model_file.empty()
-                                      ? esc(r.defense)
-                                      : fmt::format("<a href=\"models/{}\" title=\"the purified model\">{}</a>",
-                                                    esc(r.model_file), esc(r.defense));
+      const std::string label = esc(run_label(r, c));
+      const std::string defense =
+          r.model_file.empty()
+              ? label
+              : fmt::format("<a href=\"models/{}\" title=\"the purified model\">{}</a>", esc(r.model_file), label);
       std::string dcacc = "–";
       if (c.none && rp != c.none) dcacc = fmt::format("{:+.1f}", 100 * (r.cacc - c.none->cacc));
       std::string det = "–";
@@ -144,7 +168,7 @@ std::string results_section(const std::vector<Cell>& cells) {
           "class=\"l\">{link}</td><td class=\"{csc}\">{cs}</td><td class=\"{cc}\">{cacc}</td><td "
           "class=\"{cc}\">{dc}</td>"
           "<td class=\"{ac}\">{asr}</td><td>{floor}</td><td>{ra}</td><td>{pcc}</td><td>{der}</td><td>{det}</td>"
-          "<td>{sec}</td><td class=\"l\"><span class=\"badge {v}\">{vl}</span></td></tr>",
+          "<td>{sec}</td><td class=\"l\">{vl}</td></tr>",
           fmt::arg("v", j.verdict), fmt::arg("def", esc(r.defense)), fmt::arg("cell", esc(c.slug())),
           fmt::arg("why", esc(j.why)), fmt::arg("ds", esc(c.dataset)), fmt::arg("atk", esc(c.attack)),
           fmt::arg("rate", esc(c.rate)), fmt::arg("seed", esc(c.seed)), fmt::arg("link", defense),
@@ -153,7 +177,7 @@ std::string results_section(const std::vector<Cell>& cells) {
           fmt::arg("asr", percent(r.asr)), fmt::arg("floor", percent(r.asr_floor)), fmt::arg("ra", percent(r.ra)),
           fmt::arg("pcc", percent(r.pcc)), fmt::arg("der", r.der ? fmt::format("{:.3f}", *r.der) : "–"),
           fmt::arg("det", esc(det)), fmt::arg("sec", fmt::format("{:.1f}", r.seconds)),
-          fmt::arg("vl", verdict_label(j.verdict)));
+          fmt::arg("vl", verdict_badges(j)));
     }
   }
   h += "</tbody></table></div><p class=\"legendline\">Each verdict's reason, and the model and trigger target of "
@@ -162,13 +186,14 @@ std::string results_section(const std::vector<Cell>& cells) {
   return h;
 }
 
-// With several seeds: each defense's mean ± sd over the seeds of a cell, and on how many
-// seeds it removed the backdoor (the verdict of the results table).
+// With several seeds: each defense's mean ± sd over the seeds of a cell, at each of its
+// clean budgets, and on how many seeds it removed the backdoor and repaired the model.
 std::string seeds_section(const std::vector<Cell>& cells) {
   struct Line {
     std::string defense;
-    std::vector<double> cacc, asr;
-    int removed = 0, judged = 0, seeds = 0;
+    int64_t budget = 0;
+    std::vector<double> cacc, asr, ra;
+    int removed = 0, repaired = 0, judged = 0, seeds = 0;
   };
   struct Group {
     const Cell* first;
@@ -182,34 +207,101 @@ std::string seeds_section(const std::vector<Cell>& cells) {
     if (g == groups.end()) g = groups.insert(groups.end(), {key, Group{&c, 0, {}}});
     ++g->second.seeds;
     for (const RunRecord* r : c.rows) {
-      const auto& def = r->defense;
       auto& lines = g->second.lines;
-      auto l = std::find_if(lines.begin(), lines.end(), [&](const Line& x) { return x.defense == def; });
-      if (l == lines.end()) l = lines.insert(lines.end(), Line{def, {}, {}, 0, 0, 0});
+      const int64_t budget = r == c.none ? 0 : r->clean_samples;
+      auto l = std::find_if(lines.begin(), lines.end(),
+                            [&](const Line& x) { return x.defense == r->defense && x.budget == budget; });
+      if (l == lines.end()) l = lines.insert(lines.end(), Line{r->defense, budget});
       ++l->seeds;
       l->cacc.push_back(r->cacc);
       if (r->asr) l->asr.push_back(*r->asr);
-      auto v = judge(*r, c.none).verdict;
-      if (v == "success" || v == "fail") ++l->judged;
-      if (v == "success") ++l->removed;
+      if (r->ra) l->ra.push_back(*r->ra);
+      const auto j = judge(*r, c.none);
+      l->judged += j.verdict == "success" || j.verdict == "fail";
+      l->removed += j.verdict == "success";
+      l->repaired += j.repair == "repaired";
     }
   }
   if (std::none_of(groups.begin(), groups.end(), [](const auto& kv) { return kv.second.seeds > 1; })) return "";
   std::string h =
       "<section id=\"seeds\"><h2>Over seeds</h2><p class=\"legendline\">Mean ± sample standard deviation over the "
-      "seeds of each cell, and on how many of them the defense removed the backdoor (the verdict of the results "
-      "table).</p><div class=\"scroll\"><table class=\"results\"><thead><tr><th class=\"l\">dataset</th><th "
-      "class=\"l\">attack</th><th class=\"l\">defense</th><th>seeds</th><th>CACC %</th><th>ASR %</th><th>removed "
-      "the backdoor</th></tr></thead><tbody>";
+      "seeds of each cell, and on how many of them the defense removed the backdoor and repaired the model (the "
+      "verdicts of the results table).</p><div class=\"scroll\"><table class=\"results\"><thead><tr><th "
+      "class=\"l\">dataset</th><th class=\"l\">attack</th><th class=\"l\">defense</th><th>clean<br>samples</th>"
+      "<th>seeds</th><th>CACC %</th><th>ASR %</th><th>RA %</th><th>removed</th><th>repaired</th></tr></thead><tbody>";
+  auto count = [](int n, int of) { return of ? fmt::format("{} of {}", n, of) : std::string("–"); };
   for (const auto& [key, g] : groups)
     for (const auto& l : g.lines)
       h += fmt::format(
           "<tr data-defense=\"{def}\"><td class=\"l\">{ds}</td><td class=\"l\">{atk}</td><td class=\"l\">{def}</td>"
-          "<td>{n}</td><td>{cacc}</td><td>{asr}</td><td>{removed}</td></tr>",
+          "<td>{cs}</td><td>{n}</td><td>{cacc}</td><td>{asr}</td><td>{ra}</td><td>{removed}</td><td>{repaired}</td>"
+          "</tr>",
           fmt::arg("def", esc(l.defense)), fmt::arg("ds", esc(g.first->dataset)), fmt::arg("atk", esc(g.first->attack)),
-          fmt::arg("n", l.seeds), fmt::arg("cacc", mean_sd_percent(l.cacc)), fmt::arg("asr", mean_sd_percent(l.asr)),
-          fmt::arg("removed", l.judged ? fmt::format("{} of {}", l.removed, l.judged) : std::string("–")));
+          fmt::arg("cs", l.budget ? std::to_string(l.budget) : "–"), fmt::arg("n", l.seeds),
+          fmt::arg("cacc", mean_sd_percent(l.cacc)), fmt::arg("asr", mean_sd_percent(l.asr)),
+          fmt::arg("ra", mean_sd_percent(l.ra)), fmt::arg("removed", count(l.removed, l.judged)),
+          fmt::arg("repaired", count(l.repaired, l.judged)));
   return h + "</tbody></table></div></section>";
+}
+
+// The clean-budget curves: for each dataset × attack, the mean over seeds of CACC, ASR
+// and RA of every defense run at two or more budgets, against the budget.
+std::string budget_section(const std::vector<Cell>& cells) {
+  // key: dataset × model × attack × rate × target; defense -> budget -> runs.
+  std::vector<std::pair<std::string, std::map<std::string, std::map<int64_t, std::vector<const RunRecord*>>>>> groups;
+  std::map<std::string, const Cell*> first;
+  for (const auto& c : cells) {
+    const std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
+    auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
+    if (g == groups.end()) g = groups.insert(groups.end(), {key, {}}), first[key] = &c;
+    for (const RunRecord* r : c.rows)
+      if (r != c.none) g->second[r->defense][r->clean_samples].push_back(r);
+  }
+  static const char* kColors[] = {"#1e88e5", "#e53935", "#43a047", "#8e24aa", "#fb8c00", "#00897b", "#6d4c41"};
+  std::string body;
+  for (const auto& [key, by_defense] : groups) {
+    std::set<int64_t> budgets;
+    for (const auto& [def, runs] : by_defense)
+      if (runs.size() > 1)
+        for (const auto& kv : runs) budgets.insert(kv.first);
+    if (budgets.empty()) continue;
+    const std::vector<int64_t> xs(budgets.begin(), budgets.end());
+    std::vector<std::string> ticks;
+    for (auto b : xs) ticks.push_back(std::to_string(b));
+    std::vector<Series> metric[3];  // CACC, ASR, RA
+    size_t color = 0;
+    for (const auto& [def, runs] : by_defense) {
+      if (runs.size() < 2) continue;
+      const char* col = kColors[color++ % 7];
+      for (int m = 0; m < 3; ++m) metric[m].push_back({def, col, {}});
+      for (size_t i = 0; i < xs.size(); ++i) {
+        auto it = runs.find(xs[i]);
+        if (it == runs.end()) continue;
+        std::vector<double> v[3];
+        for (const RunRecord* r : it->second) {
+          v[0].push_back(r->cacc);
+          if (r->asr) v[1].push_back(*r->asr);
+          if (r->ra) v[2].push_back(*r->ra);
+        }
+        for (int m = 0; m < 3; ++m)
+          if (!v[m].empty()) metric[m].back().points.push_back({static_cast<double>(i), mean_of(v[m])});
+      }
+    }
+    const Cell& c = *first.at(key);
+    const std::string slug = c.dataset + "-" + c.attack + "-budget";
+    body += fmt::format("<h3>{} × {} ({}, {}% poisoned, target {})</h3><div class=\"charts\">", esc(c.dataset),
+                        esc(c.attack), esc(c.model), esc(c.rate), esc(c.target));
+    const char* titles[] = {"CACC % (higher is better)", "ASR % (lower is better)", "RA % (higher is better)"};
+    const char* kinds[] = {"budget-cacc", "budget-asr", "budget-ra"};
+    for (int m = 0; m < 3; ++m) body += line_chart(kinds[m], titles[m], metric[m], "clean rows", slug, ticks);
+    body += "</div>";
+  }
+  if (body.empty()) return "";
+  return "<section id=\"budget\"><h2>Clean budget</h2><p class=\"legendline\">Each defense run at several clean "
+         "budgets: CACC, ASR and RA against the number of clean rows it was given, the mean over the seeds of each "
+         "point. The curve to choose a budget from: the fewest rows at which the ASR is down and the CACC and RA "
+         "are where you need them.</p>" +
+         body + "</section>";
 }
 
 namespace {
@@ -244,9 +336,8 @@ std::string summary_section(const std::vector<Cell>& cells) {
       if (r == c.none) continue;
       const auto j = judge(*r, c.none);
       h += fmt::format(
-          "<li data-summary=\"{0}\"><span class=\"badge {1}\">{2}</span> <b>{0}</b>: {3} <span "
-          "class=\"budget\">({4} clean rows)</span></li>",
-          esc(r->defense), j.verdict, verdict_label(j.verdict),
+          "<li data-summary=\"{0}\">{1} <b>{0}</b>: {2} <span class=\"budget\">({3} clean rows)</span></li>",
+          esc(run_label(*r, c)), verdict_badges(j),
           esc(j.why) + (field(r->details, "control_beats_ntml") == true
                             ? "; <b>its control (the same without its first stage) did at least as well</b>"
                             : ""),
@@ -268,8 +359,8 @@ std::string charts_section(const std::vector<Cell>& cells) {
     std::vector<double> caccs;
     for (const RunRecord* r : c.rows) {
       auto j = judge(*r, c.none);
-      if (r->asr) asr.push_back({r->defense, *r->asr, j.verdict});
-      cacc.push_back({r->defense, r->cacc, j.verdict});
+      if (r->asr) asr.push_back({run_label(*r, c), *r->asr, j.verdict});
+      cacc.push_back({run_label(*r, c), r->cacc, j.verdict});
       caccs.push_back(r->cacc);
     }
     const RunRecord& first = c.none ? *c.none : *c.rows.front();

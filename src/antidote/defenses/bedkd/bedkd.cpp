@@ -255,6 +255,7 @@ struct BeDKD : Defense {
 
 std::shared_ptr<Defense> make_bedkd(Params& p, const DefenseSetup& setup) {
   Config c = read_config(p, setup);
+  split_clean_budget(p, c, setup);
   auto id = c.identify == "dmm" ? make_dmm(c) : make_identifier(c.identify, p, setup);
   return std::make_shared<BeDKD>(c, id);
 }

@@ -147,6 +147,10 @@ const OptionTable<Config>& table() {
     t.add("score_batch", &Config::score_batch, "rows per forward pass when scoring", positive<int64_t>());
     t.add("trust_per_class", &Config::trust_per_class, "clean rows per class in the trust set D_t",
           at_least<int64_t>(0));
+    t.add("clean_samples", &Config::clean_samples,
+          "a total clean budget, split per class one flipped to four trusted as the paper's 80 + 320; sets "
+          "flip_per_class and trust_per_class",
+          at_least<int64_t>(0, " (0 = off)"));
     t.add("akd_epochs", &Config::akd_epochs, "epochs of adversarial distillation", at_least<int64_t>(0));
     t.add("batch_size", &Config::batch_size, "batch of the trust passes", positive<int64_t>());
     t.add("punish_batch", &Config::punish_batch, "batch of the punish passes", positive<int64_t>())
@@ -186,6 +190,23 @@ Config read_config(Params& p, const DefenseSetup& setup) {
     for (const auto& key : table().given(p, "dmm"))
       fail("{}: '{}' belongs to identify: dmm, and identify is '{}'", p.context(), key, c.identify);
   return c;
+}
+
+// clean_samples: the flip and trust rows per class from one total, in the paper's ratio
+// (80 flipped to 320 trusted). Without the mapping every row is trusted; with
+// flip_with_trust the mapping flips the whole budget, as it does without clean_samples.
+void split_clean_budget(const Params& p, Config& c, const DefenseSetup& setup) {
+  if (c.clean_samples <= 0) return;
+  for (const char* key : {"flip_per_class", "trust_per_class"})
+    if (p.has(key)) fail("{}: give clean_samples or {}, not both", p.context(), key);
+  if (setup.num_classes <= 0) return;
+  const bool maps = c.identify == "dmm";
+  const int64_t per_class = c.clean_samples / setup.num_classes;
+  if (per_class < (maps ? 2 : 1))
+    fail("{}: clean_samples {} leaves {} rows per class of {} classes; BeDKD needs at least {}", p.context(),
+         c.clean_samples, per_class, setup.num_classes, maps ? 2 : 1);
+  if (maps) c.flip_per_class = std::max<int64_t>(1, per_class / 5);
+  c.trust_per_class = maps ? per_class - c.flip_per_class : per_class;
 }
 
 nlohmann::json option_values(const Config& c) {

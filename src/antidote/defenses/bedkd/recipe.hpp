@@ -47,6 +47,9 @@ struct Config {
   int64_t score_batch = 512;
   // stage 3: adversarial distillation
   int64_t trust_per_class = 320, akd_epochs = 50, batch_size = 16;
+  // > 0: a total clean budget, split per class as the paper's 80 flipped + 320 trusted
+  // (flip_per_class and trust_per_class follow from it).
+  int64_t clean_samples = 0;
   int64_t punish_batch = 0;  // 0: batch_size
   // 0 = the whole of D_p in every punish pass; N = a fresh seeded draw of N rows of
   // D_p per epoch, so that no row is punished often enough to be memorised.
@@ -68,6 +71,10 @@ struct Config {
 // one, and the values are checked. Keys of the directional mapping given while another
 // identification method is chosen are an error.
 Config read_config(Params& p, const DefenseSetup& setup);
+// BeDKD's clean_samples, where given: flip_per_class and trust_per_class from the total.
+// The defense applies it; the directional mapping run as another defense's
+// identification does not (that defense's clean_samples is its own budget).
+void split_clean_budget(const Params& p, Config& c, const DefenseSetup& setup);
 // The resolved values (results.json) and the keys with each recipe's defaults
 // (`antidote list --options`).
 nlohmann::json option_values(const Config& c);
