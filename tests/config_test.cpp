@@ -11,6 +11,7 @@
 #include <set>
 
 #include "antidote/core/common.hpp"
+#include "antidote/defenses/defense.hpp"
 #include "antidote/pipeline/config.hpp"
 
 using namespace antidote;
@@ -500,4 +501,28 @@ TEST(Progress, LibTorchWarningsArePlainLinesOncePerMessage) {
   EXPECT_EQ(err,
             "antidote: warning from LibTorch: the same thing, said thrice\n"
             "antidote: warning from LibTorch: something else\n");
+}
+
+// Every shipped config reads, and every defense entry in it builds with its options (the
+// keys and rules a bench would otherwise check only when it reaches the entry).
+TEST(ConfigFile, ShippedConfigsReadAndTheirDefensesBuild) {
+  int configs = 0;
+  for (const auto& entry : fs::directory_iterator(fs::path(ANTIDOTE_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    ++configs;
+    SCOPED_TRACE(entry.path().string());
+    ExperimentConfig c;
+    ASSERT_NO_THROW(c = load_config(entry.path().string()));
+    for (const auto& d : c.datasets) {
+      const Modality m = dataset_modality(d.name);
+      const int64_t k = declared_classes(d.name) > 0 ? declared_classes(d.name) : 10;
+      const DefenseSetup setup{m, m == Modality::Image ? "cnn" : "transformer", k};
+      for (size_t i = 0; i < c.defenses.size(); ++i) {
+        Params p(YAML::Clone(c.defenses[i].options), "defenses[" + std::to_string(i) + "]");
+        EXPECT_NO_THROW(make_defense(c.defenses[i].name, p, setup)) << c.defenses[i].name;
+        EXPECT_NO_THROW(p.check_consumed()) << c.defenses[i].name;
+      }
+    }
+  }
+  EXPECT_GE(configs, 6);
 }

@@ -167,6 +167,17 @@ TEST(MetricsLosses, SoftCrossEntropy) {
   EXPECT_NEAR(soft_cross_entropy(logits, q).item<double>(), 0.5623352, 1e-6);
 }
 
+// Uniform over every class but each row's label: 1/3 on the other three of four classes.
+TEST(MetricsLosses, UniformExceptTheLabel) {
+  auto u = uniform_except(torch::tensor({2, 0}, torch::kLong), 4);
+  ASSERT_EQ(u.sizes(), (std::vector<int64_t>{2, 4}));
+  EXPECT_EQ(u.scalar_type(), torch::kFloat);
+  const float third = 1.0f / 3.0f;
+  EXPECT_TRUE(torch::equal(u, torch::tensor({{third, third, 0.0f, third}, {0.0f, third, third, third}})));
+  // Its soft cross-entropy with logits [0, 0, 0, 0] is ln 4 (every class at 1/4).
+  EXPECT_NEAR(soft_cross_entropy(torch::zeros({2, 4}), u).item<double>(), std::log(4.0), 1e-6);
+}
+
 TEST(MetricsLosses, NonTargetDistribution) {
   // [0, ln 2, ln 5]: top-1 is class 2; the rest renormalise: [1, 2] / 3.
   auto z = torch::tensor({{0.0, std::log(2.0), std::log(5.0)}}, torch::kFloat32);

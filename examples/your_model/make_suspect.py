@@ -33,12 +33,15 @@ TARGET = 0
 
 
 class Net(nn.Module):
-    def __init__(self, num_classes: int = 10):
+    """Two 3x3 convolutions (width, 2 * width channels) with 2x2 max-pooling, then a hidden
+    layer (the features) and the classifier head, defined last."""
+
+    def __init__(self, num_classes: int = 10, width: int = 16, hidden: int = 64):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
-        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1 = nn.Linear(32 * 7 * 7, 64)
-        self.fc2 = nn.Linear(64, num_classes)
+        self.conv1 = nn.Conv2d(1, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, 2 * width, 3, padding=1)
+        self.fc1 = nn.Linear(2 * width * 7 * 7, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
 
     @torch.jit.export
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,31 +9,22 @@ The contract antidote needs: forward(x) returns logits, and a method features(x)
 (exported with @torch.jit.export) returns the penultimate features.
 """
 import argparse
+import os
+import sys
 import time
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 
 from common import load_split, predict
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "your_model"))
+from make_suspect import Net  # noqa: E402  (the example's model, shared)
 
-class SmallCnn(nn.Module):
-    def __init__(self, num_classes: int = 10):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 8, 3, padding=1)
-        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
-        self.fc1 = nn.Linear(16 * 7 * 7, 32)
-        self.fc2 = nn.Linear(32, num_classes)
 
-    @torch.jit.export
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.max_pool2d(F.relu(self.conv1(x)), 2)
-        h = F.max_pool2d(F.relu(self.conv2(h)), 2)
-        return F.relu(self.fc1(h.flatten(1)))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.features(x))
+def SmallCnn(num_classes: int = 10):
+    """The example's CNN at a width of 8 (16 * 7 * 7 -> 32 -> num_classes)."""
+    return Net(num_classes, width=8, hidden=32)
 
 
 def main():

@@ -766,10 +766,7 @@ class NtmlDefense : public Defense {
       // Every class but the target equally likely: the rows are pulled away from the
       // target without being handed to f_0's runner-up class, which on a triggered
       // row is the trigger's doing, not the row's true class.
-      const int64_t k = ctx.num_classes;
-      auto u = torch::full({k}, 1.0 / static_cast<double>(k - 1), torch::kFloat);
-      u[id.target] = 0;
-      anchor.q = u.unsqueeze(0).expand({anchor.x.size(0), k}).contiguous();
+      anchor.q = uniform_except(torch::full({anchor.x.size(0)}, id.target, torch::kLong), ctx.num_classes);
     }
     anchor.weight = o_.anchor_weight;
     anchor.batch_size = o_.anchor_batch_size;

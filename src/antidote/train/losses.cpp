@@ -21,4 +21,10 @@ torch::Tensor non_target_distribution(const torch::Tensor& logits, double temper
   return torch::softmax(masked, 1);
 }
 
+torch::Tensor uniform_except(const torch::Tensor& labels, int64_t num_classes) {
+  auto u = torch::full({labels.size(0), num_classes}, 1.0 / static_cast<double>(num_classes - 1),
+                       torch::TensorOptions().dtype(torch::kFloat).device(labels.device()));
+  return u.scatter(1, labels.to(torch::kLong).unsqueeze(1), 0.0);
+}
+
 }  // namespace antidote

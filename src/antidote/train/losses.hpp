@@ -13,5 +13,7 @@ torch::Tensor soft_cross_entropy(const torch::Tensor& logits, const torch::Tenso
 // softmax(z/τ) with each row's top-1 class masked out (zero mass), renormalised over
 // the other classes; stable for saturated logits.
 torch::Tensor non_target_distribution(const torch::Tensor& logits, double temperature);
+// One row per label: 1/(K−1) on every class but the label, 0 on it (float [N, K]).
+torch::Tensor uniform_except(const torch::Tensor& labels, int64_t num_classes);
 
 }  // namespace antidote

@@ -169,13 +169,10 @@ struct BeDKD : Defense {
     }
     progress.finish();
     details["trajectory"] = trajectory;
-    details["akd"] = {{"trust_rows", trust.size()},
-                      {"punish_rows", punish.size()},
-                      {"punish_per_epoch", c.punish_per_epoch},
-                      {"punish_stop", c.punish_stop},
-                      {"punish_floor", c.punish_floor},
-                      {"punish_mean", c.punish_mean},
-                      {"mask_padding", c.mask_padding}};
+    details["akd"] = {
+        {"trust_rows", trust.size()},   {"punish_rows", punish.size()},   {"punish_per_epoch", c.punish_per_epoch},
+        {"punish_stop", c.punish_stop}, {"punish_floor", c.punish_floor}, {"punish_mean", c.punish_mean},
+        {"punish_loss", c.punish_loss}, {"mask_padding", c.mask_padding}};
     freeze(*student);
     return student;
   }
@@ -204,7 +201,14 @@ struct BeDKD : Defense {
         xb = xb.index_select(0, still);
         yb = yb.index_select(0, still);
       }
+      const double share = punish_share(c.punish_mean, xb.size(0), drawn_rows);
       auto sout = student.forward(xb);
+      if (c.punish_loss == "uniform") {
+        auto loss = soft_cross_entropy(sout.logits, uniform_except(yb, sout.logits.size(1)));
+        l.punish_sum += trainer.step(loss, c.punish_weight * share) * xb.size(0);
+        l.punish_seen += xb.size(0);
+        continue;
+      }
       ModelOutput tout;
       {
         torch::NoGradGuard ng;
@@ -212,8 +216,7 @@ struct BeDKD : Defense {
       }
       auto loss = kd_loss(sout, tout, yb, c.akd_temperature, akd_w, padding_mask(c, xb));
       // Gradient ascent: the step's sign is flipped.
-      l.punish_sum +=
-          trainer.step(loss, -c.punish_weight * punish_share(c.punish_mean, xb.size(0), drawn_rows)) * xb.size(0);
+      l.punish_sum += trainer.step(loss, -c.punish_weight * share) * xb.size(0);
       l.punish_seen += xb.size(0);
     }
   }

@@ -165,6 +165,9 @@ const OptionTable<Config>& table() {
           one_of({"none", "flipped", "prob"}));
     t.add("punish_floor", &Config::punish_floor, "punish_stop prob: punish while the label's probability exceeds this",
           within_below(0, 1));
+    t.add("punish_loss", &Config::punish_loss,
+          "ascent: gradient ascent on L_KD; uniform: descent towards every class but the row's label, equally",
+          one_of({"ascent", "uniform"}));
     t.add("punish_mean", &Config::punish_mean, "a punish batch's loss averaged over the rows still punished or drawn",
           one_of({"still", "drawn"}));
     return t;

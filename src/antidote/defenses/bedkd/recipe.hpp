@@ -64,6 +64,10 @@ struct Config {
   // or drawn (over the rows drawn: a stopped row counts as zero, so the step shrinks as
   // the rows are unlearned).
   std::string punish_mean = "still";
+  // ascent: gradient ascent on L_KD (the paper's); uniform: descent on the soft
+  // cross-entropy to the uniform distribution over every class but the row's label,
+  // which pulls the rows off the target without handing them all to one wrong class.
+  std::string punish_loss = "ascent";
 };
 
 // The options as the config and command line give them: `recipe` (auto: tuned for the
