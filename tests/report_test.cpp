@@ -493,6 +493,11 @@ TEST(Report, CleanBudgetSweepIsDrawnAgainstTheBudget) {
   EXPECT_NE(html.find("href=\"#budget\""), std::string::npos);
   for (const char* chart : {"budget-cacc", "budget-asr", "budget-ra"})
     EXPECT_NE(html.find(std::string("data-chart=\"") + chart + "\""), std::string::npos) << chart;
+  // CACC on the scale of the pass line: values 80-89 %, suspects 90 % - 2 = 88 %: 75-90 %.
+  EXPECT_NE(html.find("data-chart=\"budget-cacc\" data-cell=\"fmnist-badnets-budget\" data-axis=\"75-90\""),
+            std::string::npos);
+  EXPECT_NE(html.find("data-chart=\"budget-asr\" data-cell=\"fmnist-badnets-budget\" data-axis=\"0-100\""),
+            std::string::npos);
   EXPECT_NE(html.find("<title>ft at 500: 3.0%</title>"), std::string::npos);
   EXPECT_NE(html.find("<title>ft at 100: 50.0%</title>"), std::string::npos);
   EXPECT_NE(html.find("text-anchor=\"middle\">500</text>"), std::string::npos);

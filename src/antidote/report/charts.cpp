@@ -209,10 +209,10 @@ std::string bar_chart(const std::string& kind, const std::string& title, const s
   return s;
 }
 
-// Lines over epochs (y: 0..100 %).
+// Lines over epochs (y: the fractions of `axis`).
 std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
                        const std::string& xlabel, const std::string& cell_slug,
-                       const std::vector<std::string>& xtick_labels) {
+                       const std::vector<std::string>& xtick_labels, const Axis& axis) {
   const double W = 540, H = 270, L = 44, R = 116, T = 28, B = 40;
   const double pw = W - L - R, ph = H - T - B;
   double xmin = 1e300, xmax = -1e300;
@@ -221,8 +221,8 @@ std::string line_chart(const std::string& kind, const std::string& title, const 
   if (xmin > xmax) xmin = 0, xmax = 1;
   if (xmax - xmin < 1e-9) xmax = xmin + 1;
   auto X = [&](double x) { return L + pw * (x - xmin) / (xmax - xmin); };
-  auto Y = [&](double v) { return T + ph - ph * std::clamp(v, 0.0, 1.0); };
-  std::string s = percent_frame(kind, title, cell_slug, W, H, L, T, pw, ph);
+  auto Y = [&](double v) { return T + ph - ph * (std::clamp(v, axis.lo, axis.hi) - axis.lo) / (axis.hi - axis.lo); };
+  std::string s = percent_frame(kind, title, cell_slug, W, H, L, T, pw, ph, axis);
   // x ticks: every integer when few, else about eight; named ones at 0, 1, ... when given.
   const double span = xmax - xmin;
   const double step = span <= 10 || !xtick_labels.empty() ? 1 : std::ceil(span / 8);

@@ -62,11 +62,11 @@ struct Series {
   std::string name, color;
   std::vector<std::pair<double, double>> points;  // (x, fraction)
 };
-// Lines over epochs (y: 0..100 %); with `xtick_labels`, x runs over 0, 1, ... and the
-// ticks read as these labels.
+// Lines over epochs (y: the fractions of `axis`, 0..100 % by default); with
+// `xtick_labels`, x runs over 0, 1, ... and the ticks read as these labels.
 std::string line_chart(const std::string& kind, const std::string& title, const std::vector<Series>& series,
                        const std::string& xlabel, const std::string& cell_slug,
-                       const std::vector<std::string>& xtick_labels = {});
+                       const std::vector<std::string>& xtick_labels = {}, const Axis& axis = {});
 // Scores of poisoned and clean rows, from an identification's histogram.
 std::string histogram_chart(const json& id, const std::string& title, const std::string& cell_slug);
 // Seconds per stage of each defense of a cell, stacked.

@@ -250,12 +250,14 @@ std::string budget_section(const std::vector<Cell>& cells) {
   // key: dataset × model × attack × rate × target; defense -> budget -> runs.
   std::vector<std::pair<std::string, std::map<std::string, std::map<int64_t, std::vector<const RunRecord*>>>>> groups;
   std::map<std::string, const Cell*> first;
+  std::map<std::string, std::vector<double>> suspect_cacc;
   for (const auto& c : cells) {
     const std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
     auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
     if (g == groups.end()) g = groups.insert(groups.end(), {key, {}}), first[key] = &c;
     for (const RunRecord* r : c.rows)
       if (r != c.none) g->second[r->defense][r->clean_samples].push_back(r);
+    if (c.none) suspect_cacc[key].push_back(c.none->cacc);
   }
   static const char* kColors[] = {"#1e88e5", "#e53935", "#43a047", "#8e24aa", "#fb8c00", "#00897b", "#6d4c41"};
   std::string body;
@@ -293,7 +295,15 @@ std::string budget_section(const std::vector<Cell>& cells) {
                         esc(c.attack), esc(c.model), esc(c.rate), esc(c.target));
     const char* titles[] = {"CACC % (higher is better)", "ASR % (lower is better)", "RA % (higher is better)"};
     const char* kinds[] = {"budget-cacc", "budget-asr", "budget-ra"};
-    for (int m = 0; m < 3; ++m) body += line_chart(kinds[m], titles[m], metric[m], "clean rows", slug, ticks);
+    // CACC on the scale of its pass line (the suspects' mean − 2 points), as in the bar charts.
+    std::vector<double> caccs;
+    for (const auto& se : metric[0])
+      for (const auto& p : se.points) caccs.push_back(p.second);
+    const auto& sc = suspect_cacc[key];
+    const Axis cacc_axis =
+        caccs.empty() ? Axis{} : decision_axis(caccs, sc.empty() ? caccs.front() : mean_of(sc) - kMaxCaccDrop);
+    for (int m = 0; m < 3; ++m)
+      body += line_chart(kinds[m], titles[m], metric[m], "clean rows", slug, ticks, m == 0 ? cacc_axis : Axis{});
     body += "</div>";
   }
   if (body.empty()) return "";
