@@ -341,6 +341,44 @@ TEST(CLI, BenchRecomputesCellsThatAreNotValidResults) {
   EXPECT_EQ(doc["cells_total"], 1);
 }
 
+// A grid spread over a job array: `--shard 1/2` and `--shard 2/2` into one directory, then
+// `--merge`, give the unsharded bench's results.json (timings aside); a shard writes no
+// results files, and a merge with a cell missing names it and fails.
+TEST(CLI, BenchShardsMergeIntoTheUnshardedResults) {
+  TempDir dir;
+  write_tiny_idx(dir, "idx");
+  auto cfg = dir.write("c.yaml", "seed: [0, 1]\nthreads: 1\ndataset: {name: idx, path: '" + dir.file("idx") +
+                                     "'}\ntrain: {epochs: 1}\nattacks: [{name: badnets, poison_rate: 0.1, target: "
+                                     "0}, {name: blend, poison_rate: 0.1, target: 0}]\ndefenses: [none, {name: ft, "
+                                     "clean_samples: 20, epochs: 1}]\n");
+  const std::string bench = "bench -q --config '" + cfg + "' --out ";
+  auto one = run(bench + "'" + dir.file("shards") + "' --shard 1/2");
+  ASSERT_EQ(one.rc, 0) << one.output;
+  EXPECT_TRUE(contains(one.output, "shard 1/2: 4 cell(s)")) << one.output;  // 2 of the 4 suspects, 2 defenses each
+  EXPECT_FALSE(fs::exists(dir.file("shards/results.json")));
+  auto early = run(bench + "'" + dir.file("shards") + "' --merge");
+  EXPECT_USER_ERROR(early);
+  EXPECT_TRUE(contains(early.output, "has not")) << early.output;
+  ASSERT_EQ(run(bench + "'" + dir.file("shards") + "' --shard 2/2").rc, 0);
+  ASSERT_EQ(run(bench + "'" + dir.file("shards") + "' --merge").rc, 0);
+  ASSERT_EQ(run(bench + "'" + dir.file("whole") + "'").rc, 0);
+  auto results = [&](const std::string& sub) {
+    std::ifstream in(dir.file(sub + "/results.json"));
+    auto doc = nlohmann::json::parse(std::string(std::istreambuf_iterator<char>(in), {}));
+    doc.erase("seconds");
+    for (auto& r : doc["runs"]) r.erase("seconds"), r.erase("stages");
+    return doc;
+  };
+  const auto merged = results("shards"), whole = results("whole");
+  EXPECT_EQ(merged["runs"].size(), 8u);
+  EXPECT_EQ(merged, whole);
+  for (const char* bad : {"0/2", "3/2", "1/0", "x"}) {
+    auto r = run(bench + "'" + dir.file("x") + "' --shard " + bad);
+    EXPECT_USER_ERROR(r);
+    EXPECT_TRUE(contains(r.output, "--shard")) << bad << "\n" << r.output;
+  }
+}
+
 // Blank images teach no trigger: the suspect answers one class whatever the input, and
 // with target 1 that class is another. The bench says so even with -q, since the
 // defenses' numbers on such a cell say nothing about them. The data path is relative

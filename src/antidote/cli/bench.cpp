@@ -1,8 +1,11 @@
 // `antidote bench` and `antidote demo`: a grid of datasets × attacks × defenses × seeds,
 // from the user's config (bench) or from the embedded demo config (demo).
+#include <cstdio>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <tuple>
+#include <utility>
 
 #include "antidote/cli/cli.hpp"
 #include "antidote/report/results.hpp"
@@ -15,17 +18,37 @@ struct BenchArgs {
   Common common;
   std::string out;
   bool fresh = false;
+  std::string shard;  // "i/N", 1 <= i <= N
+  bool merge = false;
   bool print_config = false;  // demo only
 };
 
-int cmd_bench(const Common& c, const std::string& out, bool fresh) {
+// "2/4" -> shard 1 (0-based) of 4.
+std::pair<int, int> parse_shard(const std::string& text) {
+  int i = 0, n = 0;
+  char slash = 0, extra = 0;
+  if (std::sscanf(text.c_str(), "%d %c %d %c", &i, &slash, &n, &extra) != 3 || slash != '/' || n < 1 || i < 1 || i > n)
+    fail("--shard: '{}' is not i/N with 1 <= i <= N (e.g. 2/4)", text);
+  return {i - 1, n};
+}
+
+int cmd_bench(const Common& c, const BenchArgs& a) {
   auto cfg = load_common(c);
   BenchOptions o;
-  o.out_dir = out;
-  o.fresh = fresh;
+  o.out_dir = a.out;
+  o.fresh = a.fresh;
+  o.merge = a.merge;
+  if (!a.shard.empty()) std::tie(o.shard, o.shards) = parse_shard(a.shard);
   auto doc = run_bench(cfg, o);
   std::cout << results_markdown(doc);
-  std::cout << fmt::format("\nwrote {0}/results.json, {0}/results.csv, {0}/results.md, {0}/report.html\n", out);
+  if (o.shards > 1) {
+    std::cout << fmt::format(
+        "\nshard {}/{}: {} cell(s) under {}/cells; when every shard has finished, `antidote bench --merge` with the "
+        "same config and --out writes the results\n",
+        o.shard + 1, o.shards, doc["runs"].size(), a.out);
+    return 0;
+  }
+  std::cout << fmt::format("\nwrote {0}/results.json, {0}/results.csv, {0}/results.md, {0}/report.html\n", a.out);
   return 0;
 }
 
@@ -37,7 +60,11 @@ Subcommand add_bench(CLI::App& app) {
   add_common(bench, a->common, true);
   bench->add_option("-o,--out", a->out, "output directory")->required();
   bench->add_flag("--fresh", a->fresh, "redo finished cells instead of resuming");
-  return {bench, [a] { return cmd_bench(a->common, a->out, a->fresh); }};
+  bench->add_option("--shard", a->shard,
+                    "i/N: run the i-th of N shares of the grid's suspects (with their defenses) into a shared --out, "
+                    "e.g. one per task of a job array; writes cells, not results");
+  bench->add_flag("--merge", a->merge, "assemble the shards' cells into the results; an unfinished cell is an error");
+  return {bench, [a] { return cmd_bench(a->common, *a); }};
 }
 
 Subcommand add_demo(CLI::App& app) {
@@ -54,7 +81,7 @@ Subcommand add_demo(CLI::App& app) {
               std::cout << demo_config();
               return 0;
             }
-            return cmd_bench(a->common, a->out, a->fresh);
+            return cmd_bench(a->common, *a);
           }};
 }
 

@@ -517,6 +517,9 @@ class BenchRunner {
       : cfg_(cfg), options_(options), device_(parse_device(cfg.device)), t0_(std::chrono::steady_clock::now()) {}
 
   json run() {
+    if (options_.shards < 1 || options_.shard < 0 || options_.shard >= options_.shards)
+      fail("bench: shard {} of {} does not exist", options_.shard + 1, options_.shards);
+    if (options_.merge && options_.shards > 1) fail("bench: --merge assembles every shard's cells; give no --shard");
     int threads = configure_threads(cfg_.threads);
     make_dirs(options_.out_dir);
     make_dirs(options_.out_dir + "/cells");
@@ -531,7 +534,10 @@ class BenchRunner {
     doc_["examples"] = json::array();
     // Without an attacks: entry each dataset gets its modality's one standard attack.
     const auto attacks = static_cast<int64_t>(std::max<size_t>(1, cfg_.attacks.size()));
-    cells_total_ = static_cast<int64_t>(cfg_.datasets.size() * cfg_.seeds.size() * cfg_.defenses.size()) * attacks;
+    const auto suspects = static_cast<int64_t>(cfg_.datasets.size() * cfg_.seeds.size()) * attacks;
+    int64_t mine = 0;
+    for (int64_t g = 0; g < suspects; ++g) mine += in_shard(g);
+    cells_total_ = mine * static_cast<int64_t>(cfg_.defenses.size());
     // Until the grid is done, the report says it is in progress.
     doc_["cells_total"] = cells_total_;
     doc_["complete"] = false;
@@ -562,7 +568,17 @@ class BenchRunner {
     json curve;  // CACC, ASR and RA after each training epoch (empty when not recorded)
   };
 
+  // Whether the suspect numbered `g` (in the grid's order) is this run's to compute.
+  bool in_shard(int64_t g) const { return g % options_.shards == options_.shard; }
+
   void run_dataset(const DatasetConfig& dcfg, uint64_t seed) {
+    // The suspects of this dataset × seed are numbered suspect_ .. suspect_ + n - 1.
+    const auto n_attacks = static_cast<int64_t>(std::max<size_t>(1, cfg_.attacks.size()));
+    const int64_t first = suspect_;
+    suspect_ += n_attacks;
+    bool any = false;
+    for (int64_t g = first; g < first + n_attacks; ++g) any = any || in_shard(g);
+    if (!any) return;  // another shard's: not even its data is read
     auto data = load_dataset(dcfg, seed);
     auto [arch, model_opts] = resolve_model(cfg_, dcfg, data.modality);
     TrainConfig tcfg = train_config_for(cfg_, dcfg);
@@ -597,7 +613,9 @@ class BenchRunner {
                             fmt::format("[{} seed {}] training the clean reference model ({})", dcfg.name, seed, arch))
               .model;
     }
-    for (const auto& acfg : attacks) {
+    for (size_t ai = 0; ai < attacks.size(); ++ai) {
+      const auto& acfg = attacks[ai];
+      if (!in_shard(first + static_cast<int64_t>(ai))) continue;
       auto cell = prepare_cell(data, dcfg, acfg, seed);
       doc_["examples"].push_back(examples_json(cell, 4));
       auto suspect = suspect_for(cell, acfg, st);
@@ -642,6 +660,7 @@ class BenchRunner {
         log_info(fmt::format("retraining: the cached model cannot be used ({})", e.what()));
       }
     }
+    if (options_.merge) fail("bench --merge: '{}' has not been trained; run the shard that trains it first", path);
     log_info(message);
     Trained t;
     std::function<void(int64_t, Classifier&)> on_epoch;
@@ -715,6 +734,7 @@ class BenchRunner {
       doc_["runs"].push_back(*rec);
       return;
     }
+    if (options_.merge) fail("bench --merge: {} has not finished ({}); run its shard first", what, cell_path);
     if (def.name != "none") log_info(what + " running the defense" + time_left());
     DefenseRequest rq{def.name,       def.options,          fmt::format("defenses[{}] ({})", di, def.name),
                       derive_seed(st.seed, "defense/" + key_of(dk)), device_, cfg_.eval_batch_size,
@@ -753,7 +773,9 @@ class BenchRunner {
 
   void save() {
     doc_["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
-    write_results(options_.out_dir, doc_);
+    // A shard's view is partial, and other shards share the directory: the results
+    // files are the assembling run's to write.
+    if (options_.shards == 1) write_results(options_.out_dir, doc_);
   }
 
   const ExperimentConfig& cfg_;
@@ -762,6 +784,7 @@ class BenchRunner {
   // What the grid holds (datasets × seeds × attacks × defenses), how many of its cells
   // this run has reached, and how many of those it computed (the rest were cached).
   int64_t cells_total_ = 0, cells_done_ = 0, cells_computed_ = 0;
+  int64_t suspect_ = 0;  // the number of the next dataset × seed × attack (sharding)
   std::chrono::steady_clock::time_point t0_;
   json doc_;
 

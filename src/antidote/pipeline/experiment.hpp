@@ -130,6 +130,12 @@ struct BenchOptions {
   std::string out_dir;
   bool fresh = false;        // ignore finished cells and cached models
   bool save_models = true;   // write purified models (and state_dicts) under out/models
+  // A share of the grid, for a job array over hosts sharing out_dir: the suspects
+  // (dataset × seed × attack, in the grid's order) numbered from 0, this run takes those
+  // whose number is `shard` modulo `shards`, with all their defenses. A shard writes its
+  // cells and models but no results files; a later run without a shard assembles them.
+  int shard = 0, shards = 1;
+  bool merge = false;  // assemble only: a cell or model that is not finished is an error
 };
 // Runs the grid; returns the results document (also written to out_dir).
 nlohmann::json run_bench(const ExperimentConfig& cfg, const BenchOptions& options);
