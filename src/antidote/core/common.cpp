@@ -157,8 +157,31 @@ void Progress::print(bool final, const std::string& extra) {
   }
 }
 
+namespace {
+// The 1-minute load average, or -1 where /proc/loadavg cannot be read.
+double load_average() {
+  std::ifstream in("/proc/loadavg");
+  double load = -1;
+  if (!(in >> load)) return -1;
+  return load;
+}
+}  // namespace
+
 int configure_threads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (threads <= 0) {
+    threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // All cores stays the default whatever the load, so that a config gives the same
+    // numbers on a machine whatever else runs (the thread count changes the rounding).
+    // But with the cores busy, OpenMP threads that wait on each other lose their time
+    // slices: on 2 cores at a load of 3.3, a BeDKD run took 22.0 s with 2 threads and
+    // 16.3 s with 1 (docs/speed.md).
+    const double load = load_average();
+    if (threads > 1 && load >= threads)
+      log_info(fmt::format(
+          "antidote: note: the {} cores are busy (load average {:.1f}); --threads 1 may run faster here (and rounds "
+          "differently, so its numbers differ in the last digits)",
+          threads, load));
+  }
   torch::set_num_threads(threads);
   // Debian's OpenBLAS (pthread build) keeps its own pool, which torch::set_num_threads
   // does not limit. LibTorch's OpenMP threads spin while a BLAS call runs, so two pools
