@@ -11,12 +11,11 @@
         torch.jit.load predicts what `antidote eval --predictions` wrote, and the ASR is lower
 """
 import argparse
-import json
 import sys
 
 import torch
 
-from common import same_predictions
+from common import compare_with_antidote
 from make_bert import WordPiece, predict, read_tsv
 
 TRICKY = [
@@ -77,25 +76,7 @@ def check_predictions(a):
     trig, _ = read_tsv(f"{a.data}/test_triggered.tsv")
     pc = predict(model, vocab.encode_all(clean, max_len), vocab.pad)
     pt = predict(model, vocab.encode_all(trig, max_len), vocab.pad)
-    ok = same_predictions(pc, pt, a.predictions)
-    cacc = (pc == torch.tensor(yc)).double().mean().item()
-    asr = (pt == a.target).double().mean().item()
-    print(f"python: CACC {100 * cacc:.2f}% ASR {100 * asr:.2f}%")
-    if a.metrics:
-        with open(a.metrics) as f:
-            m = json.load(f)
-        print(f"antidote: CACC {100 * m['cacc']:.2f}% ASR {100 * m['asr']:.2f}%")
-        if abs(m["cacc"] - cacc) > 1e-12 or abs(m["asr"] - asr) > 1e-12:
-            print("FAIL: metrics differ")
-            ok = False
-    if a.asr_below is not None and not asr < a.asr_below:
-        print(f"FAIL: ASR {100 * asr:.2f}% is not below {100 * a.asr_below:.2f}%")
-        ok = False
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump({"cacc": cacc, "asr": asr}, f)
-    print("OK" if ok else "FAILED")
-    return 0 if ok else 1
+    return compare_with_antidote(pc, pt, torch.tensor(yc), a)
 
 
 def main():

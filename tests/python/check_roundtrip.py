@@ -7,12 +7,11 @@ Exit status 0 when the predictions are identical, the metrics agree exactly, and
 (with --asr-below) the ASR is lower than the given one; 1 otherwise.
 """
 import argparse
-import json
 import sys
 
 import torch
 
-from common import load_split, predict, same_predictions
+from common import compare_with_antidote, load_split, predict
 
 
 def main():
@@ -31,26 +30,7 @@ def main():
     xc, yc = load_split(a.data, "t10k")
     xt, yt = load_split(a.data, "triggered")
     pc, pt = predict(model, xc), predict(model, xt)
-    ok = same_predictions(pc, pt, a.predictions)
-    cacc = (pc == yc).double().mean().item()
-    asr = (pt == a.target).double().mean().item()
-    print(f"python: CACC {100 * cacc:.2f}% ASR {100 * asr:.2f}%")
-    if a.metrics:
-        with open(a.metrics) as f:
-            m = json.load(f)
-        print(f"antidote: CACC {100 * m['cacc']:.2f}% ASR {100 * m['asr']:.2f}%")
-        if abs(m["cacc"] - cacc) > 1e-12 or abs(m["asr"] - asr) > 1e-12:
-            print("FAIL: metrics differ")
-            ok = False
-    if a.asr_below is not None:
-        if not asr < a.asr_below:
-            print(f"FAIL: ASR {100 * asr:.2f}% is not below {100 * a.asr_below:.2f}%")
-            ok = False
-    if a.out:
-        with open(a.out, "w") as f:
-            json.dump({"cacc": cacc, "asr": asr}, f)
-    print("OK" if ok else "FAILED")
-    return 0 if ok else 1
+    return compare_with_antidote(pc, pt, yc, a)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,29 @@ def same_predictions(clean, triggered, predictions_path):
         print(f"{name}: {mine.numel()} rows, {diff} predictions differ from antidote's")
         ok = ok and diff == 0
     return ok
+
+
+def compare_with_antidote(clean, triggered, labels, a):
+    """The round trip's verdict on Python's predictions of the clean and triggered test rows:
+    the same classes as antidote's (`a.predictions`), the same CACC and ASR as its
+    `eval --json` (`a.metrics`, optional), an ASR below `a.asr_below` (optional); writes
+    {cacc, asr} to `a.out` (optional). Prints what it finds; returns the exit status."""
+    ok = same_predictions(clean, triggered, a.predictions)
+    cacc = (clean == labels).double().mean().item()
+    asr = (triggered == a.target).double().mean().item()
+    print(f"python: CACC {100 * cacc:.2f}% ASR {100 * asr:.2f}%")
+    if a.metrics:
+        with open(a.metrics) as f:
+            m = json.load(f)
+        print(f"antidote: CACC {100 * m['cacc']:.2f}% ASR {100 * m['asr']:.2f}%")
+        if abs(m["cacc"] - cacc) > 1e-12 or abs(m["asr"] - asr) > 1e-12:
+            print("FAIL: metrics differ")
+            ok = False
+    if a.asr_below is not None and not asr < a.asr_below:
+        print(f"FAIL: ASR {100 * asr:.2f}% is not below {100 * a.asr_below:.2f}%")
+        ok = False
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump({"cacc": cacc, "asr": asr}, f)
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1

@@ -37,6 +37,10 @@ struct Cell {
     return fmt::format("{} × {} ({}, {}% poisoned, target {}, seed {})", dataset, attack, model, rate, target, seed);
   }
   std::string slug() const { return dataset + "-" + attack + "-" + seed; }
+  // The cell without its seed: what the over-seeds and clean-budget sections group by.
+  std::string seedless_key() const {
+    return dataset + '\x1f' + model + '\x1f' + attack + '\x1f' + rate + '\x1f' + target;
+  }
 };
 std::vector<Cell> group_cells(const std::vector<RunRecord>& runs);
 

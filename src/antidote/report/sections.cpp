@@ -73,7 +73,7 @@ std::vector<Cell> group_cells(const std::vector<RunRecord>& runs) {
     Cell c{r.dataset, r.model, r.attack, percent(r.poison_rate), std::to_string(r.target), std::to_string(r.seed),
            {},        nullptr};
     std::string key =
-        c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target + '\x1f' + c.seed;
+        c.seedless_key() + '\x1f' + c.seed;
     auto it = index.find(key);
     if (it == index.end()) {
       index[key] = cells.size();
@@ -202,7 +202,7 @@ std::string seeds_section(const std::vector<Cell>& cells) {
   };
   std::vector<std::pair<std::string, Group>> groups;
   for (const auto& c : cells) {
-    std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
+    const std::string key = c.seedless_key();
     auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
     if (g == groups.end()) g = groups.insert(groups.end(), {key, Group{&c, 0, {}}});
     ++g->second.seeds;
@@ -252,7 +252,7 @@ std::string budget_section(const std::vector<Cell>& cells) {
   std::map<std::string, const Cell*> first;
   std::map<std::string, std::vector<double>> suspect_cacc;
   for (const auto& c : cells) {
-    const std::string key = c.dataset + '\x1f' + c.model + '\x1f' + c.attack + '\x1f' + c.rate + '\x1f' + c.target;
+    const std::string key = c.seedless_key();
     auto g = std::find_if(groups.begin(), groups.end(), [&](const auto& kv) { return kv.first == key; });
     if (g == groups.end()) g = groups.insert(groups.end(), {key, {}}), first[key] = &c;
     for (const RunRecord* r : c.rows)
