@@ -125,6 +125,7 @@ std::string results_csv(const json& doc) {
 std::string seed_summary_markdown(const json& doc) {
   // Rows that differ only in their seed, in the order they first appear.
   struct Group {
+    explicit Group(const RunRecord* f) : first(f) {}
     const RunRecord* first;
     std::vector<double> cacc, asr, floor, ra, der, precision;
     int64_t seeds = 0;
@@ -141,7 +142,7 @@ std::string seed_summary_markdown(const json& doc) {
   std::vector<Group> groups;
   for (const auto& r : records) {
     auto it = std::find_if(groups.begin(), groups.end(), [&](const Group& g) { return same_but_seed(*g.first, r); });
-    if (it == groups.end()) it = groups.insert(groups.end(), Group{&r});
+    if (it == groups.end()) it = groups.insert(groups.end(), Group(&r));
     ++it->seeds;
     const auto v = record_verdict(r, suspect_row(records, r));
     it->judged += v.verdict == "success" || v.verdict == "fail";

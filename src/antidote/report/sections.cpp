@@ -8,6 +8,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "antidote/report/html_parts.hpp"
@@ -190,6 +191,7 @@ std::string results_section(const std::vector<Cell>& cells) {
 // clean budgets, and on how many seeds it removed the backdoor and repaired the model.
 std::string seeds_section(const std::vector<Cell>& cells) {
   struct Line {
+    Line(std::string d, int64_t b) : defense(std::move(d)), budget(b) {}
     std::string defense;
     int64_t budget = 0;
     std::vector<double> cacc, asr, ra;
@@ -211,7 +213,7 @@ std::string seeds_section(const std::vector<Cell>& cells) {
       const int64_t budget = r == c.none ? 0 : r->clean_samples;
       auto l = std::find_if(lines.begin(), lines.end(),
                             [&](const Line& x) { return x.defense == r->defense && x.budget == budget; });
-      if (l == lines.end()) l = lines.insert(lines.end(), Line{r->defense, budget});
+      if (l == lines.end()) l = lines.insert(lines.end(), Line(r->defense, budget));
       ++l->seeds;
       l->cacc.push_back(r->cacc);
       if (r->asr) l->asr.push_back(*r->asr);
