@@ -81,28 +81,40 @@ TEST(TrainBatches, InOrderPartition) {
 }
 
 TEST(TrainBatches, RankStriding) {
-  // World 2, in order: rank 0 takes 0, 2, 4, 6, 8; rank 1 takes 1, 3, 5, 7, 9.
+  // World 2, in order, global batches of 4: {0..3}, {4..7}, {8, 9}; rank 0 takes every
+  // other row of each from the first, rank 1 from the second.
   auto r0 = epoch_batches(10, 4, nullptr, 0, 2);
   auto r1 = epoch_batches(10, 4, nullptr, 1, 2);
-  ASSERT_EQ(r0.size(), 2u);
-  ASSERT_EQ(r1.size(), 2u);
-  EXPECT_EQ(to_vec(r0[0]), (std::vector<int64_t>{0, 2, 4, 6}));
-  EXPECT_EQ(to_vec(r0[1]), (std::vector<int64_t>{8}));
-  EXPECT_EQ(to_vec(r1[0]), (std::vector<int64_t>{1, 3, 5, 7}));
-  EXPECT_EQ(to_vec(r1[1]), (std::vector<int64_t>{9}));
-  // World 3 over 7 rows: ranks take {0,3,6}, {1,4}, {2,5}.
-  EXPECT_EQ(to_vec(epoch_batches(7, 10, nullptr, 0, 3)[0]), (std::vector<int64_t>{0, 3, 6}));
+  ASSERT_EQ(r0.size(), 3u);
+  ASSERT_EQ(r1.size(), 3u);
+  EXPECT_EQ(to_vec(r0[0]), (std::vector<int64_t>{0, 2}));
+  EXPECT_EQ(to_vec(r0[1]), (std::vector<int64_t>{4, 6}));
+  EXPECT_EQ(to_vec(r0[2]), (std::vector<int64_t>{8}));
+  EXPECT_EQ(to_vec(r1[0]), (std::vector<int64_t>{1, 3}));
+  EXPECT_EQ(to_vec(r1[2]), (std::vector<int64_t>{9}));
+  // World 3 over 7 rows in one batch: trimmed to 6 rows so that each worker has 2;
+  // row 6 sits this epoch out.
+  EXPECT_EQ(to_vec(epoch_batches(7, 10, nullptr, 0, 3)[0]), (std::vector<int64_t>{0, 3}));
   EXPECT_EQ(to_vec(epoch_batches(7, 10, nullptr, 2, 3)[0]), (std::vector<int64_t>{2, 5}));
+  // A last batch of 1 row over 2 workers is left out on both: same number of steps.
+  EXPECT_EQ(epoch_batches(9, 4, nullptr, 0, 2).size(), 2u);
+  EXPECT_EQ(epoch_batches(9, 4, nullptr, 1, 2).size(), 2u);
+  EXPECT_EQ(steps_per_epoch(9, 4, 2), 2);
+  EXPECT_EQ(steps_per_epoch(10, 4, 2), 3);
+  EXPECT_EQ(steps_per_epoch(9, 4, 1), 3);
+  EXPECT_NE(error_of([] { epoch_batches(10, 1, nullptr, 0, 2); }).find("smaller than the 2 workers"),
+            std::string::npos);
 }
 
 TEST(TrainBatches, ShuffledWorkersPartitionTheEpoch) {
-  // Every worker seeds the same permutation; together they see each row exactly once.
-  const int64_t n = 23;
+  // Every worker seeds the same permutation; together they see each row exactly once
+  // (24 rows, global batches of 6, 2 rows per worker and step).
+  const int64_t n = 24;
   std::multiset<int64_t> seen;
   for (int rank = 0; rank < 3; ++rank) {
     Rng rng(99);
-    for (const auto& b : epoch_batches(n, 5, &rng, rank, 3)) {
-      EXPECT_LE(b.numel(), 5);
+    for (const auto& b : epoch_batches(n, 6, &rng, rank, 3)) {
+      EXPECT_EQ(b.numel(), 2);
       for (auto i : to_vec(b)) seen.insert(i);
     }
   }
@@ -257,22 +269,23 @@ TEST(TrainBatches, GroupsTokenRowsByLengthAndCutsPadding) {
 }
 
 TEST(TrainBatches, ShuffledGroupsPartitionTheEpochAndRepeatWithTheSeed) {
-  // 300 rows of random lengths, batch 8 (windows of 128 rows): every row once per epoch,
-  // on one worker or split over 3; the same seed gives the same batches; batches are
-  // shorter than plain epoch_batches' (the point of grouping).
+  // 300 rows of random lengths, batch 9 (windows of 144 rows): every row once per epoch,
+  // on one worker or split over 3 (9 and the last batch's 3 rows divide by 3); the same
+  // seed gives the same batches; batches are shorter than plain epoch_batches' (the
+  // point of grouping).
   const int64_t n = 300, width = 40;
   std::vector<int64_t> lengths;
   Rng lr(3);
   for (int64_t i = 0; i < n; ++i) lengths.push_back(2 + lr.below(width - 1));
   auto x = token_rows(lengths, width);
   auto model = tiny_text_model("transformer", width);
-  TrainBatches batches(*model, x, 8);
+  TrainBatches batches(*model, x, 9);
   for (int world : {1, 3}) {
     std::multiset<int64_t> seen;
     for (int rank = 0; rank < world; ++rank) {
       Rng rng(42);
       for (const auto& b : batches.epoch(&rng, rank, world)) {
-        EXPECT_LE(b.numel(), 8);
+        EXPECT_LE(b.numel(), 9 / world);
         for (auto i : to_vec(b)) seen.insert(i);
       }
     }
@@ -288,7 +301,7 @@ TEST(TrainBatches, ShuffledGroupsPartitionTheEpochAndRepeatWithTheSeed) {
     for (const auto& t : bs) s += batches.width(t);
     return s;
   };
-  const int64_t plain = width_sum(epoch_batches(n, 8, &c));
+  const int64_t plain = width_sum(epoch_batches(n, 9, &c));
   EXPECT_LT(width_sum(ba), plain * 2 / 3) << "grouped " << width_sum(ba) << " plain " << plain;
 }
 
@@ -359,7 +372,7 @@ TEST(TrainSupervised, SgdCosineAugmentRunsAndRankSeesHalf) {
   sync.world = 2;
   sync.my_rank = 1;
   train_supervised(*model, separable(), o, rng, {}, &sync);
-  EXPECT_EQ(sync.calls, 2 * 2);  // rank 1 of 2: 16 rows / batch 8 = 2 steps per epoch
+  EXPECT_EQ(sync.calls, 2 * 4);  // 32 rows / global batch 8 = 4 steps per epoch (4 rows each for rank 1)
   for (const auto& p : model->parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
 }
 

@@ -81,6 +81,17 @@ struct Subcommand {
   std::function<int()> run;
 };
 
+// Starts `nproc` workers of this command line (argv less --nproc) on this host with the
+// torchrun variables set, and returns the first failed worker's exit code (0 if none);
+// the others are stopped when one fails (launch.cpp).
+int run_workers(int nproc, int argc, char** argv);
+// In a worker of a distributed run (WORLD_SIZE set), joins the others over c10d/Gloo,
+// failing after `timeout_seconds`; rank 0 alone then writes and prints. Nothing to do
+// in a single process.
+void join_distributed_run(double timeout_seconds);
+// One line on the gradient all-reduces of this run (rank 0; nothing in a single process).
+void report_distributed_run();
+
 Subcommand add_bench(CLI::App& app);     // bench.cpp
 Subcommand add_demo(CLI::App& app);      // bench.cpp
 Subcommand add_poison(CLI::App& app);    // poison.cpp

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <csignal>
+#include <cstdlib>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -44,6 +45,19 @@ int main(int argc, char** argv) {
   CLI::App app{"antidote: remove backdoors from trained classifiers (BeDKD, NT-ML, baselines)"};
   app.set_version_flag("--version", version());
   app.require_subcommand(1);
+  // The data-parallel options go before or after the subcommand (its unmatched options
+  // fall through to these).
+  app.fallthrough();
+  int nproc = 1;
+  double dist_timeout = 300;
+  app.add_option("--nproc", nproc,
+                 "data-parallel workers to start on this host (default 1; a worker started by torchrun, or with "
+                 "RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT set, joins the others instead)")
+      ->check(CLI::Range(1, 256));
+  app.add_option("--dist-timeout", dist_timeout,
+                 "seconds a data-parallel worker waits for the others (joining, and at each step) before it "
+                 "stops with an error")
+      ->check(CLI::PositiveNumber);
 
   // In the order `antidote --help` lists them.
   const std::vector<Subcommand> subcommands{add_bench(app), add_demo(app),   add_poison(app),   add_train(app),
@@ -54,8 +68,17 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   return exit_code_of([&] {
+    if (nproc > 1) {
+      if (std::getenv("WORLD_SIZE")) fail("--nproc: this process is already a worker of a distributed run");
+      return run_workers(nproc, argc, argv);
+    }
+    join_distributed_run(dist_timeout);
     for (const auto& s : subcommands)
-      if (s.app->parsed()) return s.run();
+      if (s.app->parsed()) {
+        const int code = s.run();
+        report_distributed_run();
+        return code;
+      }
     return 0;
   });
 }

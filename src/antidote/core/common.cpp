@@ -95,7 +95,7 @@ StageCost StageTimer::finish() {
 }
 
 namespace {
-bool g_quiet = false;
+bool g_quiet = false, g_silenced = false;
 }  // namespace
 
 std::string format_duration(double s) {
@@ -116,10 +116,16 @@ std::string rate_text(double per_second, const std::string& unit) {
 }
 
 void set_quiet(bool q) { g_quiet = q; }
-bool quiet() { return g_quiet; }
+bool quiet() { return g_quiet || g_silenced; }
+
+void silence_output() {
+  g_silenced = true;
+  // A stream buffer that discards: std::cout without a buffer sets badbit and drops writes.
+  std::cout.rdbuf(nullptr);
+}
 
 void log_info(const std::string& msg) {
-  if (!g_quiet) std::cerr << msg << std::endl;
+  if (!quiet()) std::cerr << msg << std::endl;
 }
 
 Progress::Progress(std::string label, int64_t total, std::string unit)
@@ -143,7 +149,7 @@ void Progress::advance(int64_t n, const std::string& extra) {
 void Progress::finish(const std::string& extra) { print(true, extra); }
 
 void Progress::print(bool final, const std::string& extra) {
-  if (g_quiet) return;
+  if (quiet()) return;
   double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   double rate = el > 0 ? done_ / el : 0;
   double left = rate > 0 ? (total_ - done_) / rate : -1;
@@ -170,6 +176,10 @@ double load_average() {
 int configure_threads(int threads) {
   if (threads <= 0) {
     threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    // The workers of a data-parallel run on this host (torchrun's LOCAL_WORLD_SIZE)
+    // share its cores.
+    if (const char* local = std::getenv("LOCAL_WORLD_SIZE"))
+      threads = std::max(1, threads / std::max(1, std::atoi(local)));
     // All cores stays the default whatever the load, so that a config gives the same
     // numbers on a machine whatever else runs (the thread count changes the rounding).
     // But with the cores busy, OpenMP threads that wait on each other lose their time

@@ -159,6 +159,9 @@ class Progress {
 void log_info(const std::string& msg);
 void set_quiet(bool quiet);
 bool quiet();
+// No progress, no notes and nothing on stdout from here on, whatever set_quiet says: the
+// workers of a data-parallel run other than rank 0, which compute what rank 0 prints.
+void silence_output();
 
 // Configure LibTorch's intra-op threads (0 = all cores; returns the count) and run
 // the BLAS it calls single-threaded, so that the two thread pools never oversubscribe.

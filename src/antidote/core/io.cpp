@@ -65,9 +65,17 @@ void sync_folder_of(const std::string& path) {
 }
 }  // namespace
 
+namespace {
+bool g_writes_enabled = true;
+}  // namespace
+
+void set_writes_enabled(bool enabled) { g_writes_enabled = enabled; }
+bool writes_enabled() { return g_writes_enabled; }
+
 void write_file_atomic(const std::string& path, const std::string& content) { write_files_atomic({{path, content}}); }
 
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files) {
+  if (!g_writes_enabled) return;
   std::vector<std::string> temps;
   auto discard_temps = [&] {
     for (const auto& t : temps) ::unlink(t.c_str());
@@ -114,6 +122,7 @@ bool file_exists(const std::string& path) {
 }
 
 void make_dirs(const std::string& path) {
+  if (!g_writes_enabled) return;
   std::error_code ec;
   fs::create_directories(path, ec);
   if (ec) fail("cannot create the folder '{}': {}", path, ec.message());

@@ -31,6 +31,10 @@ void write_file_atomic(const std::string& path, const std::string& content);
 // Several files that belong together: every temp file is written and synced before
 // the first rename, so a failed write leaves all previous files as they were.
 void write_files_atomic(const std::vector<std::pair<std::string, std::string>>& files);
+// Off in the workers of a data-parallel run other than rank 0: they compute what rank 0
+// does, and rank 0 alone writes it. While off, the writes above and make_dirs do nothing.
+void set_writes_enabled(bool enabled);
+bool writes_enabled();
 // Removes temp files that an interrupted run left in `dir` (names ending in `.tmp<pid>`
 // whose process is gone). Returns how many it removed.
 int remove_stale_temps(const std::string& dir);

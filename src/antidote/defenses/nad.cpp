@@ -146,7 +146,8 @@ class Nad : public Defense {
                          const std::function<void(int64_t)>& after_epoch) {
     auto dev = student.parameters().front().device();
     Trainer trainer(student.parameters(), o_.train.optimizer, "nad distill");
-    const int64_t per_epoch = steps_per_epoch(clean.size(), o_.train.batch_size);
+    trainer.buffers(student.buffers());
+    const int64_t per_epoch = steps_per_epoch(clean.size(), o_.train.batch_size, trainer.world_size());
     trainer.schedule(o_.train.schedule, o_.train.epochs * per_epoch, std::llround(o_.train.warmup_epochs * per_epoch))
         .clip(o_.train.clip_norm);
     bool images = clean.x.dim() == 4;
@@ -157,7 +158,7 @@ class Nad : public Defense {
       Progress progress(fmt::format("nad distill epoch {}/{}", epoch + 1, o_.train.epochs), clean.size());
       double ce_sum = 0, at_sum = 0;
       int64_t seen = 0;
-      for (const auto& idx : batches.epoch(&rng)) {
+      for (const auto& idx : batches.epoch(&rng, trainer.rank(), trainer.world_size())) {
         auto x = batches.rows(idx);
         if (o_.train.augment && images) x = random_shift(x, 2, rng);
         x = x.to(dev);

@@ -179,14 +179,15 @@ double non_target_training(Classifier& student, Classifier& frozen, const Datase
   student.train();
   const int64_t n = train.size();
   Trainer trainer(student.parameters(), o.opt.cfg, "ntml non-target label training");
-  trainer.schedule(o.opt.schedule, steps_per_epoch(n, o.batch_size) * o.epochs);
+  trainer.buffers(student.buffers())
+      .schedule(o.opt.schedule, steps_per_epoch(n, o.batch_size, trainer.world_size()) * o.epochs);
   Progress progress(label, n * o.epochs);
   const TrainBatches batches(student, train.x, o.batch_size);
   double last = 0;
   for (int64_t epoch = 0; epoch < o.epochs; ++epoch) {
     double sum = 0;
     int64_t count = 0;
-    for (const auto& b : batches.epoch(&rng)) {
+    for (const auto& b : batches.epoch(&rng, trainer.rank(), trainer.world_size())) {
       auto x = batches.rows(b).to(device);
       if (image && o.augment) x = random_shift(x, 2, rng);
       auto target = q.index_select(0, b).to(device);
@@ -236,7 +237,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
       pc.lr = o.probe_lr;
       Trainer probe(head, pc, "ntml linear probe");
       for (int64_t e = 0; e < o.probe_epochs; ++e)
-        for (const auto& b : clean_batches.epoch(&rng)) {
+        for (const auto& b : clean_batches.epoch(&rng, probe.rank(), probe.world_size())) {
           auto [x, y] = batch_of(b);
           probe.step(torch::cross_entropy_loss(student.logits(x), y));
         }
@@ -248,6 +249,8 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   OptimizerConfig tc = o.student_opt.cfg;
   tc.lr = o.teacher_lr;
   Trainer teacher_trainer(teacher.parameters(), tc, "ntml mutual learning (teacher)");
+  student_trainer.buffers(student.buffers());
+  teacher_trainer.buffers(teacher.buffers());
   student_trainer.schedule(o.student_opt.schedule, o.iterations);
   teacher_trainer.schedule(o.student_opt.schedule, o.iterations);
   Progress progress(label, o.iterations, "iterations");
@@ -257,7 +260,7 @@ void mutual_learning(Classifier& student, Classifier& teacher, const Dataset& cl
   std::pair<double, double> l{0, 0};
   for (int64_t it = 0; it < o.iterations; ++it) {
     if (next >= batches.size()) {
-      batches = clean_batches.epoch(&rng);
+      batches = clean_batches.epoch(&rng, student_trainer.rank(), student_trainer.world_size());
       next = 0;
     }
     auto [x, y] = batch_of(batches[next++]);
@@ -324,6 +327,8 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   const bool shifted = is_image(clean.x) && o.augment;
   const int64_t bs = std::min(ml.batch_size, clean.size());
   Trainer trainer(student.parameters(), ml.student_opt.cfg, "ntml consensus distillation");
+  trainer.buffers(student.buffers());
+  const int rank = trainer.rank(), world = trainer.world_size();
   // The KL runs over the other classes only (both distributions renormalised without
   // the suspected one): the consensus rows then teach nothing about that class, not
   // even "not this class" on look-alike rows of the others; what S learns of it comes
@@ -352,8 +357,9 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   Progress progress(label, o.iterations, "iterations");
   double last = 0;
   for (int64_t it = 0; it < o.iterations; ++it) {
-    if (next >= batches.size()) batches = epoch_batches(clean.size(), bs, &rng), next = 0;
-    if (next_u >= u_batches.size()) u_batches = epoch_batches(set.rows.numel(), o.batch_size, &rng), next_u = 0;
+    if (next >= batches.size()) batches = epoch_batches(clean.size(), bs, &rng, rank, world), next = 0;
+    if (next_u >= u_batches.size())
+      u_batches = epoch_batches(set.rows.numel(), o.batch_size, &rng, rank, world), next_u = 0;
     auto b = batches[next++];
     auto x = clean.x.index_select(0, b).to(device);
     if (shifted) x = random_shift(x, 2, rng);

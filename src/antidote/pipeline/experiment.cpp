@@ -648,6 +648,9 @@ class BenchRunner {
   Trained cached_or_trained(const std::string& path, Cell& cell, const Setting& st, uint64_t seed,
                             const std::string& label, const std::string& message, const Cell* monitor = nullptr) {
     const std::string curve_path = path + ".curve.json";
+    // Data-parallel workers look at the cache together, before rank 0 writes anything
+    // new: all of them then train, or all load.
+    process_world().barrier();
     if (!options_.fresh && file_exists(path) && file_exists(path + ".yaml")) {
       try {
         Trained t;
@@ -730,6 +733,7 @@ class BenchRunner {
     const auto what =
         fmt::format("[cell {}/{}] [{} × {} × {}]", cells_done_, cells_total_, st.dcfg.name, acfg.name, def.name);
     auto cell_path = fmt::format("{}/cells/{}.json", options_.out_dir, key_of(dk));
+    process_world().barrier();  // as for the models: every worker sees the same cells
     if (auto rec = finished_cell(cell_path, suspect.floor, what)) {
       doc_["runs"].push_back(*rec);
       return;

@@ -65,16 +65,31 @@ std::vector<int64_t> order_of(int64_t n, Rng* shuffle) {
 }
 }  // namespace
 
-std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank, int world) {
-  if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
-  const std::vector<int64_t> order = order_of(n, shuffle);
-  // Each worker takes every world-th row, so the workers' batches partition the epoch.
+namespace {
+// The rows of `batch` (positions into `order`, [begin, end)) that worker `rank` of
+// `world` takes: every world-th, after trimming the batch to a multiple of `world`.
+std::vector<int64_t> share_of(const std::vector<int64_t>& order, int64_t begin, int64_t end, int rank, int world) {
+  end -= (end - begin) % world;
   std::vector<int64_t> mine;
-  for (int64_t i = rank; i < n; i += world) mine.push_back(order[i]);
+  for (int64_t i = begin + rank; i < end; i += world) mine.push_back(order[static_cast<size_t>(i)]);
+  return mine;
+}
+
+void check_batching(int64_t batch_size, int rank, int world) {
+  if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
+  if (world < 1 || rank < 0 || rank >= world) fail("worker {} of {} does not exist", rank, world);
+  if (batch_size < world)
+    fail("batch_size {} is smaller than the {} workers: each needs a row per step", batch_size, world);
+}
+}  // namespace
+
+std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank, int world) {
+  check_batching(batch_size, rank, world);
+  const std::vector<int64_t> order = order_of(n, shuffle);
   std::vector<torch::Tensor> batches;
-  for (size_t i = 0; i < mine.size(); i += static_cast<size_t>(batch_size)) {
-    size_t end = std::min(mine.size(), i + static_cast<size_t>(batch_size));
-    batches.push_back(torch::tensor(std::vector<int64_t>(mine.begin() + i, mine.begin() + end), torch::kLong));
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    auto mine = share_of(order, begin, std::min(n, begin + batch_size), rank, world);
+    if (!mine.empty()) batches.push_back(torch::tensor(mine, torch::kLong));
   }
   return batches;
 }
@@ -82,25 +97,25 @@ std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shu
 TrainBatches::TrainBatches(const Classifier& model, torch::Tensor x, int64_t batch_size, bool cut, bool group)
     : x_(std::move(x)), lengths_(cut ? model.cuttable_lengths(x_) : torch::Tensor()), batch_size_(batch_size),
       group_(group) {
-  if (batch_size < 1) fail("batch_size must be positive, got {}", batch_size);
+  check_batching(batch_size, 0, 1);
 }
 
 std::vector<torch::Tensor> TrainBatches::epoch(Rng* shuffle, int rank, int world) const {
   const int64_t n = x_.size(0);
   if (!grouped()) return epoch_batches(n, batch_size_, shuffle, rank, world);
+  check_batching(batch_size_, rank, world);
   std::vector<int64_t> order = order_of(n, shuffle);
   const int64_t* len = lengths_.data_ptr<int64_t>();
-  // A step is one batch per worker; the windows and the step order are the same on
-  // every worker (same seed), and each worker takes every world-th row of a step.
-  const int64_t step_rows = batch_size_ * world, window = step_rows * kGroupWindow;
+  // The windows and the order of the batches are the same on every worker (same seed);
+  // each worker takes its share of every batch.
+  const int64_t window = batch_size_ * kGroupWindow;
   for (int64_t w = 0; w < n; w += window)
     std::stable_sort(order.begin() + w, order.begin() + std::min(n, w + window),
                      [len](int64_t a, int64_t b) { return len[a] > len[b]; });
-  const int64_t steps = (n + step_rows - 1) / step_rows;
+  const int64_t steps = (n + batch_size_ - 1) / batch_size_;
   std::vector<torch::Tensor> batches;
   for (int64_t s : order_of(steps, shuffle)) {
-    std::vector<int64_t> mine;
-    for (int64_t i = s * step_rows + rank; i < std::min(n, (s + 1) * step_rows); i += world) mine.push_back(order[i]);
+    auto mine = share_of(order, s * batch_size_, std::min(n, (s + 1) * batch_size_), rank, world);
     if (!mine.empty()) batches.push_back(torch::tensor(mine, torch::kLong));
   }
   return batches;
@@ -136,10 +151,9 @@ double check_finite(const torch::Tensor& loss, const std::string& where) {
 }
 
 Trainer::Trainer(const std::vector<torch::Tensor>& params, const OptimizerConfig& optimizer, std::string label)
-    : params_(params),
-      optimizer_(make_optimizer(params, optimizer)),
-      label_(std::move(label)),
-      base_lr_(optimizer.lr) {}
+    : params_(params), optimizer_(make_optimizer(params, optimizer)), label_(std::move(label)), base_lr_(optimizer.lr) {
+  if (process_world().world_size() > 1) sync(&process_world());
+}
 
 Trainer& Trainer::schedule(const std::string& name, int64_t total_steps, int64_t warmup_steps) {
   schedule_ = name;
@@ -155,6 +169,15 @@ Trainer& Trainer::clip(double max_norm) {
 
 Trainer& Trainer::sync(GradientSync* sync) {
   sync_ = sync;
+  if (sync_) sync_->broadcast(params_);
+  return *this;
+}
+
+Trainer& Trainer::buffers(std::vector<torch::Tensor> buffers) {
+  buffers_.clear();
+  for (auto& b : buffers)
+    if (b.is_floating_point()) buffers_.push_back(std::move(b));
+  if (sync_) sync_->broadcast(buffers_);
   return *this;
 }
 
@@ -166,6 +189,7 @@ void Trainer::finish_step() {
   if (clip_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_norm_);
   if (total_ > 0) set_learning_rate(*optimizer_, scheduled_lr(base_lr_, schedule_, steps_, total_, warmup_));
   optimizer_->step();
+  if (sync_ && !buffers_.empty()) sync_->average(buffers_);
   ++steps_;
 }
 
@@ -187,7 +211,22 @@ void Trainer::step_together(const std::vector<Trainer*>& trainers, const torch::
 }
 
 int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size) {
-  return (rows / world_size + batch_size - 1) / batch_size;
+  const int64_t full = rows / batch_size, rest = rows % batch_size;
+  return full + (rest >= world_size ? 1 : 0);  // a last batch keeps its rows up to a multiple of world_size
+}
+
+namespace {
+// A single process: nothing to combine.
+std::shared_ptr<GradientSync>& world_slot() {
+  static std::shared_ptr<GradientSync> world = std::make_shared<GradientSync>();
+  return world;
+}
+}  // namespace
+
+GradientSync& process_world() { return *world_slot(); }
+
+void set_process_world(std::shared_ptr<GradientSync> world) {
+  world_slot() = world ? std::move(world) : std::make_shared<GradientSync>();
 }
 
 void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& o, Rng& rng,
@@ -195,7 +234,8 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
                       const std::function<bool(int64_t)>& on_step) {
   auto dev = model.parameters().front().device();
   Trainer trainer(model.parameters(), o.optimizer, o.label);
-  trainer.sync(sync).clip(o.clip_norm);
+  if (sync) trainer.sync(sync);
+  trainer.buffers(model.buffers()).clip(o.clip_norm);
   const int64_t per_epoch = steps_per_epoch(data.size(), o.batch_size, trainer.world_size());
   const int64_t total = o.epochs * per_epoch;
   trainer.schedule(o.schedule, total, std::llround(o.warmup_epochs * per_epoch));
@@ -216,7 +256,7 @@ void train_supervised(Classifier& model, const Dataset& data, const TrainOptions
       loss_sum += trainer.step(torch::cross_entropy_loss(logits, y)) * idx.size(0);
       correct += logits.argmax(1).eq(y).sum().item<int64_t>();
       seen += idx.size(0);
-      progress.advance(idx.size(0));
+      progress.advance(idx.size(0) * trainer.world_size());  // every worker's share is this size
       if (on_step && !on_step(trainer.steps())) {
         stop = true;
         break;

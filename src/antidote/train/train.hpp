@@ -46,13 +46,26 @@ struct TrainOptions {
   std::string label = "train";
 };
 
-// Gradient combination across workers; the single-process default does nothing.
+// How the workers of a data-parallel run combine what they computed; the single-process
+// default does nothing. GlooWorld (distributed.hpp) is the multi-process one.
 struct GradientSync {
   virtual ~GradientSync() = default;
+  // Every worker's gradients of `params` replaced by their mean over the workers.
   virtual void sync(const std::vector<torch::Tensor>& params) { (void)params; }
+  // Floating-point tensors replaced by their mean over the workers (batch-norm statistics).
+  virtual void average(const std::vector<torch::Tensor>& tensors) { (void)tensors; }
+  // Tensors replaced by rank 0's.
+  virtual void broadcast(const std::vector<torch::Tensor>& tensors) { (void)tensors; }
+  // Returns once every worker has called it.
+  virtual void barrier() {}
   virtual int rank() const { return 0; }
   virtual int world_size() const { return 1; }
 };
+
+// The workers this process trains with: a single process unless a distributed run set
+// its group at start-up. Every Trainer combines its gradients through it.
+GradientSync& process_world();
+void set_process_world(std::shared_ptr<GradientSync> world);
 
 // The optimizer step that every training in antidote takes: the loss checked finite,
 // gradients zeroed, back-propagated, combined across workers, clipped, the rate set
@@ -67,8 +80,12 @@ class Trainer {
   Trainer& schedule(const std::string& name, int64_t total_steps, int64_t warmup_steps = 0);
   // Clip the gradients' global L2 norm to `max_norm` before each step (0 = never).
   Trainer& clip(double max_norm);
-  // Combine gradients across workers before clipping (null = this process alone).
+  // Combine gradients across workers before clipping (default: process_world(); null =
+  // this process alone). Broadcasts the parameters from rank 0, so the workers start alike.
   Trainer& sync(GradientSync* sync);
+  // The model's buffers (batch-norm statistics), averaged over the workers after each
+  // step (and broadcast from rank 0 now); nothing to do for a single process.
+  Trainer& buffers(std::vector<torch::Tensor> buffers);
 
   // One step on `loss`, its gradient scaled by `scale` (-1 ascends); returns the loss.
   double step(const torch::Tensor& loss, double scale = 1.0);
@@ -89,6 +106,7 @@ class Trainer {
   std::string label_, schedule_ = "constant";
   double base_lr_, clip_norm_ = 0;
   int64_t total_ = 0, warmup_ = 0, steps_ = 0;
+  std::vector<torch::Tensor> buffers_;
   GradientSync* sync_ = nullptr;
 };
 
@@ -126,7 +144,13 @@ void train_keys(OptionTable<C>& t, TrainOptions C::*train) {
   t.add("augment", nested(train, &TrainOptions::augment), "images: random 2-pixel shifts");
 }
 
-// Index batches of one epoch: a seeded permutation (or in order), strided by rank.
+// Index batches of one epoch: a seeded permutation (or in order) cut into batches of
+// `batch_size` rows. With `world` workers a batch is one step of all of them together
+// (the batch size is the global one, whatever the number of workers): worker `rank`
+// takes its every world-th row. So that every worker's share of a step has as many rows
+// (equal weights in the averaged gradient, and per-row random draws that keep the
+// workers' generators in step), a batch's last rows beyond a multiple of `world` are
+// left out of that epoch.
 std::vector<torch::Tensor> epoch_batches(int64_t n, int64_t batch_size, Rng* shuffle, int rank = 0, int world = 1);
 
 // The batches of a training loop over the rows of `x`. For token ids of a model that
@@ -187,7 +211,7 @@ double check_finite(const torch::Tensor& loss, const std::string& where);
 void train_supervised(Classifier& model, const Dataset& data, const TrainOptions& options, Rng& rng,
                       const std::function<void(int64_t)>& on_epoch = {}, GradientSync* sync = nullptr,
                       const std::function<bool(int64_t)>& on_step = {});
-// Optimizer steps of one epoch of train_supervised over `rows` rows.
+// Optimizer steps of one epoch of train_supervised over `rows` rows (global batches).
 int64_t steps_per_epoch(int64_t rows, int64_t batch_size, int world_size = 1);
 
 }  // namespace antidote

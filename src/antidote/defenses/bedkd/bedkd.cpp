@@ -143,6 +143,7 @@ struct BeDKD : Defense {
     auto student = trainable_copy(*suspect);
     student->to(ctx.device);
     Trainer trainer(student->parameters(), OptimizerConfig{c.optimizer, c.akd_lr, 0.0, c.weight_decay}, "bedkd akd");
+    trainer.buffers(student->buffers());
     torch::manual_seed(rng.fork_seed("akd"));
     Rng akd_shuffle(rng.fork_seed("akd-order"));
     // Forked only when used, so that the default recipe's random streams stay as they were.
@@ -155,7 +156,10 @@ struct BeDKD : Defense {
     Progress progress("bedkd akd", c.akd_epochs, "epochs");
     for (int64_t epoch = 0; epoch < c.akd_epochs; ++epoch) {
       EpochLosses l;
-      for (const auto& idx : trust_batches.epoch(c.reshuffle ? &akd_shuffle : nullptr)) {
+      // The trust rows are shared out among data-parallel workers; the punish pass,
+      // a few rows filtered by the student's own predictions, is not.
+      for (const auto& idx :
+           trust_batches.epoch(c.reshuffle ? &akd_shuffle : nullptr, trainer.rank(), trainer.world_size())) {
         auto ib = idx.to(ctx.device);
         auto xb = trust_batches.rows(idx);
         auto loss = kd_loss(student->forward(xb), cached_batch(trust_teacher, ib, xb.size(1)),

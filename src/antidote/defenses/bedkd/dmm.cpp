@@ -157,7 +157,8 @@ class Dmm : public Identifier {
     for (int64_t epoch = 0; epoch < c_.flip_epochs; ++epoch) {
       double sum = 0;
       int64_t seen = 0;
-      for (const auto& idx : flip_batches.epoch(c_.reshuffle ? &flip_shuffle : nullptr)) {
+      for (const auto& idx :
+           flip_batches.epoch(c_.reshuffle ? &flip_shuffle : nullptr, flip_trainer.rank(), flip_trainer.world_size())) {
         auto ib = idx.to(dev);
         auto xb = flip_batches.rows(idx);
         auto loss = kd_loss(mapped->forward(xb), cached_batch(flip_teacher, ib, xb.size(1)),
