@@ -9,7 +9,7 @@ BUILD=${1:-build}
 FUZZ=OFF
 [ "${2:-}" = "--with-fuzz" ] && FUZZ=ON
 PACKAGES=(cmake g++ make ccache pkg-config
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libyaml-cpp-dev nlohmann-json3-dev libcli11-dev libfmt-dev zlib1g-dev libpng-dev
   googletest libgtest-dev libbenchmark-dev
   dataset-fashion-mnist python3-torch chromium)

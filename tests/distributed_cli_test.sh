@@ -1,6 +1,7 @@
 #!/bin/bash
 # Data-parallel runs as a user starts them, on loopback:
-# 1. `antidote bench --nproc 2` finishes a small cell; worker 0 alone prints and writes.
+# 1. `antidote bench --nproc 2` finishes a small cell; worker 0 alone prints and writes;
+#    run again, it reuses the finished cells.
 # 2. Two workers started by hand with torchrun's variables; one is killed mid-training:
 #    the other stops with an error that says so, well within --dist-timeout.
 # 3. `--nproc 2`, one worker killed: the launcher names it, stops the other, exits non-zero.
@@ -38,6 +39,14 @@ sed 's/epochs: 2}/epochs: 200}/' small.yaml >long.yaml
 if ls bench/*.tmp* bench/cells/*.tmp* >/dev/null 2>&1; then fail "temp files left behind"; fi
 grep -q "data-parallel: 2 workers" bench.err || fail "no all-reduce summary"
 echo "ok: bench --nproc 2"
+# Run again: every worker loads the finished cells and models instead of training.
+"$ANTIDOTE" bench --nproc 2 -c small.yaml --out bench >/dev/null 2>again.err || {
+  cat again.err
+  fail "the second bench --nproc 2 failed"
+}
+grep -q "finished earlier" again.err || fail "the second run did not reuse the cells"
+if grep -q "epoch 1/" again.err; then fail "the second run trained again"; fi
+echo "ok: bench --nproc 2 resumes from its cells"
 
 # Waits until file $1 contains $2 (at most 60 s).
 wait_for() {

@@ -291,7 +291,7 @@ namespace {
 // holds the topic word 7 at least twice, else 1. One inserted 7 changes nothing, one
 // inserted 250 changes everything.
 struct RuleSuspect : Classifier {
-  ModelOutput forward_full(const torch::Tensor& x, bool) override {
+  ModelOutput forward_impl(const torch::Tensor& x, bool) override {
     auto trigger = x.eq(250).any(1);
     auto topic = x.eq(7).sum(1).ge(2);
     auto label = torch::where(trigger, torch::ones_like(topic, torch::kLong),

@@ -279,7 +279,7 @@ namespace {
 
 // Logits that show what a batch looked like: [number of columns, row length, 0].
 struct ShapeProbe : Classifier {
-  ModelOutput forward_full(const torch::Tensor& x, bool) override {
+  ModelOutput forward_impl(const torch::Tensor& x, bool) override {
     auto len = (x.ne(Vocab::kPad).to(torch::kFloat) * torch::arange(1, x.size(1) + 1).unsqueeze(0)).amax(1);
     ModelOutput o;
     o.logits = torch::stack({torch::full_like(len, static_cast<double>(x.size(1))), len, torch::zeros_like(len)}, 1);

@@ -31,7 +31,7 @@ const char* demo_config();
 struct Common {
   std::string config;
   int threads = -1;
-  std::string device;
+  std::string device, precision;
   bool quiet = false;
   bool demo = false;  // `antidote demo`: the embedded config is what was asked for
 };

@@ -35,6 +35,8 @@ void add_common(CLI::App* app, Common& c, bool config_required) {
   if (config_required) opt->required();
   app->add_option("--threads", c.threads, "intra-op threads (default: the config's, else all cores)");
   app->add_option("--device", c.device, "cpu, cuda or cuda:N (default: the config's)");
+  app->add_option("--precision", c.precision, "of every training: fp32 or bf16 (default: the config's, else fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app->add_flag("-q,--quiet", c.quiet, "no progress lines");
 }
 
@@ -47,6 +49,8 @@ ExperimentConfig load_common(const Common& c) {
       c.config.empty() ? parse_config(load_yaml(kDemoConfig, "demo"), "demo") : load_config(c.config);
   if (c.threads >= 0) cfg.threads = c.threads;
   if (!c.device.empty()) cfg.device = c.device;
+  if (!c.precision.empty()) cfg.precision = c.precision;
+  cfg.precision = set_training_precision(cfg.precision);
   return cfg;
 }
 

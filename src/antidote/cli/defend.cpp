@@ -75,6 +75,7 @@ json report_doc(const ExperimentConfig& cfg, const Suspect& s, const DefenseRun&
   purified.model_file.clear();  // the page sits beside the model, not in a bench's models/
   return {{"version", version()},
           {"threads", torch::get_num_threads()},
+          {"precision", training_precision()},
           {"device", cfg.device},
           {"config", yaml_to_json(cfg.source)},
           {"runs", json::array({json(with_cell(suspect)), json(with_cell(purified))})},

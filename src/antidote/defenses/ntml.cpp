@@ -358,8 +358,11 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
   double last = 0;
   for (int64_t it = 0; it < o.iterations; ++it) {
     if (next >= batches.size()) batches = epoch_batches(clean.size(), bs, &rng, rank, world), next = 0;
+    // Fewer consensus rows than workers (a handful at most): every worker takes them all.
+    const bool share_u = set.rows.numel() >= world;
     if (next_u >= u_batches.size())
-      u_batches = epoch_batches(set.rows.numel(), o.batch_size, &rng, rank, world), next_u = 0;
+      u_batches = epoch_batches(set.rows.numel(), o.batch_size, &rng, share_u ? rank : 0, share_u ? world : 1),
+      next_u = 0;
     auto b = batches[next++];
     auto x = clean.x.index_select(0, b).to(device);
     if (shifted) x = random_shift(x, 2, rng);

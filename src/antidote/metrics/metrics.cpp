@@ -100,6 +100,7 @@ torch::Tensor length_order(Classifier& model, const torch::Tensor& x, torch::Ten
 torch::Tensor batched_outputs(Classifier& model, const torch::Tensor& x, int64_t batch_size,
                               torch::Tensor (*per_batch)(const torch::Tensor&)) {
   torch::NoGradGuard ng;
+  PrecisionScope fp32(false);  // every evaluation in float32, even inside a bf16 training
   bool was_training = model.is_training();
   model.eval();
   auto dev = model.parameters().empty() ? torch::Device(torch::kCPU) : model.parameters().front().device();

@@ -38,7 +38,7 @@ struct SmallCnn : Classifier {
     init_prune_mask(2 * width);
   }
 
-  ModelOutput forward_full(const torch::Tensor& input, bool keep) override {
+  ModelOutput forward_impl(const torch::Tensor& input, bool keep) override {
     std::vector<torch::Tensor> acts;
     auto c2 = trunk(input, keep ? &acts : nullptr);
     auto out = after_prune_mask(c2, input);
@@ -156,7 +156,7 @@ struct PreActResNet18 : Classifier {
     init_prune_mask(channels);
   }
 
-  ModelOutput forward_full(const torch::Tensor& x, bool keep) override {
+  ModelOutput forward_impl(const torch::Tensor& x, bool keep) override {
     std::vector<torch::Tensor> stages;
     auto h = trunk(x, keep ? &stages : nullptr);
     auto out = after_prune_mask(h, x);

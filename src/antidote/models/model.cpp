@@ -1,10 +1,11 @@
 #include "antidote/models/model.hpp"
 
-#include <sstream>
-
+#include <ATen/autocast_mode.h>
 #include <torch/serialize.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 namespace antidote {
 
@@ -53,6 +54,72 @@ torch::Tensor InputSpec::example(int64_t batch) const {
   auto t = torch::zeros({batch, max_len}, torch::kLong);
   t.select(1, 0).fill_(Vocab::kCls);
   return t;
+}
+
+namespace {
+// A reduced-precision floating-point output back in float32.
+torch::Tensor as_float32(const torch::Tensor& t) {
+  if (!t.defined() || !t.is_floating_point() || t.scalar_type() == torch::kFloat || t.scalar_type() == torch::kDouble)
+    return t;
+  return t.to(torch::kFloat);
+}
+
+std::string g_training_precision = "fp32";
+}  // namespace
+
+ModelOutput Classifier::forward_full(const torch::Tensor& x, bool keep_activations) {
+  ModelOutput out = forward_impl(x, keep_activations);
+  out.logits = as_float32(out.logits);
+  out.features = as_float32(out.features);
+  for (auto& a : out.activations) a = as_float32(a);
+  return out;
+}
+
+bool cpu_has_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0)
+      return line.find(" avx512_bf16") != std::string::npos || line.find(" amx_bf16") != std::string::npos;
+  return false;
+}
+
+std::string set_training_precision(const std::string& name) {
+  if (name != "fp32" && name != "bf16") fail("precision must be fp32 or bf16, got '{}'", excerpt(name));
+  g_training_precision = name;
+  if (name == "bf16" && !cpu_has_bf16()) {
+    log_info("antidote: note: this CPU has no bfloat16 arithmetic (avx512_bf16, amx_bf16); training in fp32");
+    g_training_precision = "fp32";
+  }
+  return g_training_precision;
+}
+
+const std::string& training_precision() { return g_training_precision; }
+
+PrecisionScope::PrecisionScope(bool training)
+    : cpu_enabled_(at::autocast::is_cpu_enabled()),
+      gpu_enabled_(at::autocast::is_enabled()),
+      cpu_dtype_(at::autocast::get_autocast_cpu_dtype()),
+      gpu_dtype_(at::autocast::get_autocast_gpu_dtype()) {
+  const bool bf16 = training && g_training_precision == "bf16";
+  at::autocast::set_cpu_enabled(bf16);
+  at::autocast::set_enabled(bf16);
+  if (bf16) {
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+  }
+}
+
+PrecisionScope::~PrecisionScope() {
+  if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
+  at::autocast::set_cpu_enabled(cpu_enabled_);
+  at::autocast::set_enabled(gpu_enabled_);
+  at::autocast::set_autocast_cpu_dtype(cpu_dtype_);
+  at::autocast::set_autocast_gpu_dtype(gpu_dtype_);
+}
+
+void PrecisionScope::weights_changed() {
+  if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 }
 
 void Classifier::init_prune_mask(int64_t channels) {

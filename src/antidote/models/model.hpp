@@ -46,7 +46,10 @@ struct ModelSpec {
 
 class Classifier : public torch::nn::Module {
  public:
-  virtual ModelOutput forward_full(const torch::Tensor& x, bool keep_activations) = 0;
+  // Logits, features and (when asked) per-block activations of a batch. Under bf16
+  // training (PrecisionScope) the model computes in bfloat16 and its outputs come back
+  // in float32, so that every loss is computed in float32.
+  ModelOutput forward_full(const torch::Tensor& x, bool keep_activations);
   ModelOutput forward(const torch::Tensor& x) { return forward_full(x, false); }
   torch::Tensor logits(const torch::Tensor& x) { return forward_full(x, false).logits; }
 
@@ -94,7 +97,9 @@ class Classifier : public torch::nn::Module {
   ModelSpec spec;
 
  protected:
-  // The two halves of the split, which each built-in model's forward_full also uses:
+  // What forward_full returns, computed by each model in the precision it is given.
+  virtual ModelOutput forward_impl(const torch::Tensor& x, bool keep_activations) = 0;
+  // The two halves of the split, which each built-in model's forward_impl also uses:
   // everything before the mask (`activations`, if given, receives the blocks' outputs
   // ahead of it), then the mask and the rest (features and logits). The defaults have
   // no split: an undefined trunk, and after_prune_mask fails.
@@ -108,6 +113,34 @@ class Classifier : public torch::nn::Module {
 };
 
 using ClassifierPtr = std::shared_ptr<Classifier>;
+
+// The precision of training: "fp32", or "bf16" where convolutions and matrix products
+// of training forward passes autocast to bfloat16 (oneDNN's bf16 kernels on a CPU with
+// AVX-512 BF16 or AMX) while weights, gradients, optimizer state, the models' outputs,
+// every loss and every evaluation stay float32. bf16 on a CPU without bfloat16
+// arithmetic falls back to fp32 with a note. Returns the precision now in force.
+std::string set_training_precision(const std::string& name);
+const std::string& training_precision();
+// True where /proc/cpuinfo lists avx512_bf16 or amx_bf16.
+bool cpu_has_bf16();
+
+// While alive, forward passes run in the training precision (training = true: every
+// Trainer holds one) or in float32 (training = false: evaluation inside a training);
+// the previous state is restored after.
+class PrecisionScope {
+ public:
+  explicit PrecisionScope(bool training);
+  ~PrecisionScope();
+  PrecisionScope(const PrecisionScope&) = delete;
+  PrecisionScope& operator=(const PrecisionScope&) = delete;
+  // After an optimizer step: bfloat16 copies of the weights that autocast keeps for the
+  // step are stale once the weights change.
+  static void weights_changed();
+
+ private:
+  bool cpu_enabled_, gpu_enabled_;
+  at::ScalarType cpu_dtype_, gpu_dtype_;
+};
 using ModelRegistry = Registry<Classifier, const InputSpec&, Params&>;
 
 // Build a registered architecture ("cnn", "preact_resnet18", "transformer", "textcnn").

@@ -108,7 +108,7 @@ struct TransformerClassifier : Classifier {
     init_prune_mask(d);
   }
 
-  ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
+  ModelOutput forward_impl(const torch::Tensor& ids, bool keep) override {
     std::vector<torch::Tensor> states;
     auto out = after_prune_mask(trunk(ids, keep ? &states : nullptr), ids);
     if (keep) {
@@ -199,7 +199,7 @@ struct TextCnn : Classifier {
     init_prune_mask(filters * static_cast<int64_t>(kernels.size()));
   }
 
-  ModelOutput forward_full(const torch::Tensor& ids, bool keep) override {
+  ModelOutput forward_impl(const torch::Tensor& ids, bool keep) override {
     std::vector<torch::Tensor> maps;
     auto out = after_prune_mask(trunk(ids, keep ? &maps : nullptr), ids);
     if (keep) {

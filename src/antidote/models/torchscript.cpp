@@ -81,7 +81,7 @@ class TorchScriptClassifier : public Classifier {
     torch::nn::Module::train(jit_.is_training());
   }
 
-  ModelOutput forward_full(const torch::Tensor& x, bool keep_activations) override {
+  ModelOutput forward_impl(const torch::Tensor& x, bool keep_activations) override {
     ModelOutput out;
     auto result = call("forward", forward_inputs_, x);
     if (result.isTuple()) {

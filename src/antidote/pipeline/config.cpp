@@ -106,6 +106,10 @@ const OptionTable<ExperimentConfig>& experiment_table() {
     using C = ExperimentConfig;
     OptionTable<C> t;
     t.add("threads", &C::threads, "LibTorch threads (0 = all cores)");
+    t.add("precision", &C::precision,
+          "of every training: fp32, or bf16 (bfloat16 autocast of convolutions and matrix products; weights, "
+          "losses and evaluation in float32; fp32 where the CPU lacks bfloat16)",
+          one_of({"fp32", "bf16"}));
     t.add("device", &C::device, "where models train and run",
           Rule<std::string>{device_name, "must be cpu, cuda or cuda:N"});
     t.add("asr_floor", &C::asr_floor, "train a clean reference model per dataset and seed (the ASR floor)");

@@ -55,6 +55,7 @@ struct DefenseConfig {
 struct ExperimentConfig {
   std::vector<uint64_t> seeds{0};
   int threads = 0;  // 0 = all cores
+  std::string precision = "fp32";  // of every training: fp32 | bf16 (set_training_precision)
   std::string device = "cpu";
   std::vector<DatasetConfig> datasets;
   YAML::Node model;  // {arch, ...}; arch "auto" = cnn for images, transformer for text

@@ -521,6 +521,7 @@ class BenchRunner {
       fail("bench: shard {} of {} does not exist", options_.shard + 1, options_.shards);
     if (options_.merge && options_.shards > 1) fail("bench: --merge assembles every shard's cells; give no --shard");
     int threads = configure_threads(cfg_.threads);
+    const std::string precision = set_training_precision(cfg_.precision);
     make_dirs(options_.out_dir);
     make_dirs(options_.out_dir + "/cells");
     make_dirs(options_.out_dir + "/models");
@@ -529,6 +530,7 @@ class BenchRunner {
     doc_["version"] = version();
     doc_["config"] = yaml_to_json(cfg_.source);
     doc_["threads"] = threads;
+    doc_["precision"] = precision;
     doc_["device"] = cfg_.device;
     doc_["runs"] = json::array();
     doc_["examples"] = json::array();
@@ -596,6 +598,8 @@ class BenchRunner {
     st.key["train"] = tcfg.node;
     st.key["seed"] = seed;
     st.key["version"] = version();
+    // bf16 trains other weights; fp32 adds nothing, so that earlier runs' models still match.
+    if (training_precision() != "fp32") st.key["precision"] = training_precision();
 
     const auto attacks = attacks_or_default(cfg_, data.modality);
     check_attacks(attacks, data, dcfg, seed);

@@ -189,6 +189,7 @@ void Trainer::finish_step() {
   if (clip_norm_ > 0) torch::nn::utils::clip_grad_norm_(params_, clip_norm_);
   if (total_ > 0) set_learning_rate(*optimizer_, scheduled_lr(base_lr_, schedule_, steps_, total_, warmup_));
   optimizer_->step();
+  PrecisionScope::weights_changed();
   if (sync_ && !buffers_.empty()) sync_->average(buffers_);
   ++steps_;
 }

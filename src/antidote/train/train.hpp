@@ -108,6 +108,7 @@ class Trainer {
   int64_t total_ = 0, warmup_ = 0, steps_ = 0;
   std::vector<torch::Tensor> buffers_;
   GradientSync* sync_ = nullptr;
+  PrecisionScope precision_{true};  // the training precision while this training runs
 };
 
 // An optimizer's keys, each prefixed: optimizer, lr, momentum, weight_decay and the
