@@ -106,7 +106,7 @@ TEST(ConfigUnknownKeys, TopLevel) {
   // The known keys are the table's scalars and the sections read by hand.
   EXPECT_EQ(parse_error("seed: 1\nepochs: 3\n"),
             "test.yaml: unknown key 'epochs' (known keys: asr_floor, attacks, dataset, datasets, defenses, device, "
-            "eval_batch_size, model, monitor_limit, seed, threads, train)");
+            "eval_batch_size, model, monitor_limit, precision, seed, threads, train)");
   // Reported before the values of the other keys are looked at.
   auto msg = parse_error("dataset: {name: cifar100}\nepochs: 3\n");
   EXPECT_TRUE(contains(msg, "unknown key 'epochs'")) << msg;
@@ -249,7 +249,7 @@ TEST(ConfigDocs, TopLevelDatasetAndTrainKeys) {
   std::vector<std::string> keys;
   for (const auto& d : config_option_docs())
     if (d.key.rfind("train.", 0) != 0) keys.push_back(d.key);
-  EXPECT_EQ(keys, (std::vector<std::string>{"threads", "device", "asr_floor", "eval_batch_size", "monitor_limit",
+  EXPECT_EQ(keys, (std::vector<std::string>{"threads", "precision", "device", "asr_floor", "eval_batch_size", "monitor_limit",
                                             "dataset.name", "dataset.path", "dataset.train_limit", "dataset.test_limit",
                                             "dataset.max_len", "dataset.min_freq", "dataset.num_classes",
                                             "dataset.clean", "dataset.triggered_test"}));
