@@ -7,11 +7,14 @@
 //   train     training-step throughput through train_supervised (small CNN, batch 128,
 //             SGD; Transformer, batch 32, Adam) with analytic FLOPs and % of the matmul peak
 //   eval      predict_probs throughput (eval batch 512)
-//   defenses  seconds and peak RSS of every stage of bedkd, ntml, ft, fp, nad on one
-//             fixed cell per modality (Fashion-MNIST badnets, 20k rows; SST-2 addsent),
-//             through the pipeline API; the cell and the suspect are dumped for the twins
+//   defenses  seconds and peak RSS of every stage of bedkd, ntml, ft, fp, nad on fixed
+//             cells (--cells): image = Fashion-MNIST badnets on the small CNN, 20k rows;
+//             text = SST-2 addsent on the Transformer; preact = Fashion-MNIST badnets on
+//             PreAct-ResNet-18 (width 64) at small stage sizes; through the pipeline API,
+//             at --precision; the cell and the suspect are dumped for the twins
 //
 // Usage: antidote_bench --threads 2 --out DIR [--quick] [--sections train,eval]
+//        antidote_bench --sections defenses --cells preact --precision bf16 --out DIR
 #include <CLI/CLI.hpp>
 #include <dlfcn.h>
 #include <torch/torch.h>
@@ -48,6 +51,7 @@ struct Args {
   int64_t image_train_limit = 20000;
   int64_t test_limit = 2000;
   std::string cells = "image,text";
+  std::string precision = "fp32";
 };
 
 // Which BLAS library the process mapped (reference or OpenBLAS), from /proc/self/maps.
@@ -246,8 +250,17 @@ void dump_tensors(const std::string& path, const std::vector<std::pair<std::stri
 YAML::Node yaml_of(const json& j) { return YAML::Load(j.dump()); }
 
 struct CellPlan {
+  CellPlan(std::string key_, std::string dataset_, std::string path_, std::string attack_, std::string arch_,
+           int64_t target_)
+      : key(std::move(key_)),
+        dataset(std::move(dataset_)),
+        path(std::move(path_)),
+        attack(std::move(attack_)),
+        arch(std::move(arch_)),
+        target(target_) {}
   std::string key, dataset, path, attack, arch;
   int64_t target = 0, train_limit = 0, train_epochs = 1;
+  int64_t test_limit = 0;  // 0: --test-limit
   double poison_rate = 0.1;
   std::vector<std::pair<std::string, json>> defenses;
 };
@@ -262,7 +275,8 @@ json run_cell(const CellPlan& plan, const Args& a) {
   dcfg.name = plan.dataset;
   dcfg.path = plan.path;
   dcfg.train_limit = plan.train_limit;
-  dcfg.test_limit = a.quick ? std::min<int64_t>(a.test_limit, 500) : a.test_limit;
+  dcfg.test_limit = plan.test_limit > 0 ? plan.test_limit : a.test_limit;
+  if (a.quick) dcfg.test_limit = std::min<int64_t>(dcfg.test_limit, 500);
   const uint64_t seed = 0;
   auto data = load_dataset(dcfg, seed);
   AttackConfig acfg;
@@ -312,6 +326,7 @@ json run_cell(const CellPlan& plan, const Args& a) {
     json row;
     row["defense"] = name;
     row["options"] = options;
+    row["resolved"] = run.record.resolved_options;  // every key, defaults resolved: what the twins mirror
     row["seconds"] = total;
     row["clean_samples"] = result.clean_samples;
     row["cacc"] = after.cacc;
@@ -331,6 +346,8 @@ json run_cell(const CellPlan& plan, const Args& a) {
                       {"flip_alpha", d["dmm"]["alpha"]},
                       {"score_over", d["identify"]["score_over"]},
                       {"mask_padding", d["akd"]["mask_padding"]}};
+    } else if (name == "ntml" && d.contains("dmm")) {
+      row["sizes"] = {{"dmm", d["dmm"]}, {"identify", d["identify"]}, {"consensus", d.value("consensus", json())}};
     } else if (name == "fp") {
       row["sizes"] = {{"channels", d["channels"]}, {"pruned", d["pruned"]},
                       {"prune_evaluations", static_cast<int64_t>(d["prune_curve"].size()) - 1}};
@@ -342,6 +359,32 @@ json run_cell(const CellPlan& plan, const Args& a) {
     out["defenses"].push_back(row);
   }
   return out;
+}
+
+// PreAct-ResNet-18 (width 64) on Fashion-MNIST badnets. A training sample costs about
+// 2.7 GFLOP, so every stage runs at a fraction of its default size: the table compares
+// the two implementations stage by stage, not the defenses' efficacy.
+CellPlan preact_plan(const Args& a) {
+  const bool q = a.quick;
+  CellPlan p("fmnist-badnets-preact", "fmnist", a.fmnist, "badnets", "preact_resnet18", 0);
+  p.train_limit = q ? 1000 : 2000;
+  p.test_limit = q ? 200 : 500;
+  p.train_epochs = q ? 1 : 2;
+  p.defenses = {{"bedkd",
+                 {{"flip_epochs", q ? 1 : 3},
+                  {"akd_epochs", 1},
+                  {"flip_per_class", q ? 5 : 20},
+                  {"trust_per_class", q ? 10 : 40}}},
+                {"ntml",
+                 {{"flip_epochs", q ? 1 : 3},
+                  {"nt_epochs", 1},
+                  {"ml_iterations", q ? 4 : 30},
+                  {"consensus_iterations", q ? 4 : 20},
+                  {"control", false}}},
+                {"ft", {{"epochs", q ? 1 : 2}}},
+                {"fp", {{"epochs", q ? 1 : 2}, {"prune_step", 0.05}}},
+                {"nad", {{"teacher_epochs", q ? 1 : 2}, {"epochs", q ? 1 : 2}}}};
+  return p;
 }
 
 }  // namespace
@@ -362,7 +405,8 @@ int main(int argc, char** argv) {
   app.add_option("--sst2", a.sst2, "SST-2 TSV directory");
   app.add_option("--image-train-limit", a.image_train_limit, "Fashion-MNIST training rows of the image cell");
   app.add_option("--test-limit", a.test_limit, "test rows of the cells (monitor evaluations)");
-  app.add_option("--cells", a.cells, "comma list: image,text");
+  app.add_option("--cells", a.cells, "comma list: image,text,preact");
+  app.add_option("--precision", a.precision, "training precision of the defense cells: fp32 or bf16");
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -370,6 +414,7 @@ int main(int argc, char** argv) {
     make_dirs(a.out);
     int threads = configure_threads(a.threads);
     if (a.blas_threads >= 0) set_blas_threads(a.blas_threads);
+    const std::string precision = set_training_precision(a.precision);
     auto has = [&](const std::string& list, const std::string& s) {
       return ("," + list + ",").find("," + s + ",") != std::string::npos;
     };
@@ -385,6 +430,7 @@ int main(int argc, char** argv) {
                       {"load_average_start", load_average()},
                       {"libtorch", TORCH_VERSION}};
     doc["quick"] = a.quick;
+    doc["precision"] = precision;
     auto write = [&] {
       doc["machine"]["load_average_end"] = load_average();
       write_file_atomic(a.out + "/antidote.json", doc.dump(1));
@@ -446,13 +492,7 @@ int main(int argc, char** argv) {
       const bool q = a.quick;
       doc["cells"] = json::array();
       if (has(a.cells, "image")) {
-        CellPlan p;
-        p.key = "fmnist-badnets";
-        p.dataset = "fmnist";
-        p.path = a.fmnist;
-        p.attack = "badnets";
-        p.arch = "cnn";
-        p.target = 0;
+        CellPlan p("fmnist-badnets", "fmnist", a.fmnist, "badnets", "cnn", 0);
         p.train_limit = q ? 2000 : a.image_train_limit;
         p.train_epochs = q ? 1 : 2;
         json bedkd = {{"flip_epochs", q ? 2 : 20}, {"akd_epochs", q ? 1 : 5}};
@@ -472,14 +512,12 @@ int main(int argc, char** argv) {
         doc["cells"].push_back(run_cell(p, a));
         write();
       }
+      if (has(a.cells, "preact")) {
+        doc["cells"].push_back(run_cell(preact_plan(a), a));
+        write();
+      }
       if (has(a.cells, "text")) {
-        CellPlan p;
-        p.key = "sst2-addsent";
-        p.dataset = "sst2";
-        p.path = a.sst2;
-        p.attack = "addsent";
-        p.arch = "transformer";
-        p.target = 1;
+        CellPlan p("sst2-addsent", "sst2", a.sst2, "addsent", "transformer", 1);
         p.train_limit = q ? 1000 : 0;
         p.train_epochs = 1;
         json bedkd = {{"flip_epochs", q ? 2 : 20}, {"akd_epochs", q ? 1 : 5}};

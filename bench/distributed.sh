@@ -62,15 +62,5 @@ section=$WORK/section.md
   echo "The all-reduce share is the seconds worker 0 spent in the gradient all-reduces over the seconds of its training epochs. Per step each worker sends and receives about 2(N−1)/N times the bytes in the last column (a ring all-reduce), so across hosts a step's all-reduce takes about that over the link's rate: docs/distributed.md."
   echo "<!-- distributed: end -->"
 } >"$section"
-if grep -q '<!-- distributed: begin -->' bench/RESULTS.md; then
-  /usr/bin/python3 - "$section" <<'EOF'
-import re, sys
-new = open(sys.argv[1]).read().rstrip("\n")
-text = open("bench/RESULTS.md").read()
-text = re.sub(r"<!-- distributed: begin -->.*<!-- distributed: end -->", lambda _: new, text, flags=re.S)
-open("bench/RESULTS.md", "w").write(text)
-EOF
-else
-  { echo; cat "$section"; } >>bench/RESULTS.md
-fi
+/usr/bin/python3 bench/python/section.py distributed "$section"
 cat "$section"

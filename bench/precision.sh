@@ -62,15 +62,5 @@ section=$WORK/section.md
   row "preact_resnet18 (width 64)" resnet preact_resnet18 2700
   echo "<!-- precision: end -->"
 } >"$section"
-if grep -q '<!-- precision: begin -->' bench/RESULTS.md; then
-  /usr/bin/python3 - "$section" <<'PY'
-import re, sys
-new = open(sys.argv[1]).read().rstrip("\n")
-text = open("bench/RESULTS.md").read()
-text = re.sub(r"<!-- precision: begin -->.*<!-- precision: end -->", lambda _: new, text, flags=re.S)
-open("bench/RESULTS.md", "w").write(text)
-PY
-else
-  { echo; cat "$section"; } >>bench/RESULTS.md
-fi
+/usr/bin/python3 bench/python/section.py precision "$section"
 cat "$section"

@@ -395,9 +395,10 @@ TEST(BeDKD, RejectsUnknownRecipeAndBadOptions) {
   Params pd(d, "bedkd");
   EXPECT_THROW(make_defense("bedkd", pd, setup), Error);
   for (auto [key, value] : {std::pair<const char*, const char*>{"score_over", "first"},
-                             {"vote_by", "median"},
-                             {"punish_mean", "median"},
-                             {"flip_stop_accuracy", "1.5"}}) {
+                            {"vote_by", "median"},
+                            {"punish_mean", "median"},
+                            {"punish_batch_norm", "frozen"},
+                            {"flip_stop_accuracy", "1.5"}}) {
     YAML::Node e;
     e[key] = value;
     Params pe(e, "bedkd");

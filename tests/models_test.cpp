@@ -170,6 +170,50 @@ TEST(ModelsCopy, CloneDeepEqualOutputsIndependentParameters) {
   }
 }
 
+// While alive, a batch-norm network in training mode leaves its running statistics as
+// they were, and normalises with them (kRunning: the evaluation-mode output) or with the
+// batch's (kBatch: the training-mode output); gradients flow, and everything is as before
+// after; a network without batch norm gives exactly its training-mode output.
+TEST(ModelsBatchNorm, KeepRunningStatistics) {
+  using Normalise = KeepRunningStatistics::Normalise;
+  auto resnet = make_model("preact_resnet18", image_spec(3, 1, 8), YAML::Load("{width: 4}"));
+  auto x = image_batch(4);
+  // Running statistics away from (0, 1), so that batch and running statistics differ.
+  torch::NoGradGuard ng;
+  resnet->train();
+  for (int i = 0; i < 3; ++i) resnet->logits(x * 3 + 1);
+  std::vector<torch::Tensor> stats;
+  for (auto& b : resnet->buffers())
+    if (b.is_floating_point()) stats.push_back(b.clone());
+  resnet->eval();
+  auto eval_out = resnet->logits(x);
+  resnet->train();
+  auto copy = resnet->clone_deep();
+  copy->train();
+  auto train_out = copy->logits(x);  // the batch's statistics (and the copy's running ones move)
+  for (auto [with, expected] : {std::pair{Normalise::kRunning, eval_out}, std::pair{Normalise::kBatch, train_out}}) {
+    torch::AutoGradMode grad(true);
+    KeepRunningStatistics keep(*resnet, with);
+    auto out = resnet->logits(x);
+    EXPECT_TRUE(torch::allclose(out, expected, 1e-5, 1e-6));
+    out.sum().backward();
+    EXPECT_TRUE(resnet->parameters().front().grad().defined());
+  }
+  size_t i = 0;
+  for (auto& b : resnet->buffers())
+    if (b.is_floating_point()) EXPECT_TRUE(torch::equal(b, stats[i++])) << "running statistics " << i;
+  for (const auto& m : resnet->modules(false)) EXPECT_TRUE(m->is_training());
+  resnet->logits(x);  // back to updating its running statistics
+  EXPECT_FALSE(torch::equal(resnet->buffers()[0], stats[0]) && torch::equal(resnet->buffers()[1], stats[1]));
+
+  auto cnn = make_model("cnn", image_spec(3, 1, 8), YAML::Load("{}"));
+  cnn->train();
+  auto cnn_out = cnn->logits(x);
+  KeepRunningStatistics none(*cnn, Normalise::kRunning);
+  EXPECT_TRUE(cnn->is_training());
+  EXPECT_TRUE(torch::equal(cnn->logits(x), cnn_out));
+}
+
 TEST(ModelsCopy, CloneKeepsPruneMask) {
   auto m = build(kCases[0]);
   m->eval();

@@ -317,6 +317,8 @@ TEST(NTML, RejectsBadOptions) {
   EXPECT_THROW(make_defense("ntml", unknown, text), Error);
   Params weight(YAML::Load("{anchor_weight: -1}"), "defenses.ntml");
   EXPECT_THROW(make_defense("ntml", weight, text), Error);
+  Params norm(YAML::Load("{anchor_batch_norm: frozen}"), "defenses.ntml");
+  EXPECT_THROW(make_defense("ntml", norm, setup), Error);
 }
 
 // A slice of Fashion-MNIST with BadNets at 10 %: a small suspect learns the

@@ -4,7 +4,7 @@ PreAct-ResNet-18 (the architectures of src/antidote/models/image_models.cpp, lay
 layer) on random 1x28x28 images, in float32 and under torch.cpu.amp.autocast(bfloat16),
 plus float32 and bfloat16 rates of a matmul and of a convolution. Prints one JSON object.
 
-Usage: precision_twin.py --threads N [--steps S] [--resnet-steps R]
+Usage: precision_twin.py --threads N [--steps S] [--resnet-steps R] [--peaks-only]
 """
 import argparse
 import json
@@ -13,11 +13,13 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from preact_block import PreActBlock
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--threads", type=int, default=1)
 ap.add_argument("--steps", type=int, default=40)
 ap.add_argument("--resnet-steps", type=int, default=4)
+ap.add_argument("--peaks-only", action="store_true", help="only the matmul and convolution rates")
 args = ap.parse_args()
 torch.set_num_threads(args.threads)
 
@@ -34,23 +36,6 @@ class SmallCnn(nn.Module):
         h = F.max_pool2d(F.relu(self.conv1(x)), 2)
         h = F.max_pool2d(F.relu(self.conv2(h)), 2)
         return self.fc2(F.relu(self.fc1(h.flatten(1))))
-
-
-class PreActBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(cin)
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.shortcut = nn.Conv2d(cin, cout, 1, stride=stride, bias=False) if stride != 1 or cin != cout else None
-
-    def forward(self, x):
-        o = F.relu(self.bn1(x))
-        sc = self.shortcut(o) if self.shortcut is not None else x
-        o = self.conv1(o)
-        o = self.conv2(F.relu(self.bn2(o)))
-        return o + sc
 
 
 class PreActResNet18(nn.Module):
@@ -116,7 +101,9 @@ torch.manual_seed(0)
 out = {"threads": args.threads,
        "matmul_fp32": matmul_gflops(torch.float32), "matmul_bf16": matmul_gflops(torch.bfloat16),
        "conv_fp32": conv_gflops(False), "conv_bf16": conv_gflops(True)}
-for name, make, steps in [("cnn", SmallCnn, args.steps), ("preact_resnet18", PreActResNet18, args.resnet_steps)]:
+models = [] if args.peaks_only else [("cnn", SmallCnn, args.steps),
+                                      ("preact_resnet18", PreActResNet18, args.resnet_steps)]
+for name, make, steps in models:
     for precision in ["fp32", "bf16"]:
         torch.manual_seed(0)
         out[f"{name}_{precision}"] = train_rate(make(), 128, steps, precision == "bf16")

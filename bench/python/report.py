@@ -11,6 +11,8 @@ import glob
 import json
 import os
 
+import section
+
 ap = argparse.ArgumentParser()
 ap.add_argument("--dir", required=True)
 ap.add_argument("--out", required=True)
@@ -259,6 +261,15 @@ if runs:
                 cells.append(fmt(r and r["samples_per_s"]))
         w(f"| {t} | {b} | " + " | ".join(cells) + " |")
     w("")
+
+# The marked sections other scripts own (bench/distributed.sh, bench/precision.sh,
+# bench/preact.sh) stay as they were.
+try:
+    for block in section.blocks(open(args.out).read()):
+        w("")
+        w(block)
+except FileNotFoundError:
+    pass
 
 with open(args.out + ".tmp", "w") as f:
     f.write("\n".join(lines) + "\n")

@@ -6,8 +6,11 @@ would write it: the same model definitions (SmallCnn and the pre-LN Transformer 
 src/antidote/models/*.cpp, parameter for parameter, so the C++ suspect's state_dict
 loads), the same batch sizes, optimizers, step counts and threads, and the same
 defense loops (BeDKD DMM / identify / AKD, NT-ML NT / ML, FT, FP, NAD) at the sizes
-the C++ run reports in antidote.json. Needs Debian's python3-torch (1.13):
-run with /usr/bin/python3.
+the C++ run reports in antidote.json, at its precision: with bf16 every defense trains
+under torch.cpu.amp.autocast(bfloat16), as antidote trains, and every evaluation runs
+in float32. Each stage also reports the arithmetic it did (forward passes with and
+without gradients, in samples), from which report.py gives the share of the peak.
+Needs Debian's python3-torch (1.13): run with /usr/bin/python3.
 
 Usage: twin.py --in DIR --threads N [--blas-threads M] [--sections ...] [--out FILE]
 """
@@ -34,12 +37,56 @@ os.environ["OPENBLAS_NUM_THREADS"] = str(blas_threads)
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from preact_block import PreActBlock  # noqa: E402
 
 torch.set_num_threads(args.threads)
 PAD, CLS = 0, 2
 SECTIONS = set(args.sections.split(","))
 ref = json.load(open(args.antidote_json or os.path.join(args.indir, "antidote.json")))
 CHANNELS_LAST = False  # set by the CNN training benchmark when it is faster
+BF16 = ref.get("precision", "fp32") == "bf16"
+IMAGE_ARCHS = ("cnn", "preact_resnet18")
+# Samples through a model's forward pass in the current stage, with gradients (a
+# training pass: forward + backward) and without (teacher, evaluation).
+PASSES = {"grad": 0, "nograd": 0}
+
+
+def is_text(arch):
+    return arch not in IMAGE_ARCHS
+
+
+def training_precision():
+    """The autocast of a training stage: bfloat16 when the C++ run trained in it."""
+    return torch.cpu.amp.autocast(enabled=BF16, dtype=torch.bfloat16)
+
+
+class running_batch_norm:
+    """Batch-norm layers on their running statistics (not updated) for a pass over
+    identified rows, as antidote's KeepRunningStatistics (kRunning); the rest as it was."""
+
+    def __init__(self, model):
+        self.layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+
+    def __enter__(self):
+        for m in self.layers:
+            m.eval()
+
+    def __exit__(self, *exc):
+        for m in self.layers:
+            m.train()
+
+
+def float32():
+    """No autocast: evaluations, and the passes antidote runs outside a training."""
+    return torch.cpu.amp.autocast(enabled=False)
+
+
+def float32_outputs(out):
+    """forward_full's outputs in float32, as Classifier::forward_full returns them."""
+    logits, features, acts = out
+    PASSES["grad" if torch.is_grad_enabled() else "nograd"] += logits.shape[0]
+    acts = [a.float() for a in acts] if acts is not None else None
+    return logits.float(), features.float(), acts
 
 
 def now():
@@ -67,10 +114,12 @@ class Stage:
     def __init__(self, name):
         self.name = name
         reset_peak_rss()
+        PASSES["grad"] = PASSES["nograd"] = 0
         self.t0 = now()
 
     def finish(self):
-        return {"name": self.name, "seconds": now() - self.t0, "peak_rss_mb": peak_rss_mb()}
+        return {"name": self.name, "seconds": now() - self.t0, "peak_rss_mb": peak_rss_mb(),
+                "grad_samples": PASSES["grad"], "nograd_samples": PASSES["nograd"]}
 
 
 # ---- models (exact twins of src/antidote/models) ------------------------------------------
@@ -94,7 +143,7 @@ class SmallCnn(nn.Module):
             a2 = a2 * self.prune_mask.view(1, -1, 1, 1)
         h = F.max_pool2d(a2, 2)
         features = F.relu(self.fc1(h.flatten(1)))
-        return self.fc2(features), features, ([a1, a2] if keep else None)
+        return float32_outputs((self.fc2(features), features, ([a1, a2] if keep else None)))
 
     def forward(self, x):
         return self.forward_full(x)[0]
@@ -156,13 +205,49 @@ class Transformer(nn.Module):
             acts[-1] = h
         keepm = (~pad).to(h.dtype).unsqueeze(-1)
         logits = self.head((h * keepm).sum(1) / keepm.sum(1).clamp_min(1.0))
-        return logits, h, (acts if keep else None)
+        return float32_outputs((logits, h, (acts if keep else None)))
 
     def forward(self, ids):
         return self.forward_full(ids)[0]
 
 
+class PreActResNet18(nn.Module):
+    """Blocks named layer{stage}_{block}; activations: the outputs of stages 1-3 and the
+    masked output of stage 4 (the prunable channels)."""
+
+    def __init__(self, channels=1, num_classes=10, width=64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+        self.names, cin = [], width
+        for s, w in enumerate([width, 2 * width, 4 * width, 8 * width]):
+            for b in range(2):
+                setattr(self, f"layer{s + 1}_{b}", PreActBlock(cin, w, 2 if (b == 0 and s > 0) else 1))
+                self.names.append(f"layer{s + 1}_{b}")
+                cin = w
+        self.bn = nn.BatchNorm2d(cin)
+        self.fc = nn.Linear(cin, num_classes)
+        self.register_buffer("prune_mask", torch.ones(cin))
+        self.pruned = False
+
+    def forward_full(self, x, keep=False):
+        h, acts = self.conv1(x), []
+        for i, name in enumerate(self.names):
+            h = getattr(self, name)(h)
+            if i % 2 == 1 and i < len(self.names) - 1:
+                acts.append(h)
+        if self.pruned:
+            h = h * self.prune_mask.view(1, -1, 1, 1)
+        acts.append(h)
+        features = F.adaptive_avg_pool2d(F.relu(self.bn(h)), 1).flatten(1)
+        return float32_outputs((self.fc(features), features, acts if keep else None))
+
+    def forward(self, x):
+        return self.forward_full(x)[0]
+
+
 def make_model(arch, spec):
+    if arch == "preact_resnet18":
+        return PreActResNet18(num_classes=spec.get("num_classes", 10))
     if arch == "cnn":
         m = SmallCnn(num_classes=spec.get("num_classes", 10))
         if CHANNELS_LAST:
@@ -187,10 +272,23 @@ def load_copy(arch, spec, state):
 # ---- the shared loops ---------------------------------------------------------------------
 def make_optimizer(params, name, lr, momentum=0.9, weight_decay=0.0):
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(name)
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    elif name == "adam":
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    else:
+        raise ValueError(name)
+    step = opt.step
+
+    def step_then_recast(*a, **k):
+        # Autocast keeps its bfloat16 copies of the weights until the outermost autocast
+        # region ends, and a defense runs inside one: after a step they are stale (as
+        # antidote's Trainer does after every step).
+        out = step(*a, **k)
+        torch.clear_autocast_cache()
+        return out
+
+    opt.step = step_then_recast
+    return opt
 
 
 def set_lr(opt, lr):
@@ -218,7 +316,7 @@ def check_finite(loss, where):
 
 
 def train_supervised(model, x, y, epochs, batch, opt_name, lr, momentum, weight_decay, schedule="cosine",
-                     augment=False, gen=None):
+                     augment=False, gen=None, after_epoch=None):
     opt = make_optimizer(model.parameters(), opt_name, lr, momentum, weight_decay)
     n = x.shape[0]
     total = epochs * ((n + batch - 1) // batch)
@@ -237,7 +335,8 @@ def train_supervised(model, x, y, epochs, batch, opt_name, lr, momentum, weight_
                 xb = random_shift(xb, 2, gen)
             yb = y[idx]
             opt.zero_grad(set_to_none=True)
-            logits = model(xb)
+            with training_precision():
+                logits = model(xb)
             loss = F.cross_entropy(logits, yb)
             check_finite(loss, "train")
             loss.backward()
@@ -245,6 +344,8 @@ def train_supervised(model, x, y, epochs, batch, opt_name, lr, momentum, weight_
             step += 1
             loss_sum += loss.item() * len(idx)
             correct += (logits.argmax(1) == yb).sum().item()
+        if after_epoch is not None:
+            after_epoch(model)
     return model
 
 
@@ -260,13 +361,23 @@ def cut_padding(xb):
 def predict_probs(model, x, batch=512):
     was = model.training
     model.eval()
-    out = [torch.softmax(model(cut_padding(x[i:i + batch])), 1) for i in range(0, x.shape[0], batch)]
+    with float32():  # every evaluation in float32
+        out = [torch.softmax(model(cut_padding(x[i:i + batch])), 1) for i in range(0, x.shape[0], batch)]
     model.train(was)
     return torch.cat(out)
 
 
 def accuracy(probs, y):
     return (probs.argmax(1) == y).double().mean().item() if len(y) else 0.0
+
+
+def monitor(cell, target):
+    """The per-epoch monitor of the C++ defenses (the report's trajectory): an evaluation
+    on the test sets, then back to training."""
+    def run(model):
+        evaluate(model, cell, target)
+        model.train()
+    return run
 
 
 def evaluate(model, cell, target):
@@ -398,66 +509,82 @@ def ft_options(text, opts, epochs_image, epochs_text):
                 weight_decay=0.0 if text else 5e-4, schedule="cosine", augment=not text)
 
 
-def run_bedkd(cell, arch, spec, state, row, target, gen):
-    text = arch != "cnn"
-    o = row["options"]
-    sizes = row["sizes"]
+def kd_loss(s_out, t_out, y, T, alpha=0.3, x=None, mask_padding=False):
+    """BeDKD's distillation loss: α·CE + (1-α)·(KL + feature MSE)."""
+    ce = F.cross_entropy(s_out[0], y)
+    kl = kl_teacher_student(t_out[0], s_out[0], T)
+    if mask_padding and x is not None:  # the MSE over real tokens
+        m = (x != PAD).to(s_out[1].dtype).unsqueeze(-1)
+        mse = ((s_out[1] - t_out[1]).pow(2) * m).sum() / (m.sum() * s_out[1].shape[2]).clamp_min(1.0)
+    else:
+        mse = (s_out[1] - t_out[1]).pow(2).mean()
+    return alpha * ce + (1 - alpha) * (kl + mse)
+
+
+def train_mapping(cell, arch, spec, state, teacher, n_rows, epochs, lr, alpha, gen, after_epoch=None):
+    """The directional mapping: a copy of the suspect trained (Adam, batch 16) to send
+    n_rows balanced clean rows to the next label, distilling the frozen suspect."""
     K = spec["num_classes"]
-    flip_epochs, akd_epochs = o.get("flip_epochs", 20), o.get("akd_epochs", 50)
-    stages = []
-    teacher = freeze(load_copy(arch, spec, state))
-
-    mask_padding = text and sizes.get("mask_padding", False)  # as the C++ run reports it
-
-    def kd(s_out, t_out, y, T, alpha=0.3, x=None):
-        ce = F.cross_entropy(s_out[0], y)
-        kl = kl_teacher_student(t_out[0], s_out[0], T)
-        if mask_padding and x is not None:  # the MSE over real tokens
-            m = (x != PAD).to(s_out[1].dtype).unsqueeze(-1)
-            mse = ((s_out[1] - t_out[1]).pow(2) * m).sum() / (m.sum() * s_out[1].shape[2]).clamp_min(1.0)
-        else:
-            mse = (s_out[1] - t_out[1]).pow(2).mean()
-        return alpha * ce + (1 - alpha) * (kl + mse)
-
-    st = Stage("dmm")
-    rows = balanced_clean(cell, 0, gen, per_class=sizes["flip_rows"] // K)
+    rows = balanced_clean(cell, 0, gen, per_class=n_rows // K)
     rows = rows[torch.randperm(len(rows), generator=gen)]
     fx, fy = cell["clean_x"][rows], (cell["clean_y"][rows] + 1) % K
     mapped = trainable(load_copy(arch, spec, state))
-    # The C++ run's mapping: its learning rate, loss weight and epoch count; with
-    # score_over "epochs" the training rows are ranked after every epoch.
-    flip_lr, flip_alpha = sizes.get("flip_lr", 1e-3), sizes.get("flip_alpha", 0.3)
-    flip_epochs = sizes.get("flip_epochs_run", flip_epochs)
-    per_epoch_ranks = sizes.get("score_over", "last") == "epochs"
-    scoring = 0.0  # seconds spent scoring training rows: counted as identification, as in C++
-    t0 = now()
-    pb = predict_probs(teacher, cell["train_x"]) if per_epoch_ranks else None
-    scoring += now() - t0
-    rank_sum = torch.zeros(len(cell["train_y"]))
-    opt = torch.optim.Adam(mapped.parameters(), lr=flip_lr)
-    for _ in range(flip_epochs):
+    opt = make_optimizer(mapped.parameters(), "adam", lr)
+    for _ in range(epochs):
         for i in range(0, len(fy), 16):
             xb, yb = fx[i:i + 16], fy[i:i + 16]
-            if flip_alpha >= 1:  # cross-entropy alone: no teacher pass, and padding can be cut
+            if alpha >= 1:  # cross-entropy alone: no teacher pass, and padding can be cut
                 loss = F.cross_entropy(mapped(cut_padding(xb)), yb)
             else:
                 with torch.no_grad():
                     t_out = teacher.forward_full(xb)
-                loss = kd(mapped.forward_full(xb), t_out, yb, 1.5, flip_alpha)
+                loss = kd_loss(mapped.forward_full(xb), t_out, yb, 1.5, alpha)
             check_finite(loss, "dmm")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss.item()
-        if per_epoch_ranks:
-            t0 = now()
-            moved = (pb - predict_probs(mapped, cell["train_x"])).abs().mean(1)
-            rank_sum[torch.argsort(moved, stable=True)] += torch.arange(len(moved), dtype=torch.float)
-            mapped.train()
-            scoring += now() - t0
-    flip_acc = accuracy(predict_probs(mapped, fx), fy)
+        if after_epoch is not None:
+            after_epoch(mapped)
+    return mapped, accuracy(predict_probs(mapped, fx), fy)
+
+
+def run_bedkd(cell, arch, spec, state, row, target, gen):
+    text = is_text(arch)
+    o = row["options"]
+    sizes = row["sizes"]
+    flip_epochs, akd_epochs = o.get("flip_epochs", 20), o.get("akd_epochs", 50)
+    stages = []
+    teacher = freeze(load_copy(arch, spec, state))
+    mask_padding = text and sizes.get("mask_padding", False)  # as the C++ run reports it
+
+    def kd(s_out, t_out, y, T, alpha=0.3, x=None):
+        return kd_loss(s_out, t_out, y, T, alpha, x, mask_padding)
+
+    st = Stage("dmm")
+    # The C++ run's mapping: its learning rate, loss weight and epoch count; with
+    # score_over "epochs" the training rows are ranked after every epoch.
+    flip_epochs = sizes.get("flip_epochs_run", flip_epochs)
+    per_epoch_ranks = sizes.get("score_over", "last") == "epochs"
+    scoring = [0.0]  # seconds spent scoring training rows: counted as identification, as in C++
+    t0 = now()
+    pb = predict_probs(teacher, cell["train_x"]) if per_epoch_ranks else None
+    scoring[0] += now() - t0
+    rank_sum = torch.zeros(len(cell["train_y"]))
+
+    def rank(mapped):
+        t0 = now()
+        moved = (pb - predict_probs(mapped, cell["train_x"])).abs().mean(1)
+        rank_sum[torch.argsort(moved, stable=True)] += torch.arange(len(moved), dtype=torch.float)
+        mapped.train()
+        scoring[0] += now() - t0
+
+    mapped, flip_acc = train_mapping(cell, arch, spec, state, teacher, sizes["flip_rows"], flip_epochs,
+                                     sizes.get("flip_lr", 1e-3), sizes.get("flip_alpha", 0.3), gen,
+                                     rank if per_epoch_ranks else None)
     stages.append(st.finish())
-    stages[-1]["seconds"] -= scoring
+    stages[-1]["seconds"] -= scoring[0]
+    scoring = scoring[0]
 
     st = Stage("identify")
     train_y = cell["train_y"]
@@ -486,12 +613,12 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
 
     st = Stage("akd")
     rows = balanced_clean(cell, 0, gen, offset_per_class=o.get("flip_per_class", 80),
-                          per_class=sizes["trust_rows"] // K)
+                          per_class=sizes["trust_rows"] // spec["num_classes"])
     rows = rows[torch.randperm(len(rows), generator=gen)]
     tx, ty = cell["clean_x"][rows], cell["clean_y"][rows]
     px, py = cell["train_x"][order], cell["train_y"][order]
     student = trainable(load_copy(arch, spec, state))
-    opt = torch.optim.Adam(student.parameters(), lr=3e-4)
+    opt = make_optimizer(student.parameters(), "adam", 3e-4)
     per_epoch = sizes.get("punish_per_epoch", 0)
     stop, floor = sizes.get("punish_stop", "none"), sizes.get("punish_floor", 0.0)
     for _ in range(akd_epochs):
@@ -525,7 +652,8 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
                 if len(still) == 0:
                     continue
                 xb, yb = xb[still], yb[still]
-            s_out = student.forward_full(xb)
+            with running_batch_norm(student):
+                s_out = student.forward_full(xb)
             with torch.no_grad():
                 t_out = teacher.forward_full(xb)
             loss = kd(s_out, t_out, yb, 2.5, x=xb)
@@ -540,36 +668,118 @@ def run_bedkd(cell, arch, spec, state, row, target, gen):
     return freeze(student), stages, {"flip_accuracy": flip_acc}
 
 
+def select_flagged(scores, pred, labels, threshold, kept, cap=1024):
+    """identify.cpp's selection: rows scored below the threshold, lowest first, at most
+    `cap`; those whose label the suspect predicts; the label most of them carry; at most
+    `kept` of them (as many as the C++ run kept)."""
+    order = torch.argsort(scores.double(), stable=True)
+    order = order[scores[order] < threshold][:cap]
+    order = order[pred[order] == labels[order]]
+    if len(order) == 0:
+        return order, -1
+    counts = torch.bincount(labels[order])
+    best = int(counts.argmax())
+    keep = order[labels[order] == best] if counts[best] >= 0.5 * len(order) else order[:0]
+    return keep[:kept], best
+
+
+def ntml_anchor(cell, arch, spec, state, f0, row, stages, gen):
+    """NT-ML's identification stage as the C++ run reports it (the directional mapping's
+    flagged rows) and the anchor it gives ML: those rows with the uniform distribution
+    off the voted target, or with f_0's non-target labels."""
+    sizes, r = row.get("sizes") or {}, row["resolved"]
+    if "dmm" not in sizes:
+        return None
+    d, ident = sizes["dmm"], sizes["identify"]
+    st = Stage("dmm")
+    mapped, _ = train_mapping(cell, arch, spec, state, f0, d["rows"], d["epochs"], d["lr"], d["alpha"], gen)
+    stages.append(st.finish())
+    st = Stage("identify")
+    x, y = cell["train_x"], cell["train_y"]
+    pb = predict_probs(f0, x)
+    scores = (pb - predict_probs(mapped, x)).abs().mean(1)
+    flagged, label = select_flagged(scores, pb.argmax(1), y, ident.get("threshold", 0.003), ident["kept"])
+    stages.append(st.finish())
+    if len(flagged) == 0:
+        return None
+    ax = x[flagged]
+    if r["anchor_labels"] == "uniform":
+        q = torch.full((len(flagged), spec["num_classes"]), 1.0 / (spec["num_classes"] - 1))
+        q[:, label] = 0.0
+    else:
+        q = non_target_labels(f0, ax)
+    return ax, q
+
+
+@torch.no_grad()
+@float32()
+def non_target_labels(f0, x, batch=512):
+    """f_0's distribution over the classes other than its top-1 (computed before any training)."""
+    q = []
+    for i in range(0, len(x), batch):
+        z = f0(cut_padding(x[i:i + batch]))
+        q.append(torch.softmax(z.scatter(1, z.argmax(1, keepdim=True), float("-inf")), 1))
+    return torch.cat(q)
+
+
+class AnchorCycle:
+    """The anchor's rows, batch_size at a time, cycled on a stream of their own."""
+
+    def __init__(self, anchor, r):
+        self.anchor, self.batch, self.weight = anchor, r["anchor_batch_size"], r["anchor_weight"]
+        self.gen = torch.Generator().manual_seed(5)
+        self.order, self.next = [], 0
+
+    def loss(self, student):
+        if self.anchor is None or self.weight <= 0:
+            return 0.0
+        if self.next >= len(self.order):
+            perm = torch.randperm(len(self.anchor[1]), generator=self.gen)
+            self.order, self.next = [perm[i:i + self.batch] for i in range(0, len(perm), self.batch)], 0
+        b = self.order[self.next]
+        self.next += 1
+        x, q = self.anchor[0][b], self.anchor[1][b]
+        with running_batch_norm(student):
+            z = student(cut_padding(x))
+        return self.weight * -(q * torch.log_softmax(z, 1)).sum(1).mean()
+
+
+def cycled_batches(n, batch, gen):
+    """An endless stream of batches: a fresh permutation of n rows after each pass."""
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            yield perm[i:i + batch]
+
+
 def run_ntml(cell, arch, spec, state, row, target, gen):
-    text = arch != "cnn"
-    o = row["options"]
+    r = row["resolved"]  # every key of the C++ run, defaults resolved
+    image = not is_text(arch)
     stages = []
     clean_rows = balanced_clean(cell, row["clean_samples"], gen)
     cx, cy = cell["train_x"][clean_rows], cell["clean_y"][clean_rows]
     f0 = freeze(load_copy(arch, spec, state))
+    anchor = ntml_anchor(cell, arch, spec, state, f0, row, stages, gen)
+
+    def shifted(x, on):
+        return random_shift(x, 2, gen) if image and on else x
 
     st = Stage("nt")
     student = trainable(load_copy(arch, spec, state))
-    with torch.no_grad():  # non-target labels of f0 over the training set
-        q = []
-        for i in range(0, len(cell["train_x"]), 512):
-            z = f0(cell["train_x"][i:i + 512])
-            q.append(torch.softmax(z.scatter(1, z.argmax(1, keepdim=True), float("-inf")), 1))
-        q = torch.cat(q)
-    epochs, B = o.get("nt_epochs", 4), (32 if text else 128)
-    opt = make_optimizer(student.parameters(), "adam" if text else "sgd", 1e-4 if text else 0.01, 0.9,
-                         0.0 if text else 5e-4)
-    base_lr = opt.param_groups[0]["lr"]
-    n = len(q)
-    total, step = epochs * ((n + B - 1) // B), 0
-    for _ in range(epochs):
+    q = non_target_labels(f0, cell["train_x"])
+    opt = make_optimizer(student.parameters(), r["nt_optimizer"], r["nt_lr"], r["nt_momentum"], r["nt_weight_decay"])
+    B, n = r["nt_batch_size"], len(q)
+    total, step = r["nt_epochs"] * ((n + B - 1) // B), 0
+    for _ in range(r["nt_epochs"]):
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n, B):
             b = perm[i:i + B]
-            set_lr(opt, cosine_lr(base_lr, step, total))
+            if r["nt_schedule"] == "cosine":
+                set_lr(opt, cosine_lr(r["nt_lr"], step, total))
             step += 1
+            x = shifted(cut_padding(cell["train_x"][b]), r["nt_augment"])
             opt.zero_grad(set_to_none=True)
-            loss = -(q[b] * torch.log_softmax(student(cut_padding(cell["train_x"][b])), 1)).sum(1).mean()
+            loss = -(q[b] * torch.log_softmax(student(x), 1)).sum(1).mean()
             check_finite(loss, "nt")
             loss.backward()
             opt.step()
@@ -581,88 +791,90 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
         evaluate(m, cell, target)
         m.train()
     st = Stage("ml")
-    iters, B = o.get("ml_iterations", 1000), min(32 if text else 64, len(cy))
-    lr = 1e-4 if text else 0.01
-    mk = (lambda m: make_optimizer(m.parameters(), "adam", lr)) if text else \
-        (lambda m: make_optimizer(m.parameters(), "sgd", lr, 0.9, 5e-4))
-    opt_s, opt_t = mk(student), mk(teacher)
-    batches, nxt = [], 0
-    for it in range(iters):
-        if nxt >= len(batches):
-            perm = torch.randperm(len(cy), generator=gen)
-            batches, nxt = [perm[i:i + B] for i in range(0, len(cy), B)], 0
-        b = batches[nxt]
-        nxt += 1
-        x, y = cut_padding(cx[b]), cy[b]
-        alpha_t = 0.0 if it < 100 else 0.5
+
+    def mk(m, lr):
+        return make_optimizer(m.parameters(), r["ml_optimizer"], lr, r["ml_momentum"], r["ml_weight_decay"])
+
+    opt_s, opt_t = mk(student, r["ml_lr"]), mk(teacher, r["ml_teacher_lr"])
+    T2 = r["temperature"] ** 2
+    batches, anchor_ml = cycled_batches(len(cy), min(r["ml_batch_size"], len(cy)), gen), AnchorCycle(anchor, r)
+    for it in range(r["ml_iterations"]):
+        b = next(batches)
+        x, y = shifted(cut_padding(cx[b]), r["ml_augment"]), cy[b]
+        alpha_t = 0.0 if it < r["warmup"] else r["alpha_t"]
         opt_s.zero_grad(set_to_none=True)
         opt_t.zero_grad(set_to_none=True)
         zs, zt = student(x), teacher(x)
-        ls = F.cross_entropy(zs, y) + kl_teacher_student(zt.detach(), zs, 1.0)
+        ls = F.cross_entropy(zs, y) + r["alpha_s"] * T2 * kl_teacher_student(zt.detach(), zs, r["temperature"])
+        ls = ls + anchor_ml.loss(student)
         lt = F.cross_entropy(zt, y)
         if alpha_t:
-            lt = lt + alpha_t * kl_teacher_student(zs.detach(), zt, 1.0)
+            lt = lt + alpha_t * T2 * kl_teacher_student(zs.detach(), zt, r["temperature"])
         check_finite(ls, "ml student")
         check_finite(lt, "ml teacher")
         (ls + lt).backward()
         opt_s.step()
         opt_t.step()
         ls.item(), lt.item()
+        if (it + 1) % max(1, r["ml_iterations"] // 10) == 0:  # the trajectory's checkpoints
+            monitor(cell, target)(student)
     stages.append(st.finish())
     for m in (teacher, student):  # the monitor rows "after ML"
         evaluate(m, cell, target)
         m.train()
-    if o.get("consensus_iterations", 0 if text else 2000) > 0:
-        stages.append(consensus(cell, student, teacher, cx, cy, o, text, mk, gen))
+    if r["consensus_iterations"] > 0:
+        distilled = f0 if r["consensus_teacher"] == "suspect" else teacher
+        stages.append(consensus(cell, student, distilled, cx, cy, r, AnchorCycle(anchor, r), gen))
         evaluate(student, cell, target)  # the monitor row "after consensus"
         student.train()
     return freeze(student), stages, {}
 
 
-def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
-    """Consensus distillation after ML (ntml.cpp): S distils T on the training rows
-    where both agree, leaving out the suspected target class (skipped unless that
-    class's T-not-S count is at least twice the runner-up's); the output is the
-    exponential moving average of S's weights."""
+def consensus(cell, student, teacher, cx, cy, r, anchor, gen):
+    """Consensus distillation after ML (ntml.cpp): S distils the teacher on the training
+    rows where both agree, leaving out the suspected target class (skipped unless that
+    class's T-not-S count is at least min_ratio times the runner-up's), with the anchor;
+    the output is the exponential moving average of S's weights."""
     st = Stage("consensus")
-    iters = o["consensus_iterations"] if "consensus_iterations" in o else (0 if text else 2000)
-    w = o.get("consensus_weight", 1.0 if text else 8.0)
-    UB = o.get("consensus_batch_size", 32 if text else 256)
     pt, ps = predict_probs(teacher, cell["train_x"]), predict_probs(student, cell["train_x"])
     s_top, t_top = ps.argmax(1), pt.argmax(1)
     agree = s_top == t_top
     parted = torch.bincount(t_top[~agree], minlength=pt.shape[1])
     counts, classes = parted.topk(2)
-    if counts[0].item() == 0 or counts[0].item() < 2.0 * counts[1].item():
+    if counts[0].item() == 0 or counts[0].item() < r["consensus_min_ratio"] * counts[1].item():
         return st.finish()
     suspected = classes[0].item()
     rows = (agree & (t_top != suspected)).nonzero().squeeze(1)
-    logp = pt[rows].clamp_min(1e-30).log()
+    if len(rows) == 0:
+        return st.finish()
     keep = torch.tensor([k for k in range(pt.shape[1]) if k != suspected])
-    opt = mk(student)
-    decay = o.get("consensus_ema", 0.995)
+    t_rows = pt[rows].clamp_min(1e-30).log()[:, keep]
+    shift = not is_text_tensor(cx) and r["consensus_augment"]
+    t_clean = None if shift else predict_probs(teacher, cx).clamp_min(1e-30).log()
+    opt = make_optimizer(student.parameters(), r["ml_optimizer"], r["ml_lr"], r["ml_momentum"], r["ml_weight_decay"])
+    decay = r["consensus_ema"]
     params = list(student.parameters())
     average = [p.detach().clone() for p in params] if decay > 0 else None
-    teacher.eval()
+    T, T2, w = r["temperature"], r["temperature"] ** 2, r["consensus_weight"]
+    Tc = r["consensus_temperature"]
     student.train()
-    B = min(32 if text else 64, len(cy))
-    batches, nxt, ubatches, unxt = [], 0, [], 0
-    for _ in range(iters):
-        if nxt >= len(batches):
-            perm = torch.randperm(len(cy), generator=gen)
-            batches, nxt = [perm[i:i + B] for i in range(0, len(cy), B)], 0
-        if unxt >= len(ubatches):
-            perm = torch.randperm(len(rows), generator=gen)
-            ubatches, unxt = [perm[i:i + UB] for i in range(0, len(rows), UB)], 0
-        b, ub = batches[nxt], ubatches[unxt]
-        nxt, unxt = nxt + 1, unxt + 1
+    batches = cycled_batches(len(cy), min(r["ml_batch_size"], len(cy)), gen)
+    ubatches = cycled_batches(len(rows), r["consensus_batch_size"], gen)
+    for _ in range(r["consensus_iterations"]):
+        b, ub = next(batches), next(ubatches)
         x, y = cx[b], cy[b]
-        with torch.no_grad():
-            zt = teacher(x)
+        if shift:
+            x = random_shift(x, 2, gen)
+            with torch.no_grad():
+                teacher.eval()
+                zt = teacher(x)
+        else:
+            zt = t_clean[b]
         opt.zero_grad(set_to_none=True)
         zs = student(x)
-        loss = F.cross_entropy(zs, y) + kl_teacher_student(zt, zs, 1.0) + \
-            w * kl_teacher_student(logp[ub][:, keep], student(cell["train_x"][rows[ub]])[:, keep], 1.0)
+        loss = F.cross_entropy(zs, y) + r["alpha_s"] * T2 * kl_teacher_student(zt, zs, T) + \
+            w * Tc * Tc * kl_teacher_student(t_rows[ub], student(cell["train_x"][rows[ub]])[:, keep], Tc)
+        loss = loss + anchor.loss(student)
         check_finite(loss, "consensus")
         loss.backward()
         opt.step()
@@ -675,24 +887,29 @@ def consensus(cell, student, teacher, cx, cy, o, text, mk, gen):
         with torch.no_grad():
             for p, a in zip(params, average):
                 p.copy_(a)
-    teacher.train()
     return st.finish()
 
 
+def is_text_tensor(x):
+    return x.dtype == torch.long
+
+
 def run_ft(cell, arch, spec, state, row, target, gen):
-    text = arch != "cnn"
+    text = is_text(arch)
     rows = balanced_clean(cell, row["clean_samples"], gen)
     cx, cy = cell["clean_x"][rows], cell["clean_y"][rows]
     st = Stage("finetune")
     model = trainable(load_copy(arch, spec, state))
     clean_fit(model, cx, cy)
-    train_supervised(model, cx, cy, gen=gen, **ft_options(text, row["options"], 20, 10))
+    train_supervised(model, cx, cy, gen=gen, after_epoch=monitor(cell, target),
+                     **ft_options(text, row["options"], 20, 10))
     clean_fit(model, cx, cy)
     model.eval()
     return freeze(model), [st.finish()], {}
 
 
 @torch.no_grad()
+@float32()
 def channel_means(model, x, text, batch=256):
     model.eval()
     s, count = None, 0.0
@@ -711,7 +928,7 @@ def channel_means(model, x, text, batch=256):
 
 
 def run_fp(cell, arch, spec, state, row, target, gen):
-    text = arch != "cnn"
+    text = is_text(arch)
     sizes = row["sizes"]
     rows = balanced_clean(cell, row["clean_samples"], gen)
     cx, cy = cell["clean_x"][rows], cell["clean_y"][rows]
@@ -740,7 +957,8 @@ def run_fp(cell, arch, spec, state, row, target, gen):
     stages.append(st.finish())
     st = Stage("finetune")
     model.train()
-    train_supervised(model, cx, cy, gen=gen, **ft_options(text, row["options"], 20, 10))
+    train_supervised(model, cx, cy, gen=gen, after_epoch=monitor(cell, target),
+                     **ft_options(text, row["options"], 20, 10))
     clean_fit(model, cx, cy)
     stages.append(st.finish())
     return freeze(model), stages, {"pruned": accepted}
@@ -754,7 +972,7 @@ def attention_map(a, ch, mask):
 
 
 def run_nad(cell, arch, spec, state, row, target, gen):
-    text = arch != "cnn"
+    text = is_text(arch)
     o = row["options"]
     rows = balanced_clean(cell, row["clean_samples"], gen)
     cx, cy = cell["clean_x"][rows], cell["clean_y"][rows]
@@ -773,7 +991,6 @@ def run_nad(cell, arch, spec, state, row, target, gen):
     opt = make_optimizer(student.parameters(), opts["opt_name"], opts["lr"], opts["momentum"], opts["weight_decay"])
     B, n = opts["batch"], len(cy)
     total, step = opts["epochs"] * ((n + B - 1) // B), 0
-    betas = [1000.0, 1000.0]  # the last two of (500, 1000, 1000): both models expose two blocks
     ch = 2 if text else 1
     for _ in range(opts["epochs"]):
         perm = torch.randperm(n, generator=gen)
@@ -789,10 +1006,11 @@ def run_nad(cell, arch, spec, state, row, target, gen):
                 t_acts = teacher.forward_full(x, keep=True)[2]
             opt.zero_grad(set_to_none=True)
             logits, _, s_acts = student.forward_full(x, keep=True)
+            betas = [500.0, 1000.0, 1000.0][-len(s_acts):]  # the last weight, the last block
             ce = F.cross_entropy(logits, y)
             mask = (x != PAD) if text else None
             at = sum(b * (attention_map(s, ch, mask) - attention_map(t, ch, mask)).pow(2).mean()
-                     for b, s, t in zip(betas, s_acts, t_acts))
+                     for b, s, t in zip(betas, s_acts[-len(betas):], t_acts[-len(betas):]))
             if text:  # the mean over the full width, as an uncut batch gives (padding adds 0)
                 at = at * (x.shape[1] / cx.shape[1])
             loss = ce + at
@@ -800,6 +1018,7 @@ def run_nad(cell, arch, spec, state, row, target, gen):
             loss.backward()
             opt.step()
             ce.item(), at.item()
+        monitor(cell, target)(student)
     clean_fit(student, cx, cy)
     student.eval()
     stages.append(st.finish())
@@ -807,7 +1026,7 @@ def run_nad(cell, arch, spec, state, row, target, gen):
 
 
 TWINS = {"bedkd": run_bedkd, "ntml": run_ntml, "ft": run_ft, "fp": run_fp, "nad": run_nad}
-TARGETS = {"fmnist-badnets": 0, "sst2-addsent": 1}
+TARGETS = {"fmnist-badnets": 0, "fmnist-badnets-preact": 0, "sst2-addsent": 1}
 
 
 def run_cells():
@@ -816,7 +1035,7 @@ def run_cells():
         arch = c["arch"]
         cell = torch.load(c["dump"])
         cell = {k: v for k, v in cell.items()}
-        if arch == "cnn":
+        if not is_text(arch):
             spec = {"num_classes": c["input"]["num_classes"]}
         else:
             spec = dict(c["input"])
@@ -829,7 +1048,8 @@ def run_cells():
             gen = torch.Generator().manual_seed(11)
             torch.manual_seed(11)
             t0 = now()
-            model, stages, extra = TWINS[row["defense"]](cell, arch, spec, state, row, target, gen)
+            with training_precision():  # evaluations inside switch it off
+                model, stages, extra = TWINS[row["defense"]](cell, arch, spec, state, row, target, gen)
             total = now() - t0
             ev = evaluate(model, cell, target)
             msg = " ".join(f"{s['name']} {s['seconds']:.2f}s {s['peak_rss_mb']:.0f}MB" for s in stages)

@@ -65,6 +65,13 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
   return l;
 }
 
+torch::Tensor anchor_loss(Classifier& student, const AnchorBatch& anchor) {
+  std::optional<KeepRunningStatistics> keep;
+  if (anchor.batch_norm == "batch") keep.emplace(student, KeepRunningStatistics::Normalise::kBatch);
+  if (anchor.batch_norm == "running") keep.emplace(student, KeepRunningStatistics::Normalise::kRunning);
+  return anchor.weight * soft_cross_entropy(student.logits(anchor.x), anchor.q);
+}
+
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
                                       Trainer* teacher_trainer, const torch::Tensor& x, const torch::Tensor& y,
                                       double temperature, double alpha_student, double alpha_teacher,
@@ -72,8 +79,7 @@ std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, 
   auto zs = student.logits(x);
   auto zt = teacher.logits(x);
   auto l = mutual_losses(zs, zt, y, temperature, alpha_student, alpha_teacher);
-  if (anchor && anchor->weight > 0)
-    l.student = l.student + anchor->weight * soft_cross_entropy(student.logits(anchor->x), anchor->q);
+  if (anchor && anchor->weight > 0) l.student = l.student + anchor_loss(student, *anchor);
   const double student_loss = check_finite(l.student, "ntml mutual learning (student loss)");
   const double teacher_loss = check_finite(l.teacher, "ntml mutual learning (teacher loss)");
   // The peers are detached inside the losses, so one backward of the sum sends
@@ -160,7 +166,8 @@ class AnchorCycle {
       next_ = 0;
     }
     const auto& rows = order_[next_++];
-    return {batches_->rows(rows).to(device), anchor_.q.index_select(0, rows).to(device), anchor_.weight};
+    return {batches_->rows(rows).to(device), anchor_.q.index_select(0, rows).to(device), anchor_.weight,
+            anchor_.batch_norm};
   }
 
  private:
@@ -380,10 +387,7 @@ ConsensusSet consensus_distillation(Classifier& student, Classifier& teacher, co
                 o.weight * o.temperature * o.temperature *
                     kl_teacher_student(teacher_logits.index_select(0, ub.to(device)),
                                        without_suspected(student.logits(xu)), o.temperature);
-    if (anchor_cycle.active()) {
-      auto ab = anchor_cycle.next(device);
-      loss = loss + ab.weight * soft_cross_entropy(student.logits(ab.x), ab.q);
-    }
+    if (anchor_cycle.active()) loss = loss + anchor_loss(student, anchor_cycle.next(device));
     last = trainer.step(loss);
     if (average) average->update();
     progress.advance(1, fmt::format("loss {:.4f}", last));
@@ -412,6 +416,7 @@ struct NtmlOptions {
   std::string identify = "none";
   double anchor_weight = 1.0;
   int64_t anchor_batch_size = 32;
+  std::string anchor_batch_norm = "batch";
   bool consensus_anchor = true;  // the anchor also holds in the consensus phase
   // What S is held to on the anchored rows: f_0's non-target labels (non_target), or
   // the uniform distribution over every class but the identified target (uniform).
@@ -532,6 +537,10 @@ const OptionTable<Opts>& table() {
     t.add("identify", &Opts::identify, "the identification method whose rows anchor ML (none = no anchor)");
     t.add("anchor_weight", &Opts::anchor_weight, "weight of the anchor's soft cross-entropy", at_least(0.0));
     t.add("anchor_batch_size", &Opts::anchor_batch_size, "batch of the anchor rows", positive<int64_t>());
+    t.add("anchor_batch_norm", &Opts::anchor_batch_norm,
+          "batch norm on an anchor batch: update (as on any batch), batch (its statistics, the running ones left to "
+          "the clean batches) or running",
+          one_of({"update", "batch", "running"}));
     t.add("consensus_anchor", &Opts::consensus_anchor, "the anchor also holds in the consensus phase");
     t.add("anchor_labels", &Opts::anchor_labels,
           "the anchor's targets: f_0's non-target labels, or uniform over the classes but the identified target",
@@ -779,6 +788,7 @@ class NtmlDefense : public Defense {
     }
     anchor.weight = o_.anchor_weight;
     anchor.batch_size = o_.anchor_batch_size;
+    anchor.batch_norm = o_.anchor_batch_norm;
     anchor.seed = anchor_seed;
     return anchor;
   }

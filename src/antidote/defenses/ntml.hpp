@@ -37,7 +37,10 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 struct AnchorBatch {
   torch::Tensor x, q;
   double weight = 0;
+  std::string batch_norm = "update";  // see MlAnchor
 };
+// weight · soft-CE(S(x), q) over an anchor batch.
+torch::Tensor anchor_loss(Classifier& student, const AnchorBatch& anchor);
 std::pair<double, double> mutual_step(Classifier& student, Classifier& teacher, Trainer* student_trainer,
                                       Trainer* teacher_trainer, const torch::Tensor& x, const torch::Tensor& y,
                                       double temperature, double alpha_student, double alpha_teacher,
@@ -90,6 +93,10 @@ struct MlAnchor {
   double weight = 0;
   int64_t batch_size = 32;
   uint64_t seed = 0;  // the stream that orders its rows (apart from the clean batches')
+  // S's batch-norm layers on an anchor batch (all identified, likely triggered rows):
+  // update (as on any training batch), batch (the batch's statistics, the running ones
+  // kept for the clean batches) or running (normalised with the running statistics).
+  std::string batch_norm = "update";
   bool active() const { return weight > 0 && x.defined() && x.size(0) > 0; }
 };
 // Deep mutual learning of `student` and `teacher` (both updated in place) on `clean`.

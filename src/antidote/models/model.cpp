@@ -122,6 +122,40 @@ void PrecisionScope::weights_changed() {
   if (at::autocast::is_cpu_enabled() || at::autocast::is_enabled()) at::autocast::clear_cache();
 }
 
+namespace {
+// The momentum option of a batch-norm layer, or null for any other module.
+c10::optional<double>* batch_norm_momentum(torch::nn::Module& m) {
+  if (auto* b = m.as<torch::nn::BatchNorm1d>()) return &b->options.momentum();
+  if (auto* b = m.as<torch::nn::BatchNorm2d>()) return &b->options.momentum();
+  if (auto* b = m.as<torch::nn::BatchNorm3d>()) return &b->options.momentum();
+  return nullptr;
+}
+}  // namespace
+
+KeepRunningStatistics::KeepRunningStatistics(torch::nn::Module& model, Normalise with) {
+  for (const auto& m : model.modules(/*include_self=*/false)) {
+    auto* momentum = batch_norm_momentum(*m);
+    if (!momentum || !m->is_training()) continue;
+    if (with == Normalise::kRunning) {
+      m->eval();
+      layers_.push_back({m, nullptr, {}});
+    } else {
+      // A momentum of 0 keeps the running statistics as they are: r ← (1 − 0)·r + 0·batch.
+      layers_.push_back({m, momentum, *momentum});
+      *momentum = 0.0;
+    }
+  }
+}
+
+KeepRunningStatistics::~KeepRunningStatistics() {
+  for (auto& l : layers_) {
+    if (l.momentum)
+      *l.momentum = l.saved;
+    else
+      l.module->train();
+  }
+}
+
 void Classifier::init_prune_mask(int64_t channels) {
   prune_mask_ = register_buffer("prune_mask", torch::ones({channels}));
 }

@@ -141,6 +141,31 @@ class PrecisionScope {
   bool cpu_enabled_, gpu_enabled_;
   at::ScalarType cpu_dtype_, gpu_dtype_;
 };
+
+// While alive, the batch-norm layers of a model in training mode leave their running
+// statistics unchanged and normalise with them (kRunning, as in evaluation) or with the
+// batch's own (kBatch, as in training); the rest of the model trains as it was. For the
+// passes over a handful of identified (likely triggered) rows that BeDKD punishes and
+// NT-ML anchors: a batch made only of such rows would otherwise drag the running
+// statistics, which every later evaluation uses, toward triggered inputs. A model
+// without batch norm is untouched.
+class KeepRunningStatistics {
+ public:
+  enum class Normalise { kRunning, kBatch };
+  KeepRunningStatistics(torch::nn::Module& model, Normalise with);
+  ~KeepRunningStatistics();
+  KeepRunningStatistics(const KeepRunningStatistics&) = delete;
+  KeepRunningStatistics& operator=(const KeepRunningStatistics&) = delete;
+
+ private:
+  struct Layer {
+    std::shared_ptr<torch::nn::Module> module;
+    c10::optional<double>* momentum;  // kBatch: the layer's momentum option, 0 while alive
+    c10::optional<double> saved;
+  };
+  std::vector<Layer> layers_;
+};
+
 using ModelRegistry = Registry<Classifier, const InputSpec&, Params&>;
 
 // Build a registered architecture ("cnn", "preact_resnet18", "transformer", "textcnn").

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <optional>
 
 #include "antidote/defenses/defense.hpp"
 #include "antidote/train/losses.hpp"
@@ -206,7 +207,12 @@ struct BeDKD : Defense {
         yb = yb.index_select(0, still);
       }
       const double share = punish_share(c.punish_mean, xb.size(0), drawn_rows);
-      auto sout = student.forward(xb);
+      ModelOutput sout;
+      {
+        std::optional<KeepRunningStatistics> keep;  // a batch of punished rows sets no statistics
+        if (c.punish_batch_norm == "running") keep.emplace(student, KeepRunningStatistics::Normalise::kRunning);
+        sout = student.forward(xb);
+      }
       if (c.punish_loss == "uniform") {
         auto loss = soft_cross_entropy(sout.logits, uniform_except(yb, sout.logits.size(1)));
         l.punish_sum += trainer.step(loss, c.punish_weight * share) * xb.size(0);

@@ -168,6 +168,9 @@ const OptionTable<Config>& table() {
     t.add("punish_loss", &Config::punish_loss,
           "ascent: gradient ascent on L_KD; uniform: descent towards every class but the row's label, equally",
           one_of({"ascent", "uniform"}));
+    t.add("punish_batch_norm", &Config::punish_batch_norm,
+          "batch-norm statistics of the punish passes: the student's running ones (left unchanged) or the batch's",
+          one_of({"running", "batch"}));
     t.add("punish_mean", &Config::punish_mean, "a punish batch's loss averaged over the rows still punished or drawn",
           one_of({"still", "drawn"}));
     return t;

@@ -68,6 +68,13 @@ struct Config {
   // cross-entropy to the uniform distribution over every class but the row's label,
   // which pulls the rows off the target without handing them all to one wrong class.
   std::string punish_loss = "ascent";
+  // running: the student's batch-norm layers normalise the punish batches with their
+  // running statistics and leave them unchanged; batch: with the
+  // batch's own, as in training. A punish batch holds only identified (likely triggered)
+  // rows; normalised on its own it also drags the running statistics, which every later
+  // evaluation uses, toward triggered inputs. No effect on a model without batch norm.
+  // (KeepRunningStatistics)
+  std::string punish_batch_norm = "running";
 };
 
 // The options as the config and command line give them: `recipe` (auto: tuned for the
