@@ -824,13 +824,14 @@ def run_ntml(cell, arch, spec, state, row, target, gen):
         m.train()
     if r["consensus_iterations"] > 0:
         distilled = f0 if r["consensus_teacher"] == "suspect" else teacher
-        stages.append(consensus(cell, student, distilled, cx, cy, r, AnchorCycle(anchor, r), gen))
+        shift = image and r["consensus_augment"]
+        stages.append(consensus(cell, student, distilled, cx, cy, r, AnchorCycle(anchor, r), shift, gen))
         evaluate(student, cell, target)  # the monitor row "after consensus"
         student.train()
     return freeze(student), stages, {}
 
 
-def consensus(cell, student, teacher, cx, cy, r, anchor, gen):
+def consensus(cell, student, teacher, cx, cy, r, anchor, shift, gen):
     """Consensus distillation after ML (ntml.cpp): S distils the teacher on the training
     rows where both agree, leaving out the suspected target class (skipped unless that
     class's T-not-S count is at least min_ratio times the runner-up's), with the anchor;
@@ -849,7 +850,6 @@ def consensus(cell, student, teacher, cx, cy, r, anchor, gen):
         return st.finish()
     keep = torch.tensor([k for k in range(pt.shape[1]) if k != suspected])
     t_rows = pt[rows].clamp_min(1e-30).log()[:, keep]
-    shift = not is_text_tensor(cx) and r["consensus_augment"]
     t_clean = None if shift else predict_probs(teacher, cx).clamp_min(1e-30).log()
     opt = make_optimizer(student.parameters(), r["ml_optimizer"], r["ml_lr"], r["ml_momentum"], r["ml_weight_decay"])
     decay = r["consensus_ema"]
@@ -888,10 +888,6 @@ def consensus(cell, student, teacher, cx, cy, r, anchor, gen):
             for p, a in zip(params, average):
                 p.copy_(a)
     return st.finish()
-
-
-def is_text_tensor(x):
-    return x.dtype == torch.long
 
 
 def run_ft(cell, arch, spec, state, row, target, gen):

@@ -67,8 +67,7 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 
 torch::Tensor anchor_loss(Classifier& student, const AnchorBatch& anchor) {
   std::optional<KeepRunningStatistics> keep;
-  if (anchor.batch_norm == "batch") keep.emplace(student, KeepRunningStatistics::Normalise::kBatch);
-  if (anchor.batch_norm == "running") keep.emplace(student, KeepRunningStatistics::Normalise::kRunning);
+  if (anchor.keep_running) keep.emplace(student, *anchor.keep_running);
   return anchor.weight * soft_cross_entropy(student.logits(anchor.x), anchor.q);
 }
 
@@ -158,6 +157,8 @@ class AnchorCycle {
  public:
   AnchorCycle(const Classifier& student, const MlAnchor& anchor) : anchor_(anchor), rng_(anchor.seed) {
     if (anchor.active()) batches_.emplace(student, anchor.x, std::min(anchor.batch_size, anchor.x.size(0)));
+    if (anchor.batch_norm == "batch") keep_running_ = KeepRunningStatistics::Normalise::kBatch;
+    if (anchor.batch_norm == "running") keep_running_ = KeepRunningStatistics::Normalise::kRunning;
   }
   bool active() const { return batches_.has_value(); }
   AnchorBatch next(torch::Device device) {
@@ -166,12 +167,12 @@ class AnchorCycle {
       next_ = 0;
     }
     const auto& rows = order_[next_++];
-    return {batches_->rows(rows).to(device), anchor_.q.index_select(0, rows).to(device), anchor_.weight,
-            anchor_.batch_norm};
+    return {batches_->rows(rows).to(device), anchor_.q.index_select(0, rows).to(device), anchor_.weight, keep_running_};
   }
 
  private:
   const MlAnchor& anchor_;
+  std::optional<KeepRunningStatistics::Normalise> keep_running_;  // from anchor_.batch_norm, once
   Rng rng_;
   std::optional<TrainBatches> batches_;
   std::vector<torch::Tensor> order_;

@@ -6,6 +6,8 @@
 
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "antidote/data/data.hpp"
 #include "antidote/models/model.hpp"
 #include "antidote/train/train.hpp"
@@ -37,7 +39,9 @@ MutualLosses mutual_losses(const torch::Tensor& student_logits, const torch::Ten
 struct AnchorBatch {
   torch::Tensor x, q;
   double weight = 0;
-  std::string batch_norm = "update";  // see MlAnchor
+  // S's batch-norm layers on this batch: as on any batch (none), or keeping their running
+  // statistics and normalising with the batch's or with them (see MlAnchor::batch_norm).
+  std::optional<KeepRunningStatistics::Normalise> keep_running;
 };
 // weight · soft-CE(S(x), q) over an anchor batch.
 torch::Tensor anchor_loss(Classifier& student, const AnchorBatch& anchor);
